@@ -1,0 +1,3 @@
+from drumbeat.cli import main
+
+main()

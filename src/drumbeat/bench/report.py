@@ -1,0 +1,71 @@
+"""Write a benchmark's figures into its own section of BENCHMARKS.md, replacing the last run."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Figure:
+    what: str
+    value: float
+    unit: str
+    floor: float | None = None  # the raw floor's figure, same unit
+    target: str = ""
+
+    def ratio(self) -> str:
+        return f"{self.value / self.floor:.2f}×" if self.floor else ""
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def markdown(name: str, command: str, figures: list[Figure], notes: str = "") -> str:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"<!-- bench:{name} -->",
+        f"### `{name}`",
+        "",
+        f"Command: `{command}`  ",
+        f"Run: {stamp}, Python {platform.python_version()}, {platform.machine()}, {_cores()} cores",
+        "",
+        "| what | Drumbeat | raw floor | Drumbeat / floor | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for f in figures:
+        floor = f"{f.floor:,.2f} {f.unit}" if f.floor is not None else "—"
+        lines.append(f"| {f.what} | {f.value:,.2f} {f.unit} | {floor} | {f.ratio()} | {f.target} |")
+    if notes:
+        lines += ["", notes]
+    lines.append(f"<!-- /bench:{name} -->")
+    return "\n".join(lines)
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace the section of `name` in `path` (or append it), leaving the rest as it was."""
+    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        current = head + text + tail
+    else:
+        current = current.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(current, encoding="utf-8")
+
+
+def command_line() -> str:
+    return "drumbeat " + " ".join(sys.argv[1:])

@@ -1,0 +1,60 @@
+"""The Typer application: global options, then one sub-command module per area."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from drumbeat.cli import audience, bench, data, demo
+from drumbeat.cli.context import State
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Drumbeat: campaigns that stay cheap from a thousand users to millions.",
+)
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Store of record [env DRUMBEAT_DATABASE_URL, default sqlite:///./drumbeat.db]"
+        ),
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis for the user cache [env DRUMBEAT_REDIS_URL]")
+    ] = None,
+    broker_url: Annotated[
+        str | None, typer.Option(help="Celery broker [env DRUMBEAT_BROKER_URL]")
+    ] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(help="Workspace to act on [env DRUMBEAT_WORKSPACE, default 'default']"),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Users per batch and per bulk call [env DRUMBEAT_BATCH_SIZE, default 1000]"
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = State(
+        database_url=database_url,
+        redis_url=redis_url,
+        broker_url=broker_url,
+        workspace=workspace,
+        batch_size=batch_size,
+    )
+
+
+app.add_typer(data.import_app, name="import")
+app.add_typer(data.attributes_app, name="attributes")
+app.add_typer(data.db_app, name="db")
+app.add_typer(audience.app, name="audience")
+app.command("demo")(demo.demo)
+app.add_typer(bench.app, name="bench")

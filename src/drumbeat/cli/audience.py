@@ -1,0 +1,48 @@
+"""`drumbeat audience count|sample RULE_FILE`: preview who a rule selects, by SQL pushdown."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drumbeat.cli.context import state
+from drumbeat.cli.output import console, print_rows
+from drumbeat.model.attributes import format_timestamp
+
+app = typer.Typer(no_args_is_help=True, help="Preview an audience rule against the store.")
+RuleArg = Annotated[Path, typer.Argument(help="A YAML or JSON file holding one rule")]
+
+
+@app.command("count")
+def count(ctx: typer.Context, rule: RuleArg) -> None:
+    """How many users the rule selects now."""
+    client = state(ctx).client()
+    start = time.perf_counter()
+    total = client.audience_count(rule)
+    console.print(f"{total:,} users match {rule} ({time.perf_counter() - start:.3f} s)")
+
+
+@app.command("sample")
+def sample(
+    ctx: typer.Context,
+    rule: RuleArg,
+    n: Annotated[int, typer.Option("-n", min=1, help="How many users")] = 10,
+    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+) -> None:
+    """The first N matching users (by id), with their attributes."""
+    client = state(ctx).client()
+    types = client.store.attribute_types(client.ws)
+    rows = []
+    for user in client.audience_sample(rule, n):
+        shown = {
+            name: format_timestamp(value)
+            if types.get(name) == "timestamp" and isinstance(value, int | float)
+            else value
+            for name, value in sorted(user.attributes.items())
+        }
+        created = format_timestamp(user.created_at) if user.created_at is not None else None
+        rows.append((user.user_id, user.email, created, shown))
+    print_rows(("user_id", "email", "created_at", "attributes"), rows, fmt)

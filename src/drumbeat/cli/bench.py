@@ -1,0 +1,65 @@
+"""`drumbeat bench …`: the benchmarks, with figures written to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drumbeat.bench import report
+from drumbeat.cli.context import state
+from drumbeat.cli.output import console, table
+
+app = typer.Typer(no_args_is_help=True, help="Measure Drumbeat against raw floors.")
+
+UsersOpt = Annotated[int, typer.Option(min=100, help="How many synthetic users")]
+PostgresOpt = Annotated[
+    str | None,
+    typer.Option(help="A PostgreSQL database the benchmark may fill (also measured when given)"),
+]
+WriteOpt = Annotated[
+    Path | None, typer.Option(help="Write the figures into this Markdown file (e.g. BENCHMARKS.md)")
+]
+
+
+def show(name: str, figures: list[report.Figure], write: Path | None) -> None:
+    rows = [
+        (
+            f.what,
+            f"{f.value:,.2f} {f.unit}",
+            f"{f.floor:,.2f} {f.unit}" if f.floor is not None else "—",
+            f.ratio(),
+            f.target,
+        )
+        for f in figures
+    ]
+    console.print(table(name, ("what", "Drumbeat", "raw floor", "ratio", "target"), rows))
+    if write is not None:
+        report.write_section(write, name, report.markdown(name, report.command_line(), figures))
+        console.print(f"written to {write}")
+
+
+@app.command("store")
+def store(
+    ctx: typer.Context,
+    users: UsersOpt = 1_000_000,
+    seed: int = 7,
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """Import rate, peak memory and audience count on SQLite (and PostgreSQL if given)."""
+    import tempfile
+
+    from drumbeat.bench.store import run
+
+    batch_size = state(ctx).settings().batch_size
+    figures = []
+    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
+        figures += run(f"sqlite:///{folder}/bench.db", users, seed, batch_size, Path(folder))
+    if postgres:
+        figures += run(postgres, users, seed, batch_size)
+    show("store", figures, write)

@@ -1,0 +1,127 @@
+"""`drumbeat import …`, `drumbeat attributes …`, `drumbeat db …`: getting data in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from drumbeat.cli.context import state
+from drumbeat.cli.output import console, console_err, print_rows
+from drumbeat.ingest.files import Kind
+from drumbeat.ingest.importer import import_file
+
+import_app = typer.Typer(no_args_is_help=True, help="Import users or events from JSONL or CSV.")
+attributes_app = typer.Typer(no_args_is_help=True, help="Attribute types of the workspace.")
+db_app = typer.Typer(no_args_is_help=True, help="The store of record's schema.")
+
+FileArg = Annotated[Path, typer.Argument(help="A .jsonl or .csv file", exists=False)]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="jsonl or csv (default: suffix)")]
+SkipOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-invalid", help="Import the good lines; write the bad ones to a rejects file"
+    ),
+]
+RejectsOpt = Annotated[
+    Path | None, typer.Option(help="Where --skip-invalid writes bad lines (default: FILE.rejects)")
+]
+
+
+def _import(
+    ctx: typer.Context,
+    path: Path,
+    kind: Kind,
+    fmt: str | None,
+    skip_invalid: bool,
+    rejects: Path | None,
+) -> None:
+    client = state(ctx).client()
+    size = path.stat().st_size if path.is_file() else 0
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console_err, transient=True) as progress:
+        task = progress.add_task(f"importing {kind}", total=size)
+        report = import_file(
+            client.store,
+            client.ws,
+            path,
+            kind,
+            now=client.clock(),
+            fmt=fmt,
+            skip_invalid=skip_invalid,
+            rejects_path=rejects,
+            progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"imported {report.imported:,} {kind} from {path} "
+        f"({report.written:,} rows written or changed)"
+    )
+    if report.rejected:
+        console_err.print(
+            f"[yellow]skipped {report.rejected:,} bad lines, written to {report.rejects_path}:[/]"
+        )
+        for problem in report.problems[:50]:
+            console_err.print(f"  {problem}", markup=False)
+
+
+@import_app.command("users")
+def import_users(
+    ctx: typer.Context,
+    path: FileArg,
+    fmt: FormatOpt = None,
+    skip_invalid: SkipOpt = False,
+    rejects: RejectsOpt = None,
+) -> None:
+    """Import identify calls: {"user_id": …, "traits": {…}} a line, or CSV with a user_id column."""
+    _import(ctx, path, "users", fmt, skip_invalid, rejects)
+
+
+@import_app.command("events")
+def import_events(
+    ctx: typer.Context,
+    path: FileArg,
+    fmt: FormatOpt = None,
+    skip_invalid: SkipOpt = False,
+    rejects: RejectsOpt = None,
+) -> None:
+    """Import track calls: {"user_id", "event", "timestamp", "properties", "message_id"}."""
+    _import(ctx, path, "events", fmt, skip_invalid, rejects)
+
+
+@attributes_app.command("list")
+def attributes_list(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+) -> None:
+    """Every custom attribute with its type."""
+    client = state(ctx).client()
+    types = client.store.attribute_types(client.ws)
+    print_rows(("attribute", "type"), sorted(types.items()), fmt)
+
+
+@attributes_app.command("declare")
+def attributes_declare(
+    ctx: typer.Context,
+    name: str,
+    kind: Annotated[str, typer.Argument(help="string, number, boolean or timestamp")],
+) -> None:
+    """Fix an attribute's type before data arrives (e.g. a zip code as a string)."""
+    state(ctx).client().declare_attribute(name, kind)
+    console.print(f"{name}: {kind}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply pending migrations (opening the store does this too)."""
+    from drumbeat.store import connect, migrate
+
+    engine = connect.create(state(ctx).settings().database_url)
+    migrate.upgrade(engine)
+    console.print(f"schema at revision {migrate.head()}")

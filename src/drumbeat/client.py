@@ -1,0 +1,141 @@
+"""The Python API: `Drumbeat(...)` identifies users, tracks events and previews audiences."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from drumbeat.config import Settings, settings
+from drumbeat.errors import InvalidInput
+from drumbeat.ingest.validate import Validator
+from drumbeat.model.attributes import AttrType
+from drumbeat.model.records import EventRecord, UserRecord
+from drumbeat.model.user import User
+from drumbeat.store import Store, open_store
+from drumbeat.store.base import chunks
+
+Clock = Callable[[], float]
+
+
+def load_rule(source: Any) -> Any:
+    """A rule from a parsed document, a Rule, or a YAML/JSON file path."""
+    from drumbeat.model.rules import Rule, parse_rule
+
+    if isinstance(source, Rule):
+        return source
+    if isinstance(source, str | Path):
+        from drumbeat.model.documents import load_document
+
+        return parse_rule(load_document(Path(source)))
+    return parse_rule(source)
+
+
+class Drumbeat:
+    """One workspace of one store. `clock` returns epoch seconds (a virtual clock in tests)."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        workspace: str | None = None,
+        batch_size: int | None = None,
+        config: Settings | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.config = config or settings(
+            database_url=database_url, workspace=workspace, batch_size=batch_size
+        )
+        self.clock = clock
+        self.store: Store = open_store(self.config.database_url, batch_size=self.config.batch_size)
+        self.ws = self.store.workspace_id(self.config.workspace, now=clock())
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Drumbeat:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ---- ingestion ------------------------------------------------------------------------
+
+    def identify(self, user_id: str, traits: Mapping[str, Any] | None = None) -> None:
+        self.identify_many([{"user_id": user_id, "traits": dict(traits or {})}])
+
+    def identify_many(self, calls: Iterable[Mapping[str, Any]]) -> int:
+        """Validate every call, then write in batches; one bad call and nothing is written."""
+        now = self.clock()
+        validator = Validator(self.store.attribute_types(self.ws), now=now)
+        records: list[UserRecord] = _validated(calls, validator.user)
+        written = 0
+        for index, part in enumerate(chunks(records, self.store.batch_size)):
+            new_types = validator.new_types if index == 0 else None
+            written += self.store.write_users(self.ws, part, now, new_types=new_types)
+        return written
+
+    def track(
+        self,
+        user_id: str,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        timestamp: Any = None,
+        message_id: str | None = None,
+    ) -> None:
+        self.track_many(
+            [
+                {
+                    "user_id": user_id,
+                    "event": event,
+                    "timestamp": timestamp,
+                    "properties": dict(properties or {}),
+                    "message_id": message_id,
+                }
+            ]
+        )
+
+    def track_many(self, calls: Iterable[Mapping[str, Any]]) -> int:
+        """Validate every call, then append in batches; returns how many events were new."""
+        now = self.clock()
+        validator = Validator({}, now=now)
+        records: list[EventRecord] = _validated(calls, validator.event)
+        return sum(
+            self.store.write_events(self.ws, part, now)
+            for part in chunks(records, self.store.batch_size)
+        )
+
+    def declare_attribute(self, name: str, kind: str | AttrType) -> None:
+        try:
+            attr_type = AttrType(kind)
+        except ValueError:
+            choices = ", ".join(t.value for t in AttrType)
+            raise InvalidInput(f"type {kind!r}: use one of {choices}") from None
+        self.store.declare_attribute(self.ws, name, attr_type)
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def users(self, user_ids: Iterable[str]) -> dict[str, User]:
+        return self.store.load_users(self.ws, list(user_ids))
+
+    def audience_count(self, rule: Any) -> int:
+        return self.store.count_audience(self.ws, load_rule(rule), self.clock())
+
+    def audience_sample(self, rule: Any, n: int = 10) -> list[User]:
+        ids = self.store.select_audience(self.ws, load_rule(rule), self.clock(), limit=n)
+        found = self.users(ids)
+        return [found[user_id] for user_id in ids if user_id in found]
+
+
+def _validated(calls: Iterable[Mapping[str, Any]], check: Callable[..., Any]) -> list[Any]:
+    records, problems = [], []
+    for index, call in enumerate(calls):
+        try:
+            records.append(check(call, f"[{index}]."))
+        except InvalidInput as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput(problems, what="calls (nothing was written)")
+    return records

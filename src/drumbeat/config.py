@@ -1,0 +1,57 @@
+"""Settings, read from DRUMBEAT_* environment variables; each is also a CLI option.
+
+Unset Redis and broker URLs mean the embedded shape (SQLite, in-process cache and workers).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DRUMBEAT_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./drumbeat.db", description="store of record: sqlite:///path or postgresql://…"
+    )
+    redis_url: str | None = Field(None, description="user cache; unset means in-process")
+    broker_url: str | None = Field(None, description="Celery broker; unset means in-process")
+    workspace: str = Field("default", description="the workspace (tenant) commands act on")
+    batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
+    secret_key: str = Field(
+        "change-me", description="signs unsubscribe tokens and webhook bodies (HMAC-SHA256)"
+    )
+    public_url: str = Field(
+        "http://localhost:8000", description="base of links in messages (unsubscribe)"
+    )
+
+    # email (SMTP); unset host means email goes to the file channel (a dry run)
+    smtp_host: str | None = Field(None, description="SMTP server; unset sends email to the file")
+    smtp_port: int = Field(587, description="SMTP port")
+    smtp_username: str | None = Field(None, description="SMTP login")
+    smtp_password: str | None = Field(None, description="SMTP password")
+    smtp_starttls: bool = Field(True, description="upgrade the SMTP connection with STARTTLS")
+    smtp_timeout: float = Field(30.0, description="seconds before an SMTP call gives up")
+    email_from: str = Field("Drumbeat <drumbeat@localhost>", description="From: of every email")
+
+    # webhook
+    webhook_timeout: float = Field(10.0, description="seconds before a webhook call gives up")
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="hosts or CIDRs a webhook may reach despite being private or plain http",
+    )
+
+    # file channel (dry runs)
+    outbox_file: str = Field(
+        "./drumbeat-messages.jsonl", description="where the file channel writes"
+    )
+
+    # per-channel send rate limits, messages per second (e.g. {"email": 50})
+    rate_limits: dict[str, float] = Field(default_factory=dict, description="per channel msgs/s")
+
+
+def settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit values (CLI options) taking precedence."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)  # type: ignore[arg-type]

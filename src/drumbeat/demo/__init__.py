@@ -1,0 +1,1 @@
+"""The demo: a synthetic SaaS user base (`synthetic`), example audience rules (`rules/`)."""

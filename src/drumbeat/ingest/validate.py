@@ -1,0 +1,151 @@
+"""Turn raw identify/track calls (Segment's shape) into typed records, or say what is wrong.
+
+Attribute types are fixed by declaration or by the first value seen; `Validator` remembers
+the types a run has fixed so far, so a file that disagrees with itself is caught too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from drumbeat.errors import InvalidInput, Problem
+from drumbeat.model.attributes import (
+    STANDARD_FIELDS,
+    AttrType,
+    TypeMismatch,
+    Value,
+    check_standard,
+    coerce,
+    infer_type,
+    json_type_name,
+    parse_timestamp,
+)
+from drumbeat.model.records import EventRecord, UserRecord
+
+MAX_ID = 255
+MAX_NAME = 200
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+# Segment's camelCase spellings, accepted as aliases.
+_ALIASES = {"userId": "user_id", "messageId": "message_id", "originalTimestamp": "timestamp"}
+
+
+def from_text(text: str, known: AttrType | None) -> object:
+    """A CSV cell to a value: typed by the attribute's type when known, else by its look."""
+    if known is AttrType.STRING:
+        return text
+    if known is AttrType.BOOLEAN or (known is None and text.lower() in ("true", "false")):
+        return {"true": True, "false": False}.get(text.lower(), text)
+    if known is AttrType.NUMBER or (known is None and _NUMBER.match(text)):
+        if not _NUMBER.match(text):
+            return text
+        number = float(text)
+        return (
+            int(number)
+            if number.is_integer() and "." not in text and "e" not in text.lower()
+            else number
+        )
+    return text
+
+
+def _aliased(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {_ALIASES.get(key, key): value for key, value in raw.items()}
+
+
+class Validator:
+    """Checks calls against the attribute types; `new_types` collects first sightings."""
+
+    def __init__(self, known: Mapping[str, AttrType], *, now: float, text_values: bool = False):
+        self.types = dict(known)
+        self.new_types: dict[str, AttrType] = {}
+        self.now = now
+        self.text_values = text_values  # CSV: every value arrives as a string
+
+    def _user_id(self, raw: Mapping[str, Any], problems: list[Problem], where: str) -> str:
+        user_id = raw.get("user_id")
+        if isinstance(user_id, int) and not isinstance(user_id, bool):
+            user_id = str(user_id)
+        if not isinstance(user_id, str) or not user_id.strip():
+            problems.append(Problem(f"{where}user_id", "required: a non-empty string"))
+            return ""
+        if len(user_id) > MAX_ID:
+            problems.append(Problem(f"{where}user_id", f"longer than {MAX_ID} characters"))
+        return user_id
+
+    def user(self, raw: Mapping[str, Any], where: str = "") -> UserRecord:
+        """One identify call; raises InvalidInput listing every problem in it."""
+        raw = _aliased(raw)
+        problems: list[Problem] = []
+        user_id = self._user_id(raw, problems, where)
+        traits = raw.get("traits", {})
+        if not isinstance(traits, Mapping):
+            problems.append(
+                Problem(f"{where}traits", f"expected an object, got {json_type_name(traits)}")
+            )
+            traits = {}
+        fields: dict[str, Value] = {}
+        attributes: dict[str, Value | None] = {}
+        seen: dict[str, AttrType] = {}
+        for name, value in traits.items():
+            if self.text_values and isinstance(value, str):
+                if value == "":
+                    continue
+                value = from_text(value, STANDARD_FIELDS.get(name) or self.types.get(name))
+            try:
+                if name in STANDARD_FIELDS:
+                    if value is not None:
+                        fields[name] = check_standard(name, value)
+                elif value is None:
+                    attributes[name] = None
+                else:
+                    kind = self.types.get(name) or seen.get(name) or infer_type(value)
+                    attributes[name] = coerce(value, kind)
+                    if name not in self.types:
+                        seen[name] = kind
+            except TypeMismatch as exc:
+                label = f"user {user_id!r}, attribute {name!r}"
+                problems.append(Problem(f"{where}traits.{name}", f"{label}: {exc}"))
+        if problems:
+            raise InvalidInput(problems)
+        self.types.update(seen)
+        self.new_types.update(seen)
+        return UserRecord(user_id, fields, attributes)
+
+    def event(self, raw: Mapping[str, Any], where: str = "") -> EventRecord:
+        """One track call; raises InvalidInput listing every problem in it."""
+        raw = _aliased(raw)
+        problems: list[Problem] = []
+        user_id = self._user_id(raw, problems, where)
+        name = raw.get("event")
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+            problems.append(
+                Problem(
+                    f"{where}event",
+                    f"required: a non-empty string of at most {MAX_NAME} characters",
+                )
+            )
+        ts = self.now
+        if raw.get("timestamp") not in (None, ""):
+            try:
+                stamp = raw["timestamp"]
+                ts = parse_timestamp(
+                    float(stamp) if self.text_values and _NUMBER.match(stamp) else stamp
+                )
+            except TypeMismatch as exc:
+                problems.append(Problem(f"{where}timestamp", str(exc)))
+        properties = raw.get("properties", {})
+        if not isinstance(properties, Mapping):
+            problems.append(
+                Problem(
+                    f"{where}properties", f"expected an object, got {json_type_name(properties)}"
+                )
+            )
+        message_id = raw.get("message_id")
+        if message_id is not None and (not isinstance(message_id, str) or len(message_id) > MAX_ID):
+            problems.append(
+                Problem(f"{where}message_id", f"expected a string of at most {MAX_ID} characters")
+            )
+        if problems:
+            raise InvalidInput(problems)
+        return EventRecord(user_id, str(name), ts, dict(properties), message_id or None)

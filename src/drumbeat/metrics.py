@@ -1,0 +1,99 @@
+"""Timings of every named query and stage: prometheus_client instruments plus exact summaries.
+
+Prometheus histograms feed `/metrics`; the summaries keep a bounded sample per name so that
+`drumbeat stats` and the demo report can print p50, p99 and max without a metrics server.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+QUERY_SECONDS = Histogram(
+    "drumbeat_query_seconds",
+    "Time spent in one named store, cache or index query.",
+    ["query"],
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+QUERY_ITEMS = Counter(
+    "drumbeat_query_items_total",
+    "Rows or users handled by a named query.",
+    ["query"],
+    registry=REGISTRY,
+)
+
+SAMPLE_SIZE = 4096
+
+
+@dataclass
+class Summary:
+    """Count, total, max and a uniform sample (reservoir) of one query's durations."""
+
+    count: int = 0
+    total: float = 0.0
+    maximum: float = 0.0
+    items: int = 0
+    sample: list[float] = field(default_factory=list)
+
+    def add(self, seconds: float, items: int, rng: random.Random) -> None:
+        self.count += 1
+        self.total += seconds
+        self.items += items
+        self.maximum = max(self.maximum, seconds)
+        if len(self.sample) < SAMPLE_SIZE:
+            self.sample.append(seconds)
+        else:
+            slot = rng.randrange(self.count)
+            if slot < SAMPLE_SIZE:
+                self.sample[slot] = seconds
+
+    def quantile(self, q: float) -> float:
+        if not self.sample:
+            return 0.0
+        ordered = sorted(self.sample)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+_lock = threading.Lock()
+_summaries: dict[str, Summary] = {}
+_rng = random.Random(0)
+
+
+def observe(name: str, seconds: float, items: int = 0) -> None:
+    QUERY_SECONDS.labels(name).observe(seconds)
+    if items:
+        QUERY_ITEMS.labels(name).inc(items)
+    with _lock:
+        _summaries.setdefault(name, Summary()).add(seconds, items, _rng)
+
+
+@contextmanager
+def timed(name: str, items: int = 0) -> Iterator[None]:
+    """Time the block under `name`; `items` is how many rows or users it handled."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        observe(name, time.perf_counter() - start, items)
+
+
+def summaries() -> dict[str, Summary]:
+    with _lock:
+        return {
+            name: Summary(s.count, s.total, s.maximum, s.items, list(s.sample))
+            for name, s in sorted(_summaries.items())
+        }
+
+
+def reset() -> None:
+    with _lock:
+        _summaries.clear()

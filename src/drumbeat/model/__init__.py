@@ -1,0 +1,4 @@
+"""The data Drumbeat reasons about: attribute types, users, rules and (later) campaigns.
+
+Pure: nothing here does I/O or reads the clock.
+"""

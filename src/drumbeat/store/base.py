@@ -1,0 +1,266 @@
+"""The Store: bulk reads and writes of the store of record, one SQL code base for both databases.
+
+Every method takes and returns batches and filters on the workspace. The few statements that
+differ per database (bulk upserts) live in `sqlite.py` and `postgres.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from drumbeat import metrics
+from drumbeat.errors import InvalidInput, Problem
+from drumbeat.model.attributes import STANDARD_FIELDS, AttrType
+from drumbeat.model.records import EventRecord, UserRecord
+from drumbeat.model.user import User
+from drumbeat.store.schema import attribute_types, events, users, workspaces
+
+if TYPE_CHECKING:
+    from drumbeat.model.rules import EventCondition, Rule
+
+USER_COLUMNS = (
+    "user_id",
+    "email",
+    "timezone",
+    "unsubscribed",
+    "created_at",
+    "last_seen_at",
+    "attributes",
+    "updated_at",
+    "version",
+)
+
+
+def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
+    """One record per user, later calls winning field by field (a batch may name a user twice)."""
+    merged: dict[str, UserRecord] = {}
+    for record in records:
+        earlier = merged.get(record.user_id)
+        if earlier is not None:
+            record = UserRecord(
+                record.user_id,
+                {**earlier.fields, **record.fields},
+                {**earlier.attributes, **record.attributes},
+            )
+        merged[record.user_id] = record
+    return list(merged.values())
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Store:
+    """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
+
+    dialect: str = ""
+
+    def __init__(self, engine: Engine, *, batch_size: int = 1000) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+
+    # ---- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A connection in a write transaction (BEGIN IMMEDIATE on SQLite): commits on success."""
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- workspaces ---------------------------------------------------------------------
+
+    def workspace_id(self, name: str, *, create: bool = True, now: float = 0.0) -> int:
+        query = select(workspaces.c.id).where(workspaces.c.name == name)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        if found is not None:
+            return int(found)
+        if not create:
+            raise InvalidInput(f"no workspace named {name!r}", what="workspace")
+        with self.writing() as conn:
+            conn.execute(self._insert_ignore(workspaces).values(name=name, created_at=now))
+            return int(conn.execute(query).scalar_one())
+
+    # ---- attribute types ----------------------------------------------------------------
+
+    def attribute_types(self, ws: int) -> dict[str, AttrType]:
+        query = select(attribute_types.c.name, attribute_types.c.type).where(
+            attribute_types.c.workspace_id == ws
+        )
+        with self.engine.connect() as conn:
+            return {name: AttrType(kind) for name, kind in conn.execute(query)}
+
+    def declare_attribute(self, ws: int, name: str, kind: AttrType) -> None:
+        """Fix an attribute's type ahead of data; refused if data already gave it another."""
+        if name in STANDARD_FIELDS:
+            raise InvalidInput(Problem(name, "is a standard field; its type is fixed"))
+        with self.writing() as conn:
+            self._register_types(conn, ws, {name: kind}, declared=True)
+
+    def _register_types(
+        self, conn: Connection, ws: int, new: Mapping[str, AttrType], *, declared: bool = False
+    ) -> None:
+        if not new:
+            return
+        conn.execute(
+            self._insert_ignore(attribute_types),
+            [
+                {"workspace_id": ws, "name": name, "type": str(kind), "declared": declared}
+                for name, kind in new.items()
+            ],
+        )
+        stored = dict(
+            conn.execute(
+                select(attribute_types.c.name, attribute_types.c.type).where(
+                    attribute_types.c.workspace_id == ws, attribute_types.c.name.in_(list(new))
+                )
+            ).all()
+        )
+        clashes = [
+            Problem(f"attribute {name}", f"is a {stored[name]}, not a {kind}")
+            for name, kind in new.items()
+            if stored[name] != kind
+        ]
+        if clashes:
+            raise InvalidInput(clashes, what="attribute types")
+
+    def _insert_ignore(self, table: Any) -> Any:
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    # ---- users --------------------------------------------------------------------------
+
+    def write_users(
+        self,
+        ws: int,
+        records: Sequence[UserRecord],
+        now: float,
+        *,
+        new_types: Mapping[str, AttrType] | None = None,
+    ) -> int:
+        """Upsert users in one transaction: given fields replace, attributes merge (None
+        removes one); version and updated_at move only for users that changed."""
+        rows = merge_user_records(records)
+        with metrics.timed("store.write_users", len(rows)), self.writing() as conn:
+            self._register_types(conn, ws, new_types or {})
+            return self._upsert_users(conn, ws, rows, now)
+
+    def load_users(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
+        found: dict[str, User] = {}
+        columns = [users.c[name] for name in USER_COLUMNS]
+        with metrics.timed("store.load_users", len(user_ids)), self.engine.connect() as conn:
+            for part in chunks(user_ids, self.batch_size):
+                query = select(*columns).where(
+                    users.c.workspace_id == ws, users.c.user_id.in_(part)
+                )
+                for row in conn.execute(query):
+                    found[row.user_id] = User(*row)
+        return found
+
+    def count_users(self, ws: int) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(users).where(users.c.workspace_id == ws)
+                ).scalar_one()
+            )
+
+    # ---- events -------------------------------------------------------------------------
+
+    def write_events(self, ws: int, records: Sequence[EventRecord], now: float) -> int:
+        """Append events (a repeated message_id is ignored) and mark their users changed;
+        returns how many were new."""
+        with metrics.timed("store.write_events", len(records)), self.writing() as conn:
+            inserted = self._insert_events(conn, ws, records)
+            self._touch_users(conn, ws, sorted({r.user_id for r in records}), now)
+            return inserted
+
+    def count_events(self, ws: int) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(events).where(events.c.workspace_id == ws)
+                ).scalar_one()
+            )
+
+    def event_counts(
+        self, ws: int, user_ids: Sequence[str], conditions: Sequence[EventCondition], now: float
+    ) -> dict[str, dict[str, int]]:
+        """{user_id: {condition key: count}} for each user with a non-zero count."""
+        from drumbeat.rules.sql import event_counts_select
+
+        facts: dict[str, dict[str, int]] = {}
+        with metrics.timed("store.event_counts", len(user_ids)), self.engine.connect() as conn:
+            for part in chunks(user_ids, self.batch_size):
+                for condition in conditions:
+                    query = event_counts_select(
+                        condition,
+                        workspace_id=ws,
+                        user_ids=list(part),
+                        now=now,
+                        dialect=self.dialect,
+                    )
+                    rows: Any = conn.execute(query)
+                    for user_id, count in rows:
+                        facts.setdefault(user_id, {})[condition.key] = int(count)
+        return facts
+
+    # ---- audience -----------------------------------------------------------------------
+
+    def _audience_filter(self, ws: int, rule: Rule, now: float) -> list[Any]:
+        from drumbeat.rules.sql import compile_sql
+
+        types = self.attribute_types(ws)
+        return [
+            users.c.workspace_id == ws,
+            compile_sql(rule, types=types, now=now, dialect=self.dialect),
+        ]
+
+    def select_audience(
+        self,
+        ws: int,
+        rule: Rule,
+        now: float,
+        *,
+        after_user_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Ids of users matching `rule`, in id order, from after `after_user_id` (keyset)."""
+        conditions = self._audience_filter(ws, rule, now)
+        if after_user_id is not None:
+            conditions.append(users.c.user_id > after_user_id)
+        query = (
+            select(users.c.user_id)
+            .where(*conditions)
+            .order_by(users.c.user_id)
+            .limit(limit or self.batch_size)
+        )
+        with metrics.timed("audience.select"), self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def count_audience(self, ws: int, rule: Rule, now: float) -> int:
+        query = select(func.count()).select_from(users).where(*self._audience_filter(ws, rule, now))
+        with metrics.timed("audience.count"), self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # ---- per backend --------------------------------------------------------------------
+
+    def _upsert_users(
+        self, conn: Connection, ws: int, rows: Sequence[UserRecord], now: float
+    ) -> int:
+        raise NotImplementedError
+
+    def _insert_events(self, conn: Connection, ws: int, rows: Sequence[EventRecord]) -> int:
+        raise NotImplementedError
+
+    def _touch_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
+        raise NotImplementedError

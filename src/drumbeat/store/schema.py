@@ -1,0 +1,199 @@
+"""The schema as data: every table of the store of record, for SQLite and PostgreSQL alike.
+
+Every table but `workspaces` is keyed by `workspace_id` first, and every query filters on it.
+Times are epoch seconds (double precision) so both databases compare them the same way.
+Alembic migrations under `migrations/` must build exactly this (a test compares them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Epoch = Float().with_variant(DOUBLE_PRECISION(), "postgresql")
+# Byte order, not locale order: keyset pagination and ids compare the same on both databases.
+Key = String(255).with_variant(String(255, collation="C"), "postgresql")
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _workspace() -> Column[int]:
+    return Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True)
+
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", Epoch, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _workspace(),
+    Column("user_id", Key, primary_key=True),
+    Column("email", String(320)),
+    Column("timezone", String(64)),
+    Column("unsubscribed", Boolean, nullable=False),
+    Column("created_at", Epoch),
+    Column("last_seen_at", Epoch),
+    Column("attributes", Json, nullable=False),
+    Column("updated_at", Epoch, nullable=False),
+    Column("version", Integer, nullable=False),
+    Index(None, "workspace_id", "updated_at"),
+)
+
+attribute_types = Table(
+    "attribute_types",
+    metadata,
+    _workspace(),
+    Column("name", String(200), primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("declared", Boolean, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("user_id", Key, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("ts", Epoch, nullable=False),
+    Column("properties", Json, nullable=False),
+    Column("message_id", String(255)),
+    Index(None, "workspace_id", "user_id", "name", "ts"),
+    Index(None, "workspace_id", "name", "ts"),
+    Index(None, "workspace_id", "message_id", unique=True),
+)
+
+# ---- campaigns (revision 0002) ----------------------------------------------------------
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    _workspace(),
+    Column("key", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("status", String(16), nullable=False),  # draft, active, paused, archived
+    Column("created_at", Epoch, nullable=False),
+    Column("updated_at", Epoch, nullable=False),
+    # planner bookkeeping: users changed after `watermark` are looked at on the next tick
+    Column("watermark", Epoch),
+    Column("event_watermark", BigInteger, nullable=False, server_default="0"),
+    Column("full_pass_at", Epoch),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    _workspace(),
+    Column("campaign_key", String(100), primary_key=True),
+    Column("user_id", Key, primary_key=True),
+    Column("state", String(16), nullable=False),  # active, converted, left_audience, ...
+    Column("position", String(200), nullable=False),  # step id the member waits at
+    Column("entry_count", Integer, nullable=False),
+    Column("entered_at", Epoch, nullable=False),
+    Column("step_started_at", Epoch, nullable=False),
+    Column("next_due_at", Epoch),
+    Column("last_sent_at", Epoch),
+    Column("last_step", String(200)),
+    Column("exited_at", Epoch),
+    Column("exit_reason", String(32)),
+    Column("attributed", Boolean, nullable=False, server_default="0"),
+    Column("version", Integer, nullable=False),
+    Index(None, "workspace_id", "campaign_key", "state", "next_due_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("dedupe_key", String(700), nullable=False, unique=True),
+    Column("campaign_key", String(100), nullable=False),
+    Column("step_id", String(200), nullable=False),
+    Column("user_id", Key, nullable=False),
+    Column("entry_count", Integer, nullable=False),
+    Column("channel", String(50), nullable=False),
+    Column("payload", Json, nullable=False),  # subject, body/template, channel options
+    Column("status", String(16), nullable=False),  # pending, sending, sent, failed, dead
+    Column("attempts", Integer, nullable=False),
+    Column("available_at", Epoch, nullable=False),
+    Column("lease_until", Epoch),
+    Column("created_at", Epoch, nullable=False),
+    Column("sent_at", Epoch),
+    Column("provider_id", String(255)),
+    Column("last_error", String(1000)),
+    Index(None, "status", "available_at"),
+    Index(None, "workspace_id", "user_id", "created_at"),
+    Index(None, "workspace_id", "campaign_key", "status"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("campaign_key", String(100), nullable=False),
+    Column("lane", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # enter, advance
+    Column("user_ids", Json, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, running, done, failed
+    Column("due_at", Epoch, nullable=False),  # the virtual or real time the batch is for
+    Column("lease_until", Epoch),
+    Column("fence", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Epoch, nullable=False),
+    Column("finished_at", Epoch),
+    Column("seconds", Float),
+    Index(None, "status", "lane", "id"),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("user_id", Key, nullable=False),
+    Column("message_id", String(700), nullable=False, unique=True),
+    Column("campaign_key", String(100), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("body", String, nullable=False),
+    Column("created_at", Epoch, nullable=False),
+    Column("read_at", Epoch),
+    Index(None, "workspace_id", "user_id", "id"),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    _workspace(),
+    Column("name", String(100), primary_key=True),
+    Column("value", Json, nullable=False),
+)

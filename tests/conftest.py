@@ -1,0 +1,89 @@
+"""Shared fixtures: the store backends every contract test runs against, and service checks.
+
+Services (PostgreSQL, Redis, RabbitMQ) are real. A test that needs one skips with the reason
+when it is absent, except under CI=true, where an absent service fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("DRUMBEAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def need_service(name: str, reason: str) -> None:
+    """Skip (locally) or fail (under CI) a test whose service is unreachable."""
+    message = f"{name} is not reachable: {reason}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(
+            PG_ADMIN_URL.replace("postgresql://", "postgresql://", 1),
+            autocommit=True,
+            connect_timeout=3,
+        )
+    except Exception as exc:
+        need_service("PostgreSQL", str(exc))
+    name = f"drumbeat_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """Each store test runs on SQLite (a new file) and on PostgreSQL (a session database)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'drumbeat.db'}"
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def workspace_name() -> str:
+    """A workspace of its own per test, so tests sharing a PostgreSQL database never meet."""
+    return f"ws-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+class VirtualClock:
+    """A clock tests move by hand: epoch seconds, starting 2026-01-05T00:00:00Z (a Monday)."""
+
+    def __init__(self, start: float = 1_767_571_200.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def client(database_url: str, workspace_name: str, clock: VirtualClock) -> Iterator[object]:
+    from drumbeat.client import Drumbeat
+
+    db = Drumbeat(database_url, workspace=workspace_name, clock=clock)
+    try:
+        yield db
+    finally:
+        db.close()

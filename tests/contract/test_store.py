@@ -1,0 +1,156 @@
+"""The store contract: one suite, run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from drumbeat.errors import InvalidInput
+from drumbeat.model.attributes import AttrType
+from drumbeat.model.records import EventRecord, UserRecord
+from drumbeat.model.rules import parse_rule
+from drumbeat.store import open_store
+from drumbeat.store.schema import metadata
+
+
+@pytest.fixture
+def store(database_url):
+    store = open_store(database_url, batch_size=3)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def ws(store, workspace_name):
+    return store.workspace_id(workspace_name)
+
+
+def test_migrations_build_exactly_the_schema(store):
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_default_workspace_exists_without_setup(store):
+    assert store.workspace_id("default", create=False) == 1
+
+
+def test_unknown_workspace_is_refused_when_not_created(store):
+    with pytest.raises(InvalidInput, match="no workspace"):
+        store.workspace_id("nope", create=False)
+
+
+def test_write_users_inserts_then_merges_attributes(store, ws):
+    store.write_users(ws, [UserRecord("u1", {"email": "a@b.co"}, {"plan": "free", "seats": 2})], 10)
+    store.write_users(
+        ws, [UserRecord("u1", {"timezone": "UTC"}, {"plan": "paid", "seats": None})], 20
+    )
+    user = store.load_users(ws, ["u1"])["u1"]
+    assert (user.email, user.timezone) == ("a@b.co", "UTC")
+    assert user.attributes == {"plan": "paid"}
+    assert (user.version, user.updated_at) == (2, 20)
+
+
+def test_unchanged_user_keeps_version_and_updated_at(store, ws):
+    record = UserRecord("u1", {"email": "a@b.co", "unsubscribed": True}, {"plan": "free"})
+    assert store.write_users(ws, [record], 10) == 1
+    assert store.write_users(ws, [record], 20) == 0
+    user = store.load_users(ws, ["u1"])["u1"]
+    assert (user.version, user.updated_at, user.unsubscribed) == (1, 10, True)
+
+
+def test_a_batch_naming_a_user_twice_merges_in_order(store, ws):
+    store.write_users(
+        ws,
+        [UserRecord("u1", {}, {"plan": "free", "a": 1}), UserRecord("u1", {}, {"plan": "paid"})],
+        10,
+    )
+    assert store.load_users(ws, ["u1"])["u1"].attributes == {"plan": "paid", "a": 1}
+
+
+def test_load_users_in_batches_skips_unknown_ids(store, ws):
+    ids = [f"u{i:02d}" for i in range(10)]
+    store.write_users(ws, [UserRecord(i, {}, {"n": k}) for k, i in enumerate(ids)], 10)
+    found = store.load_users(ws, [*ids, "ghost"])
+    assert sorted(found) == ids
+    assert found["u07"].attributes == {"n": 7}
+
+
+def test_attribute_types_register_once_and_clashes_are_refused(store, ws):
+    store.write_users(
+        ws, [UserRecord("u1", {}, {"plan": "free"})], 10, new_types={"plan": AttrType.STRING}
+    )
+    assert store.attribute_types(ws) == {"plan": AttrType.STRING}
+    with pytest.raises(InvalidInput, match="plan"):
+        store.write_users(
+            ws, [UserRecord("u2", {}, {"plan": 3})], 10, new_types={"plan": AttrType.NUMBER}
+        )
+    assert "u2" not in store.load_users(ws, ["u2"])
+
+
+def test_declare_attribute_refuses_standard_fields(store, ws):
+    store.declare_attribute(ws, "zip", AttrType.STRING)
+    assert store.attribute_types(ws)["zip"] == AttrType.STRING
+    with pytest.raises(InvalidInput, match="standard field"):
+        store.declare_attribute(ws, "email", AttrType.NUMBER)
+
+
+def test_events_dedupe_by_message_id_and_touch_their_users(store, ws):
+    events = [
+        EventRecord("u1", "login", 5.0, {"a": 1}, "m1"),
+        EventRecord("u1", "login", 6.0, {}, "m1"),
+        EventRecord("u2", "login", 7.0, {}, None),
+    ]
+    assert store.write_events(ws, events, 50) == 2
+    assert store.write_events(ws, events[:1], 60) == 0
+    assert store.count_events(ws) == 2
+    users = store.load_users(ws, ["u1", "u2"])
+    assert users["u2"].updated_at == 50 and users["u1"].updated_at == 60
+
+
+def test_workspaces_never_see_each_other(store, ws):
+    other = store.workspace_id(f"other-{ws}")
+    store.write_users(
+        ws, [UserRecord("u1", {}, {"plan": "free"})], 10, new_types={"plan": AttrType.STRING}
+    )
+    store.write_events(ws, [EventRecord("u1", "login", 5.0)], 10)
+    rule = parse_rule({"attr": "plan", "eq": "free"})
+    assert store.load_users(other, ["u1"]) == {}
+    assert store.count_audience(other, rule, 100) == 0
+    assert store.count_events(other) == 0
+    assert store.count_audience(ws, rule, 100) == 1
+
+
+def test_audience_pages_by_keyset(store, ws):
+    ids = [f"u{i:02d}" for i in range(10)]
+    store.write_users(
+        ws,
+        [UserRecord(i, {}, {"n": k}) for k, i in enumerate(ids)],
+        10,
+        new_types={"n": AttrType.NUMBER},
+    )
+    rule = parse_rule({"attr": "n", "gte": 2})
+    pages, after = [], None
+    while page := store.select_audience(ws, rule, 100, after_user_id=after, limit=3):
+        pages.append(page)
+        after = page[-1]
+    assert pages == [ids[2:5], ids[5:8], ids[8:10]]
+    assert store.count_audience(ws, rule, 100) == 8
+
+
+def test_event_counts_for_a_batch_of_users(store, ws):
+    store.write_events(
+        ws,
+        [EventRecord("u1", "login", float(t)) for t in (10, 20, 30)]
+        + [EventRecord("u2", "login", 5.0), EventRecord("u2", "other", 25.0)],
+        40,
+    )
+    recent = parse_rule({"event": "login", "within": "15s"})
+    ever = parse_rule({"event": "login", "count": {"gte": 2}})
+    conditions = [*recent.event_conditions(), *ever.event_conditions()]
+    facts = store.event_counts(ws, ["u1", "u2", "u3"], conditions, now=30.0)
+    assert facts == {
+        "u1": {conditions[0].key: 2, conditions[1].key: 3},
+        "u2": {conditions[1].key: 1},
+    }
