@@ -14,7 +14,7 @@ from drumbeat.model.attributes import AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
 from drumbeat.store import Store, open_store
-from drumbeat.store.base import chunks
+from drumbeat.store.core import chunks
 
 Clock = Callable[[], float]
 

@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Celery broker; unset means in-process")
     workspace: str = Field("default", description="the workspace (tenant) commands act on")
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
+    tick_interval: float = Field(10.0, gt=0, description="seconds between ticks of `drumbeat run`")
+    full_pass_every: float = Field(
+        86400.0, gt=0, description="seconds between full audience passes of a campaign"
+    )
+    workers: int = Field(2, ge=1, le=64, description="worker threads of `drumbeat run`")
     secret_key: str = Field(
         "change-me", description="signs unsubscribe tokens and webhook bodies (HMAC-SHA256)"
     )

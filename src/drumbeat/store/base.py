@@ -6,18 +6,19 @@ differ per database (bulk upserts) live in `sqlite.py` and `postgres.py`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, func, select
 
 from drumbeat import metrics
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.attributes import STANDARD_FIELDS, AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
+from drumbeat.store.campaigns import CampaignStore
+from drumbeat.store.core import StoreCore, chunks
+from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 
 if TYPE_CHECKING:
@@ -51,30 +52,8 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     return list(merged.values())
 
 
-def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class Store:
+class Store(CampaignStore, OutboxStore, StoreCore):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
-
-    dialect: str = ""
-
-    def __init__(self, engine: Engine, *, batch_size: int = 1000) -> None:
-        self.engine = engine
-        self.batch_size = batch_size
-
-    # ---- transactions -------------------------------------------------------------------
-
-    @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """A connection in a write transaction (BEGIN IMMEDIATE on SQLite): commits on success."""
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-            yield conn
-
-    def close(self) -> None:
-        self.engine.dispose()
 
     # ---- workspaces ---------------------------------------------------------------------
 
@@ -92,12 +71,12 @@ class Store:
 
     # ---- attribute types ----------------------------------------------------------------
 
-    def attribute_types(self, ws: int) -> dict[str, AttrType]:
-        query = select(attribute_types.c.name, attribute_types.c.type).where(
-            attribute_types.c.workspace_id == ws
-        )
+    def workspace_name(self, ws: int) -> str:
         with self.engine.connect() as conn:
-            return {name: AttrType(kind) for name, kind in conn.execute(query)}
+            name = conn.execute(select(workspaces.c.name).where(workspaces.c.id == ws)).scalar()
+        if name is None:
+            raise InvalidInput(f"no workspace with id {ws}", what="workspace")
+        return str(name)
 
     def declare_attribute(self, ws: int, name: str, kind: AttrType) -> None:
         """Fix an attribute's type ahead of data; refused if data already gave it another."""
@@ -132,10 +111,6 @@ class Store:
         ]
         if clashes:
             raise InvalidInput(clashes, what="attribute types")
-
-    def _insert_ignore(self, table: Any) -> Any:
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        return dialect.insert(table).on_conflict_do_nothing()
 
     # ---- users --------------------------------------------------------------------------
 
@@ -215,15 +190,6 @@ class Store:
         return facts
 
     # ---- audience -----------------------------------------------------------------------
-
-    def _audience_filter(self, ws: int, rule: Rule, now: float) -> list[Any]:
-        from drumbeat.rules.sql import compile_sql
-
-        types = self.attribute_types(ws)
-        return [
-            users.c.workspace_id == ws,
-            compile_sql(rule, types=types, now=now, dialect=self.dialect),
-        ]
 
     def select_audience(
         self,

@@ -1,0 +1,173 @@
+"""Campaign files in, stored versions out: `check` and `apply`.
+
+A definition is read (YAML or JSON), its templates are read from the file's folder, and it
+is checked whole — the schema, template syntax, rules against the workspace's attribute
+types. Nothing is stored from a definition with a problem. A new version of a campaign with
+members says, before it commits, what happens to members whose step no longer exists:
+they exit as `completed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, update
+
+from drumbeat.channels.render import syntax_problems
+from drumbeat.engine.member import END, START
+from drumbeat.errors import InvalidInput, Problem
+from drumbeat.model.campaign import (
+    Branch,
+    Campaign,
+    Send,
+    Split,
+    Step,
+    Wait,
+    WaitUntil,
+    dump_campaign,
+    parse_campaign,
+    walk_steps,
+)
+from drumbeat.model.documents import load_document
+from drumbeat.model.durations import format_duration
+from drumbeat.rules.resolve import type_problems
+from drumbeat.store import Store
+from drumbeat.store.schema import memberships
+
+
+def read_campaign(path: Path) -> Campaign:
+    """Parse a campaign file, reading the templates it names from the same folder."""
+    doc = load_document(path)
+    if isinstance(doc, dict) and "templates" not in doc:
+        doc = {**doc, "templates": dict(_template_files(doc, path.parent))}
+    return parse_campaign(doc)
+
+
+def _template_files(doc: dict[str, Any], folder: Path) -> Iterator[tuple[str, str]]:
+    def names(steps: object) -> Iterator[str]:
+        for step in steps if isinstance(steps, list) else []:
+            if not isinstance(step, dict):
+                continue
+            send = step.get("send")
+            if isinstance(send, dict) and isinstance(send.get("template"), str):
+                yield send["template"]
+            branch = step.get("branch")
+            if isinstance(branch, dict):
+                yield from names(branch.get("then"))
+                yield from names(branch.get("else"))
+            split = step.get("split")
+            if isinstance(split, dict) and isinstance(split.get("paths"), dict):
+                for path in split["paths"].values():
+                    if isinstance(path, dict):
+                        yield from names(path.get("steps"))
+
+    for name in names(doc.get("steps")):
+        file = (folder / name).resolve()
+        if file.is_file() and folder.resolve() in file.parents:
+            yield name, file.read_text(encoding="utf-8")
+
+
+def check(campaign: Campaign, store: Store, ws: int) -> None:
+    """Everything a stored definition must pass beyond its schema; raises InvalidInput."""
+    problems: list[Problem] = []
+    types = store.attribute_types(ws)
+    rules = [("audience", campaign.audience)]
+    if campaign.goal:
+        rules.append(("goal.rule", campaign.goal.rule))
+    for path, _, step in walk_steps(campaign.steps):
+        if isinstance(step, Branch):
+            rules.append((f"{path}.branch.if", step.branch.if_))
+        elif isinstance(step, WaitUntil):
+            rules.append((f"{path}.wait_until.rule", step.wait_until.rule))
+        elif isinstance(step, Send):
+            problems += syntax_problems(step.send.subject, f"{path}.send.subject")
+            if step.send.body is not None:
+                problems += syntax_problems(step.send.body, f"{path}.send.body")
+            if step.send.channel == "webhook" and not step.send.url:
+                problems.append(Problem(f"{path}.send.url", "a webhook step needs a url"))
+    for name, text in campaign.templates.items():
+        problems += syntax_problems(text, f"templates.{name}")
+    for prefix, rule in rules:
+        problems += type_problems(rule, types, prefix)
+    if problems:
+        raise InvalidInput(problems, what=f"campaign {campaign.key!r} (nothing was stored)")
+
+
+@dataclass
+class ApplyPlan:
+    campaign: Campaign
+    version: int
+    moved: dict[str, int] = field(default_factory=dict)  # vanished position → members
+    kept: int = 0
+
+
+def plan_apply(campaign: Campaign, store: Store, ws: int) -> ApplyPlan:
+    check(campaign, store, ws)
+    current = store.campaign(ws, campaign.key)
+    plan = ApplyPlan(campaign, 1 if current is None else current.version + 1)
+    if current is None:
+        return plan
+    ids = {step_id for _, step_id, _ in walk_steps(campaign.steps)} | {START, END}
+    for position, count in store.positions(ws, campaign.key).items():
+        if position in ids:
+            plan.kept += count
+        else:
+            plan.moved[position] = count
+    return plan
+
+
+def apply(plan: ApplyPlan, store: Store, ws: int, now: float, *, activate: bool = False) -> int:
+    """Store the new version; members at vanished steps exit as completed, in the same
+    transaction."""
+    campaign = plan.campaign
+    current = store.campaign(ws, campaign.key)
+    status = "active" if activate else (current.status if current else "draft")
+    with store.writing() as conn:
+        version = store.save_campaign(
+            conn, ws, campaign.key, campaign.name, dump_campaign(campaign), status, now
+        )
+        if plan.moved:
+            m = memberships.c
+            conn.execute(
+                update(memberships)
+                .where(
+                    and_(
+                        m.workspace_id == ws,
+                        m.campaign_key == campaign.key,
+                        m.state == "active",
+                        m.position.in_(list(plan.moved)),
+                    )
+                )
+                .values(
+                    state="completed",
+                    exited_at=now,
+                    next_due_at=None,
+                    exit_reason=f"step removed in version {version}",
+                )
+            )
+    return version
+
+
+def step_tree(steps: list[Step], indent: str = "") -> Iterator[str]:
+    """The steps as indented lines, for `campaign check` and `campaign show`."""
+    for path, step_id, step in walk_steps(steps):
+        depth = path.count("[") - 1
+        pad = indent + "  " * depth
+        if isinstance(step, Send):
+            yield f"{pad}send {step_id} via {step.send.channel}: {step.send.subject!r}"
+        elif isinstance(step, Wait):
+            yield f"{pad}wait {format_duration(step.seconds)}  [{step_id}]"
+        elif isinstance(step, WaitUntil):
+            timeout = format_duration(step.wait_until.timeout)
+            yield f"{pad}wait until rule holds, at most {timeout}  [{step_id}]"
+        elif isinstance(step, Branch):
+            yield (
+                f"{pad}branch {step_id}: then {len(step.branch.then)} steps, "
+                f"else {len(step.branch.else_)}"
+            )
+        elif isinstance(step, Split):
+            weights = ", ".join(f"{n} {p.weight:g}" for n, p in step.split.paths.items())
+            yield f"{pad}split {step_id}: {weights}"

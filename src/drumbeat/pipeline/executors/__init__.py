@@ -1,0 +1,1 @@
+"""Executors run batches: `local` on threads in this process (the embedded shape)."""

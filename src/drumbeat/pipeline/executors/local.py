@@ -1,0 +1,59 @@
+"""Run every claimable batch of a lane on worker threads in this process, until none is left.
+
+Each thread claims one batch at a time from the store (lease + fence), so a thread that dies
+loses nothing: its batch is claimed again once the lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from drumbeat.pipeline.programs import Programs
+from drumbeat.pipeline.worker import BatchReport, LeaseLost, process_batch
+from drumbeat.store import Store
+
+log = logging.getLogger(__name__)
+BATCH_LEASE = 300.0  # seconds a worker may hold a batch before another may take it
+
+
+def drain(
+    store: Store, programs: Programs, lane: str, clock: Callable[[], float], *, workers: int = 1
+) -> list[BatchReport]:
+    """Claim and process batches until the lane is empty; returns what each batch did."""
+    reports: list[BatchReport] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            now = clock()
+            batch = store.claim_batch(lane, now, BATCH_LEASE)
+            if batch is None:
+                return
+            try:
+                report = process_batch(store, programs, batch, now)
+            except LeaseLost as exc:
+                log.warning("%s", exc)
+                continue
+            except BaseException as exc:
+                with lock:
+                    failures.append(exc)
+                return
+            with lock:
+                reports.append(report)
+
+    if workers <= 1:
+        work()
+    else:
+        threads = [
+            threading.Thread(target=work, name=f"drumbeat-{lane}-{i}") for i in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
+    return reports

@@ -1,0 +1,319 @@
+"""Campaign definitions and memberships in the store: versions, status, planner watermarks,
+and the set-based selections the planner cuts into batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, exists, func, not_, or_, select, true, update
+
+from drumbeat import metrics
+from drumbeat.engine.member import Member, State
+from drumbeat.errors import InvalidInput
+from drumbeat.store.core import StoreCore
+from drumbeat.store.schema import campaigns, events, memberships, settings, users
+
+if TYPE_CHECKING:
+    from drumbeat.model.rules import Rule
+
+STATUSES = ("draft", "active", "paused", "archived")
+MEMBER_COLUMNS = (
+    "user_id",
+    "state",
+    "position",
+    "entry_count",
+    "entered_at",
+    "step_started_at",
+    "next_due_at",
+    "last_sent_at",
+    "last_step",
+    "exited_at",
+    "exit_reason",
+    "attributed",
+)
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    workspace_id: int
+    key: str
+    version: int
+    name: str
+    definition: dict[str, Any]
+    status: str
+    created_at: float
+    updated_at: float
+    watermark: float | None
+    event_watermark: int
+    full_pass_at: float | None
+
+
+def member_from_row(row: Any) -> Member:
+    values = dict(zip(MEMBER_COLUMNS, row, strict=True))
+    values["state"] = State(values["state"])
+    return Member(**values)
+
+
+def member_values(ws: int, key: str, member: Member) -> dict[str, Any]:
+    values = {name: getattr(member, name) for name in MEMBER_COLUMNS}
+    values["state"] = str(member.state)
+    return {"workspace_id": ws, "campaign_key": key, "version": 1, **values}
+
+
+class CampaignStore(StoreCore):
+    """Mixed into Store: everything about campaigns and their members."""
+
+    # ---- definitions ------------------------------------------------------------------
+
+    def campaign(self, ws: int, key: str) -> CampaignRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(campaigns).where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
+            ).first()
+        return CampaignRow(*row) if row is not None else None
+
+    def campaigns(self, ws: int | None = None, *, status: str | None = None) -> list[CampaignRow]:
+        query = select(campaigns).order_by(campaigns.c.workspace_id, campaigns.c.key)
+        if ws is not None:
+            query = query.where(campaigns.c.workspace_id == ws)
+        if status is not None:
+            query = query.where(campaigns.c.status == status)
+        with self.engine.connect() as conn:
+            return [CampaignRow(*row) for row in conn.execute(query)]
+
+    def save_campaign(
+        self,
+        conn: Connection,
+        ws: int,
+        key: str,
+        name: str,
+        definition: Mapping[str, Any],
+        status: str,
+        now: float,
+    ) -> int:
+        """Insert version 1 or store the next version; returns the version written."""
+        current = conn.execute(
+            select(campaigns.c.version).where(
+                campaigns.c.workspace_id == ws, campaigns.c.key == key
+            )
+        ).scalar()
+        if current is None:
+            conn.execute(
+                campaigns.insert().values(
+                    workspace_id=ws,
+                    key=key,
+                    version=1,
+                    name=name,
+                    definition=dict(definition),
+                    status=status,
+                    created_at=now,
+                    updated_at=now,
+                    event_watermark=0,
+                )
+            )
+            return 1
+        conn.execute(
+            update(campaigns)
+            .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
+            .values(
+                version=current + 1,
+                name=name,
+                definition=dict(definition),
+                status=status,
+                updated_at=now,
+                full_pass_at=None,
+            )
+        )
+        return int(current) + 1
+
+    def set_campaign_status(self, ws: int, key: str, status: str, now: float) -> None:
+        if status not in STATUSES:
+            raise InvalidInput(f"status {status!r}: use one of {', '.join(STATUSES)}")
+        with self.writing() as conn:
+            done = conn.execute(
+                update(campaigns)
+                .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
+                .values(status=status, updated_at=now)
+            )
+            if done.rowcount == 0:
+                raise InvalidInput(f"no campaign {key!r} in this workspace")
+
+    def set_watermarks(
+        self,
+        conn: Connection,
+        ws: int,
+        key: str,
+        *,
+        watermark: float,
+        event_watermark: int,
+        full_pass_at: float | None,
+    ) -> None:
+        conn.execute(
+            update(campaigns)
+            .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
+            .values(watermark=watermark, event_watermark=event_watermark, full_pass_at=full_pass_at)
+        )
+
+    # ---- members ------------------------------------------------------------------------
+
+    def load_members(self, ws: int, key: str, user_ids: Sequence[str]) -> dict[str, Member]:
+        columns = [memberships.c[name] for name in MEMBER_COLUMNS]
+        found: dict[str, Member] = {}
+        with metrics.timed("store.load_members", len(user_ids)), self.engine.connect() as conn:
+            for start in range(0, len(user_ids), self.batch_size):
+                part = user_ids[start : start + self.batch_size]
+                query = select(*columns).where(
+                    memberships.c.workspace_id == ws,
+                    memberships.c.campaign_key == key,
+                    memberships.c.user_id.in_(part),
+                )
+                for row in conn.execute(query):
+                    found[row[0]] = member_from_row(row)
+        return found
+
+    def write_members(self, conn: Connection, ws: int, key: str, members: Sequence[Member]) -> None:
+        """Upsert memberships (the latest entry of each user)."""
+        if not members:
+            return
+        rows = [member_values(ws, key, m) for m in members]
+        insert = self._dialect_insert(memberships)
+        changing = {name: insert.excluded[name] for name in MEMBER_COLUMNS if name != "user_id"}
+        changing["version"] = memberships.c.version + 1
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["workspace_id", "campaign_key", "user_id"], set_=changing
+            ),
+            rows,
+        )
+
+    def members(
+        self, ws: int, key: str, *, state: str | None = None, limit: int | None = None
+    ) -> list[Member]:
+        columns = [memberships.c[name] for name in MEMBER_COLUMNS]
+        query = select(*columns).where(
+            memberships.c.workspace_id == ws, memberships.c.campaign_key == key
+        )
+        if state is not None:
+            query = query.where(memberships.c.state == state)
+        query = query.order_by(memberships.c.user_id).limit(limit)
+        with self.engine.connect() as conn:
+            return [member_from_row(row) for row in conn.execute(query)]
+
+    def member_counts(self, ws: int, key: str) -> dict[str, int]:
+        query = (
+            select(memberships.c.state, func.count())
+            .where(memberships.c.workspace_id == ws, memberships.c.campaign_key == key)
+            .group_by(memberships.c.state)
+        )
+        with self.engine.connect() as conn:
+            return {state: int(n) for state, n in conn.execute(query)}
+
+    def positions(self, ws: int, key: str) -> dict[str, int]:
+        """How many active members wait at each position."""
+        query = (
+            select(memberships.c.position, func.count())
+            .where(
+                memberships.c.workspace_id == ws,
+                memberships.c.campaign_key == key,
+                memberships.c.state == "active",
+            )
+            .group_by(memberships.c.position)
+        )
+        with self.engine.connect() as conn:
+            return {position: int(n) for position, n in conn.execute(query)}
+
+    # ---- what the planner selects -------------------------------------------------------
+
+    def _stream_ids(self, query: Any, name: str) -> Iterator[str]:
+        with metrics.timed(name), self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=self.batch_size).execute(
+                query
+            )
+            yield from result.scalars()
+
+    def due_members(self, ws: int, key: str, now: float) -> Iterator[str]:
+        m = memberships.c
+        return self._stream_ids(
+            select(m.user_id).where(
+                m.workspace_id == ws,
+                m.campaign_key == key,
+                m.state == "active",
+                m.next_due_at <= now,
+            ),
+            "planner.due_members",
+        )
+
+    def changed_members(self, ws: int, key: str, since: float) -> Iterator[str]:
+        """Active members whose user changed (identify or track) at or after `since`."""
+        m, u = memberships.c, users.c
+        return self._stream_ids(
+            select(m.user_id)
+            .join(users, and_(u.workspace_id == m.workspace_id, u.user_id == m.user_id))
+            .where(
+                m.workspace_id == ws,
+                m.campaign_key == key,
+                m.state == "active",
+                u.updated_at >= since,
+            ),
+            "planner.changed_members",
+        )
+
+    def entry_candidates(
+        self,
+        ws: int,
+        key: str,
+        rule: Rule,
+        now: float,
+        *,
+        since: float | None,
+        reentry: float | None,
+    ) -> Iterator[str]:
+        """Users matching `rule` who are not members (or may enter again), optionally only
+        among users changed since `since`: the set-based half of the planner."""
+        m = memberships.c
+        blocking = [m.state == "active"]
+        blocking.append(m.exited_at > now - reentry if reentry is not None else true())
+        member = exists().where(
+            m.workspace_id == users.c.workspace_id,
+            m.campaign_key == key,
+            m.user_id == users.c.user_id,
+            or_(*blocking),
+        )
+        conditions = [*self._audience_filter(ws, rule, now), not_(member)]
+        if since is not None:
+            conditions.append(users.c.updated_at >= since)
+        return self._stream_ids(
+            select(users.c.user_id).where(*conditions), "audience.entry_candidates"
+        )
+
+    def event_entrants(self, ws: int, event: str, after_id: int) -> tuple[list[str], int]:
+        """Users who tracked `event` since event id `after_id`, and the newest id seen."""
+        e = events.c
+        query = (
+            select(e.user_id, func.max(e.id))
+            .where(e.workspace_id == ws, e.name == event, e.id > after_id)
+            .group_by(e.user_id)
+        )
+        with metrics.timed("planner.event_entrants"), self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [row[0] for row in rows], max((int(row[1]) for row in rows), default=after_id)
+
+    # ---- workspace settings (frequency cap, the virtual clock) --------------------------
+
+    def get_setting(self, ws: int, name: str) -> Any:
+        query = select(settings.c.value).where(
+            settings.c.workspace_id == ws, settings.c.name == name
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def set_setting(self, ws: int, name: str, value: Any) -> None:
+        insert = self._dialect_insert(settings).values(workspace_id=ws, name=name, value=value)
+        with self.writing() as conn:
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["workspace_id", "name"], set_={"value": insert.excluded.value}
+                )
+            )

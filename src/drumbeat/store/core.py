@@ -1,0 +1,63 @@
+"""What every part of the Store shares: the engine, transactions, dialect-specific inserts,
+and the compiled audience filter. The parts (users and events, campaigns, outbox, batches)
+are mixins over this core, put together in `base.Store`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from drumbeat.model.attributes import AttrType
+from drumbeat.store.schema import attribute_types, users
+
+if TYPE_CHECKING:
+    from drumbeat.model.rules import Rule
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class StoreCore:
+    dialect: str = ""
+
+    def __init__(self, engine: Engine, *, batch_size: int = 1000) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A connection in a write transaction (BEGIN IMMEDIATE on SQLite): commits on success."""
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _dialect_insert(self, table: Table) -> Any:
+        """INSERT with this database's ON CONFLICT support."""
+        return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+
+    def _insert_ignore(self, table: Table) -> Any:
+        return self._dialect_insert(table).on_conflict_do_nothing()
+
+    def attribute_types(self, ws: int) -> dict[str, AttrType]:
+        query = select(attribute_types.c.name, attribute_types.c.type).where(
+            attribute_types.c.workspace_id == ws
+        )
+        with self.engine.connect() as conn:
+            return {name: AttrType(kind) for name, kind in conn.execute(query)}
+
+    def _audience_filter(self, ws: int, rule: Rule, now: float) -> list[Any]:
+        from drumbeat.rules.sql import compile_sql
+
+        types = self.attribute_types(ws)
+        return [
+            users.c.workspace_id == ws,
+            compile_sql(rule, types=types, now=now, dialect=self.dialect),
+        ]

@@ -1,0 +1,273 @@
+"""The outbox (one row per message, unique by dedupe key) and the batches table (units of
+planned work with a lease and a fence). Claims are atomic: a row or batch goes to one
+worker at a time, and comes back when its lease runs out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from drumbeat import metrics
+from drumbeat.engine.member import OutMessage
+from drumbeat.store.core import StoreCore
+from drumbeat.store.schema import batches, outbox
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    workspace_id: int
+    campaign_key: str
+    lane: str
+    kind: str  # enter: the users may enter; advance: members to move on
+    user_ids: list[str]
+    due_at: float
+    fence: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    workspace_id: int
+    dedupe_key: str
+    campaign_key: str
+    step_id: str
+    user_id: str
+    channel: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one claimed row: status sent, pending (retry), failed or dead."""
+
+    id: int
+    status: str
+    available_at: float | None = None
+    provider_id: str | None = None
+    error: str | None = None
+
+
+class OutboxStore(StoreCore):
+    # ---- outbox -------------------------------------------------------------------------
+
+    def insert_messages(
+        self, conn: Connection, ws: int, key: str, messages: Sequence[OutMessage]
+    ) -> int:
+        """Queue messages; one whose dedupe key exists already is ignored (at most once)."""
+        if not messages:
+            return 0
+        rows = [
+            {
+                "workspace_id": ws,
+                "dedupe_key": m.dedupe_key,
+                "campaign_key": key,
+                "step_id": m.step_id,
+                "user_id": m.user_id,
+                "entry_count": m.entry_count,
+                "channel": m.channel,
+                "payload": dict(m.payload),
+                "status": "pending",
+                "attempts": 0,
+                "available_at": m.created_at,
+                "created_at": m.created_at,
+            }
+            for m in messages
+        ]
+        return int(conn.execute(self._insert_ignore(outbox), rows).rowcount)
+
+    def recent_sends(
+        self, ws: int, user_ids: Sequence[str], since: float
+    ) -> dict[str, tuple[float, ...]]:
+        """Each user's messages (all campaigns) created after `since`: the frequency cap."""
+        found: dict[str, list[float]] = {}
+        o = outbox.c
+        with metrics.timed("store.recent_sends", len(user_ids)), self.engine.connect() as conn:
+            for start in range(0, len(user_ids), self.batch_size):
+                part = user_ids[start : start + self.batch_size]
+                query = select(o.user_id, o.created_at).where(
+                    o.workspace_id == ws,
+                    o.user_id.in_(part),
+                    o.created_at > since,
+                    o.status != "dead",
+                )
+                for user_id, created in conn.execute(query):
+                    found.setdefault(user_id, []).append(float(created))
+        return {user: tuple(sorted(times)) for user, times in found.items()}
+
+    def claim_messages(
+        self, now: float, limit: int, lease: float, channel: str | None = None
+    ) -> list[OutboxRow]:
+        """Lease up to `limit` due rows (pending, or sending with a lapsed lease)."""
+        o = outbox.c
+        due = or_(
+            and_(o.status == "pending", o.available_at <= now),
+            and_(o.status == "sending", o.lease_until < now),
+        )
+        pick = select(o.id).where(due).order_by(o.available_at, o.id).limit(limit)
+        if channel is not None:
+            pick = pick.where(o.channel == channel)
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        claim = (
+            update(outbox)
+            .where(o.id.in_(pick.scalar_subquery()))
+            .values(status="sending", lease_until=now + lease, attempts=o.attempts + 1)
+            .returning(
+                o.id,
+                o.workspace_id,
+                o.dedupe_key,
+                o.campaign_key,
+                o.step_id,
+                o.user_id,
+                o.channel,
+                o.payload,
+                o.attempts,
+            )
+        )
+        with metrics.timed("store.claim_messages"), self.writing() as conn:
+            rows = [OutboxRow(*row) for row in conn.execute(claim)]
+        return sorted(rows, key=lambda r: r.id)
+
+    def record_results(self, results: Sequence[SendResult], now: float) -> None:
+        """Write each claimed row's outcome, in one transaction."""
+        o = outbox.c
+        with metrics.timed("store.record_results", len(results)), self.writing() as conn:
+            for r in results:
+                values: dict[str, Any] = {
+                    "status": r.status,
+                    "lease_until": None,
+                    "last_error": (r.error or "")[:1000] or None,
+                }
+                if r.status == "sent":
+                    values.update(sent_at=now, provider_id=r.provider_id)
+                if r.available_at is not None:
+                    values["available_at"] = r.available_at
+                conn.execute(update(outbox).where(o.id == r.id).values(**values))
+
+    def outbox_rows(
+        self,
+        ws: int,
+        *,
+        campaign: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        o = outbox.c
+        query = select(
+            o.campaign_key,
+            o.step_id,
+            o.user_id,
+            o.channel,
+            o.status,
+            o.attempts,
+            o.created_at,
+            o.sent_at,
+            o.last_error,
+        ).where(o.workspace_id == ws)
+        if campaign is not None:
+            query = query.where(o.campaign_key == campaign)
+        if status is not None:
+            query = query.where(o.status == status)
+        query = query.order_by(o.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def outbox_counts(self, ws: int) -> dict[tuple[str, str, str], int]:
+        """(campaign, step, status) → number of messages."""
+        o = outbox.c
+        query = (
+            select(o.campaign_key, o.step_id, o.status, func.count())
+            .where(o.workspace_id == ws)
+            .group_by(o.campaign_key, o.step_id, o.status)
+        )
+        with self.engine.connect() as conn:
+            return {(c, s, st): int(n) for c, s, st, n in conn.execute(query)}
+
+    # ---- batches ------------------------------------------------------------------------
+
+    def create_batches(
+        self,
+        conn: Connection,
+        ws: int,
+        key: str,
+        lane: str,
+        kind: str,
+        parts: Sequence[Sequence[str]],
+        due_at: float,
+        now: float,
+    ) -> int:
+        rows = [
+            {
+                "workspace_id": ws,
+                "campaign_key": key,
+                "lane": lane,
+                "kind": kind,
+                "user_ids": list(part),
+                "status": "pending",
+                "due_at": due_at,
+                "fence": 0,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for part in parts
+            if part
+        ]
+        if rows:
+            conn.execute(batches.insert(), rows)
+        return len(rows)
+
+    def claim_batch(self, lane: str, now: float, lease: float) -> Batch | None:
+        """Lease the oldest claimable batch of `lane`; the fence moves on with every claim."""
+        b = batches.c
+        claimable = or_(b.status == "pending", and_(b.status == "running", b.lease_until < now))
+        pick = select(b.id).where(b.lane == lane, claimable).order_by(b.id).limit(1)
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        claim = (
+            update(batches)
+            .where(b.id == pick.scalar_subquery())
+            .values(
+                status="running",
+                lease_until=now + lease,
+                fence=b.fence + 1,
+                attempts=b.attempts + 1,
+            )
+            .returning(
+                b.id,
+                b.workspace_id,
+                b.campaign_key,
+                b.lane,
+                b.kind,
+                b.user_ids,
+                b.due_at,
+                b.fence,
+                b.attempts,
+            )
+        )
+        with metrics.timed("store.claim_batch"), self.writing() as conn:
+            row = conn.execute(claim).first()
+        return Batch(*row) if row is not None else None
+
+    def finish_batch(
+        self, conn: Connection, batch: Batch, now: float, seconds: float, status: str = "done"
+    ) -> bool:
+        """Mark the batch finished if this worker still holds it (same fence); else False
+        and the caller must roll back: another worker owns the batch now."""
+        b = batches.c
+        done = conn.execute(
+            update(batches)
+            .where(b.id == batch.id, b.fence == batch.fence)
+            .values(status=status, finished_at=now, seconds=seconds, lease_until=None)
+        )
+        return bool(done.rowcount == 1)
+
+    def batch_counts(self) -> Mapping[str, int]:
+        query = select(batches.c.status, func.count()).group_by(batches.c.status)
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}
