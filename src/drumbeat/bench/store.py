@@ -60,6 +60,8 @@ def floor_import(store: Store, path: Path) -> None:
     batch: list[tuple[Any, ...]] = []
 
     def flush() -> None:
+        if not batch:
+            return
         with store.writing() as conn:
             if store.dialect == "postgresql":
                 raw: Any = conn.connection.driver_connection

@@ -9,24 +9,14 @@ from drumbeat.errors import DrumbeatError
 
 
 def main() -> None:
+    """Run the CLI; a refused input prints what and where, and exits with status 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except DrumbeatError as exc:
         from drumbeat.cli.output import console_err
 
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
-    except Exception as exc:  # click's usage errors and aborts arrive here without standalone
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
 
 
 __all__ = ["app", "main"]

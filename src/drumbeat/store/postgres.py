@@ -13,36 +13,42 @@ from drumbeat.store.base import Store
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staged_users (
-  user_id text, email text, timezone text, unsubscribed boolean, created_at float8,
-  last_seen_at float8, attrs jsonb, unset text[]) ON COMMIT DELETE ROWS;
+  user_id varchar(255) COLLATE "C", email text, timezone text, unsubscribed boolean,
+  created_at float8, last_seen_at float8, attrs jsonb, unset text[]) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS staged_events (
-  user_id text, name text, ts float8, properties jsonb, message_id text) ON COMMIT DELETE ROWS;
+  user_id varchar(255) COLLATE "C", name text, ts float8, properties jsonb, message_id text)
+  ON COMMIT DELETE ROWS;
 """
 
+# INSERT … ON CONFLICT finds each user through the primary key whatever the statistics say
+# (a MERGE join can pick a scan of the whole workspace while a big import outruns ANALYZE).
+# `excluded` cannot tell "unsubscribed not given" from false, nor carry the attributes to
+# remove, so rows go in up to four statements by shape (most batches need one).
 # A user changes only if a given field or the merged attributes differ: unchanged users keep
 # their version and updated_at, so re-imports cost the planner nothing.
-_MERGE_USERS = """
-MERGE INTO users u
-USING staged_users s ON u.workspace_id = %(ws)s AND u.user_id = s.user_id
-WHEN MATCHED AND (
-    coalesce(s.email, u.email), coalesce(s.timezone, u.timezone),
-    coalesce(s.unsubscribed, u.unsubscribed), coalesce(s.created_at, u.created_at),
-    coalesce(s.last_seen_at, u.last_seen_at), (u.attributes - s.unset) || s.attrs
-  ) IS DISTINCT FROM (u.email, u.timezone, u.unsubscribed, u.created_at, u.last_seen_at,
-                      u.attributes)
-  THEN UPDATE SET
-    email = coalesce(s.email, u.email), timezone = coalesce(s.timezone, u.timezone),
-    unsubscribed = coalesce(s.unsubscribed, u.unsubscribed),
-    created_at = coalesce(s.created_at, u.created_at),
-    last_seen_at = coalesce(s.last_seen_at, u.last_seen_at),
-    attributes = (u.attributes - s.unset) || s.attrs,
-    updated_at = %(now)s, version = u.version + 1
-WHEN NOT MATCHED THEN
-  INSERT (workspace_id, user_id, email, timezone, unsubscribed, created_at, last_seen_at,
-          attributes, updated_at, version)
-  VALUES (%(ws)s, s.user_id, s.email, s.timezone, coalesce(s.unsubscribed, false), s.created_at,
-          s.last_seen_at, s.attrs, %(now)s, 1)
+_UPSERT_USERS = """
+INSERT INTO users AS u (workspace_id, user_id, email, timezone, unsubscribed, created_at,
+                        last_seen_at, attributes, updated_at, version)
+SELECT %(ws)s, user_id, email, timezone, coalesce(unsubscribed, false), created_at,
+       last_seen_at, attrs, %(now)s, 1
+FROM staged_users
+WHERE (unsubscribed IS NOT NULL) = %(gives_unsubscribed)s AND (unset <> '{{}}') = %(unsets)s
+ON CONFLICT (workspace_id, user_id) DO UPDATE SET
+  email = coalesce(excluded.email, u.email), timezone = coalesce(excluded.timezone, u.timezone),
+  unsubscribed = {unsubscribed}, created_at = coalesce(excluded.created_at, u.created_at),
+  last_seen_at = coalesce(excluded.last_seen_at, u.last_seen_at),
+  attributes = {attributes}, updated_at = %(now)s, version = u.version + 1
+WHERE (coalesce(excluded.email, u.email), coalesce(excluded.timezone, u.timezone), {unsubscribed},
+       coalesce(excluded.created_at, u.created_at),
+       coalesce(excluded.last_seen_at, u.last_seen_at), {attributes})
+  IS DISTINCT FROM (u.email, u.timezone, u.unsubscribed, u.created_at, u.last_seen_at,
+                    u.attributes)
 """
+_MERGED = "u.attributes || excluded.attributes"
+_MERGED_AND_UNSET = (
+    "(u.attributes - (SELECT s.unset FROM staged_users s WHERE s.user_id = excluded.user_id))"
+    " || excluded.attributes"
+)
 
 _INSERT_EVENTS = """
 INSERT INTO events (workspace_id, user_id, name, ts, properties, message_id)
@@ -102,9 +108,15 @@ class PostgresStore(Store):
                 "user_id, email, timezone, unsubscribed, created_at, last_seen_at, attrs, unset",
                 staged,
             )
-            cursor.execute("ANALYZE staged_users")
-            cursor.execute(_MERGE_USERS, {"ws": ws, "now": now})
-            return int(cursor.rowcount)
+            written = 0
+            for gives, unsets in sorted({(row[3] is not None, bool(row[7])) for row in staged}):
+                sql = _UPSERT_USERS.format(
+                    unsubscribed="excluded.unsubscribed" if gives else "u.unsubscribed",
+                    attributes=_MERGED_AND_UNSET if unsets else _MERGED)
+                params = {"ws": ws, "now": now, "gives_unsubscribed": gives, "unsets": unsets}
+                cursor.execute(sql, params)
+                written += cursor.rowcount
+            return written
 
     def _insert_events(self, conn: Connection, ws: int, rows: Sequence[EventRecord]) -> int:
         staged = [
