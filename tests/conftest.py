@@ -87,3 +87,15 @@ def client(database_url: str, workspace_name: str, clock: VirtualClock) -> Itera
         yield db
     finally:
         db.close()
+
+
+@pytest.fixture
+def world(database_url: str, workspace_name: str, tmp_path) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """The whole flow on a virtual clock, on SQLite and on PostgreSQL (see tests/world.py)."""
+    from tests.world import World
+
+    w = World(database_url, workspace_name, tmp_path)
+    try:
+        yield w
+    finally:
+        w.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from drumbeat.ingest.validate import Validator
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
+from drumbeat.pipeline.clock import StoreClock
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import chunks
 
@@ -21,9 +21,9 @@ Clock = Callable[[], float]
 
 def load_rule(source: Any) -> Any:
     """A rule from a parsed document, a Rule, or a YAML/JSON file path."""
-    from drumbeat.model.rules import Rule, parse_rule
+    from drumbeat.model.rules import RuleNode, parse_rule
 
-    if isinstance(source, Rule):
+    if isinstance(source, RuleNode):
         return source
     if isinstance(source, str | Path):
         from drumbeat.model.documents import load_document
@@ -33,7 +33,8 @@ def load_rule(source: Any) -> Any:
 
 
 class Drumbeat:
-    """One workspace of one store. `clock` returns epoch seconds (a virtual clock in tests)."""
+    """One workspace of one store. `clock` returns epoch seconds; by default the store's
+    virtual clock if one is set, else the real one."""
 
     def __init__(
         self,
@@ -42,14 +43,15 @@ class Drumbeat:
         workspace: str | None = None,
         batch_size: int | None = None,
         config: Settings | None = None,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config or settings(
             database_url=database_url, workspace=workspace, batch_size=batch_size
         )
-        self.clock = clock
         self.store: Store = open_store(self.config.database_url, batch_size=self.config.batch_size)
-        self.ws = self.store.workspace_id(self.config.workspace, now=clock())
+        # the store's virtual clock when one is set (`drumbeat advance`), else real time
+        self.clock: Clock = clock or StoreClock(self.store)
+        self.ws = self.store.workspace_id(self.config.workspace, now=self.clock())
 
     def close(self) -> None:
         self.store.close()
@@ -119,6 +121,19 @@ class Drumbeat:
 
     def users(self, user_ids: Iterable[str]) -> dict[str, User]:
         return self.store.load_users(self.ws, list(user_ids))
+
+    def inbox(
+        self, user_id: str, *, unread_only: bool = False, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The user's in-app messages, newest first (what a client app would fetch)."""
+        from drumbeat.channels.in_app import inbox_messages
+
+        return inbox_messages(self.store, self.ws, user_id, unread_only=unread_only, limit=limit)
+
+    def mark_read(self, user_id: str, message_ids: list[int]) -> int:
+        from drumbeat.channels.in_app import mark_read
+
+        return mark_read(self.store, self.ws, user_id, message_ids, self.clock())
 
     def audience_count(self, rule: Any) -> int:
         return self.store.count_audience(self.ws, load_rule(rule), self.clock())

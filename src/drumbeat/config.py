@@ -5,8 +5,11 @@ Unset Redis and broker URLs mean the embedded shape (SQLite, in-process cache an
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+import orjson
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -42,7 +45,7 @@ class Settings(BaseSettings):
 
     # webhook
     webhook_timeout: float = Field(10.0, description="seconds before a webhook call gives up")
-    webhook_allow: list[str] = Field(
+    webhook_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="hosts or CIDRs a webhook may reach despite being private or plain http",
     )
@@ -54,6 +57,17 @@ class Settings(BaseSettings):
 
     # per-channel send rate limits, messages per second (e.g. {"email": 50})
     rate_limits: dict[str, float] = Field(default_factory=dict, description="per channel msgs/s")
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`DRUMBEAT_WEBHOOK_ALLOW=127.0.0.1,hooks.internal` or a JSON list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return orjson.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
 
 def settings(**overrides: object) -> Settings:

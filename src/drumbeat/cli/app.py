@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from drumbeat.cli import audience, bench, data, demo
+from drumbeat.cli import audience, bench, campaign, data, demo, flow, inspect
 from drumbeat.cli.context import State
 
 app = typer.Typer(
@@ -56,5 +56,14 @@ app.add_typer(data.import_app, name="import")
 app.add_typer(data.attributes_app, name="attributes")
 app.add_typer(data.db_app, name="db")
 app.add_typer(audience.app, name="audience")
+app.add_typer(campaign.app, name="campaign")
+app.command("advance")(flow.advance)
+app.command("run")(flow.run)
+app.command("clock")(flow.clock)
+app.command("cap")(flow.cap)
+app.command("outbox")(inspect.outbox)
+app.command("members")(inspect.members)
+app.command("inbox")(inspect.inbox)
+app.command("stats")(inspect.stats)
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")

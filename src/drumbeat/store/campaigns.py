@@ -307,10 +307,14 @@ class CampaignStore(StoreCore):
             settings.c.workspace_id == ws, settings.c.name == name
         )
         with self.engine.connect() as conn:
-            return conn.execute(query).scalar()
+            stored = conn.execute(query).scalar()
+        return stored["value"] if stored else None
 
     def set_setting(self, ws: int, name: str, value: Any) -> None:
-        insert = self._dialect_insert(settings).values(workspace_id=ws, name=name, value=value)
+        # wrapped in an object: SQLite gives a column typed JSON numeric affinity, which would
+        # turn a bare number's JSON text into a number
+        wrapped = {"value": value}
+        insert = self._dialect_insert(settings).values(workspace_id=ws, name=name, value=wrapped)
         with self.writing() as conn:
             conn.execute(
                 insert.on_conflict_do_update(

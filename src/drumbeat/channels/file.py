@@ -1,0 +1,72 @@
+"""The file channel: one JSON line per message appended to `settings.outbox_file`.
+
+For dry runs and demos (it also serves `email` when no SMTP host is set, see `registry.py`).
+Each batch is written with one unbuffered append, so batches from several threads or
+processes never interleave inside a line. Every message is SENT.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
+
+import orjson
+
+from drumbeat.channels.base import Message, Result
+
+if TYPE_CHECKING:
+    from drumbeat.config import Settings
+    from drumbeat.store.base import Store
+
+
+def message_record(message: Message) -> dict[str, object]:
+    return {
+        "message_id": message.message_id,
+        "workspace": message.workspace,
+        "campaign": message.campaign,
+        "step": message.step,
+        "user_id": message.user_id,
+        "email": message.email,
+        "subject": message.subject,
+        "body": message.body,
+        "html": message.html,
+        "data": dict(message.data),
+    }
+
+
+class FileChannel:
+    name: ClassVar[str] = "file"
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.path = Path(settings.outbox_file)
+        self._file: BinaryIO | None = None
+        self._lock = threading.Lock()
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        if not messages:
+            return []
+        lines = b"".join(
+            orjson.dumps(
+                message_record(m),
+                option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+                default=str,
+            )
+            for m in messages
+        )
+        with self._lock:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
+            view = memoryview(lines)
+            while view:  # an unbuffered write may be partial
+                written = self._file.write(view)
+                view = view[written:]
+        return [Result.sent() for _ in messages]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

@@ -1,0 +1,290 @@
+"""The webhook channel: a signed JSON POST to the URL a campaign step gives (`data.url`).
+
+Body: `{message_id, workspace, campaign, step, user_id, subject, body, data}`. Headers:
+`X-Drumbeat-Signature: sha256=<hex HMAC-SHA256(secret_key, raw body)>` and
+`X-Drumbeat-Message-Id` (the receiver's idempotency key: a message may come twice).
+
+SSRF rules, checked before anything is sent:
+- https only, unless the host is allow-listed (`settings.webhook_allow`: host names, IP
+  addresses or CIDRs; an IP literal inside a listed CIDR counts as listed);
+- the host is resolved (a name that does not exist FAILS, a DNS failure is RETRY); if any
+  address is private, loopback, link-local, multicast, reserved, unspecified or otherwise
+  not global (IPv4 and IPv6, including IPv4 embedded in mapped, 6to4, Teredo and NAT64
+  addresses), the message FAILS unless the host name or that address is allow-listed;
+- the request goes to the checked address (the URL carries the IP; the Host header and TLS
+  SNI carry the name, and the certificate is verified against the name), so a second DNS
+  answer cannot swap in another address; redirects are never followed.
+Each host name gets its own pooled client, so a TLS connection made for one name is never
+reused for another name that happens to share its address.
+
+Outcomes: 2xx → SENT; 429, 5xx, timeouts and connection errors → RETRY; 3xx → FAILED
+("redirects are not followed"); other 4xx → FAILED; a missing or refused URL → FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import TYPE_CHECKING, ClassVar
+
+import httpx
+import orjson
+
+from drumbeat.channels.base import Message, Result
+
+if TYPE_CHECKING:
+    from drumbeat.config import Settings
+    from drumbeat.store.base import Store
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+MAX_CLIENTS = 64  # pooled clients kept, one per host name, least recently used dropped
+
+
+class Refused(Exception):
+    """The URL may not be called; the message says why."""
+
+
+class Unresolved(Exception):
+    """DNS gave no answer this time (not a "no such name"): worth a retry."""
+
+
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-Drumbeat-Signature value for a raw body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def not_public(address: IPAddress) -> str | None:
+    """Why an address may not be reached without an allow-list entry, or None if it may."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return not_public(address.ipv4_mapped)
+        embedded = [address.sixtofour, address.teredo[1] if address.teredo else None]
+        if address in NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+        for inner in embedded:
+            if inner is not None and not_public(inner):
+                return f"embeds {inner}, which is {not_public(inner)}"
+    for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if address.is_global else "not global"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    url: httpx.URL
+    host: str  # ASCII (IDNA) host name or IP literal, lower case
+    addresses: tuple[IPAddress, ...]
+
+
+class AllowList:
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.names: set[str] = set()
+        self.networks: list[Network] = []
+        for entry in entries:
+            try:
+                self.networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                self.names.add(entry.strip().lower().rstrip("."))
+
+    def has_address(self, address: IPAddress) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+    def has_host(self, host: str) -> bool:
+        if host in self.names:
+            return True
+        literal = _ip_literal(host)
+        return literal is not None and self.has_address(literal)
+
+    def check(self, raw_url: object) -> Target:
+        """Parse and check a URL, resolve its host and check every address (no request)."""
+        url = parse_url(raw_url)
+        host = url.raw_host.decode("ascii").lower().rstrip(".")
+        listed = self.has_host(host)
+        if url.scheme != "https" and not listed:
+            raise Refused(f"webhook url must use https (host {host} is not allow-listed)")
+        addresses = resolve(host, url.port or (443 if url.scheme == "https" else 80))
+        if not listed:
+            for address in addresses:
+                reason = not_public(address)
+                if reason and not self.has_address(address):
+                    what = host if host == str(address) else f"{host} resolves to {address}, which"
+                    raise Refused(
+                        f"webhook host {what} is {reason}; allow-list it in"
+                        " DRUMBEAT_WEBHOOK_ALLOW to call it"
+                    )
+        return Target(url, host, addresses)
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def parse_url(raw_url: object) -> httpx.URL:
+    if not raw_url:
+        raise Refused("webhook step has no url (data.url)")
+    if not isinstance(raw_url, str):
+        raise Refused(f"webhook url must be a string, not {type(raw_url).__name__}")
+    try:
+        url = httpx.URL(raw_url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise Refused(f"webhook url {raw_url!r} is invalid: {exc}") from exc
+    if url.scheme not in ("http", "https"):
+        raise Refused(f"webhook url {raw_url!r} must be http(s)")
+    if not url.raw_host:
+        raise Refused(f"webhook url {raw_url!r} has no host")
+    return url
+
+
+def resolve(host: str, port: int) -> tuple[IPAddress, ...]:
+    literal = _ip_literal(host)
+    if literal is not None:
+        return (literal,)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:
+        raise Refused(f"webhook host {host} is not a valid name: {exc}") from exc
+    except socket.gaierror as exc:
+        if exc.errno in _NO_SUCH_NAME:
+            raise Refused(f"webhook host {host} does not resolve: {exc}") from exc
+        raise Unresolved(f"webhook host {host} could not be resolved now: {exc}") from exc
+    found = dict.fromkeys(ipaddress.ip_address(str(info[4][0])) for info in infos)
+    if not found:
+        raise Refused(f"webhook host {host} does not resolve")
+    return tuple(found)
+
+
+def _payload(message: Message) -> bytes:
+    return orjson.dumps(
+        {
+            "message_id": message.message_id,
+            "workspace": message.workspace,
+            "campaign": message.campaign,
+            "step": message.step,
+            "user_id": message.user_id,
+            "subject": message.subject,
+            "body": message.body,
+            "data": dict(message.data),
+        }
+    )
+
+
+def _outcome(response: httpx.Response) -> Result:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Result.sent()
+    if 300 <= status < 400:
+        where = response.headers.get("location", "")
+        return Result.failed(f"HTTP {status}: redirects are not followed (to {where!r})")
+    snippet = b""
+    for chunk in response.iter_raw():
+        snippet += chunk
+        if len(snippet) >= 200:
+            break
+    text = snippet[:200].decode("utf-8", "replace").strip()
+    error = f"HTTP {status} {response.reason_phrase}" + (f": {text}" if text else "")
+    if status == 429 or status >= 500:
+        return Result.retry(error)
+    return Result.failed(error)
+
+
+class WebhookChannel:
+    name: ClassVar[str] = "webhook"
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.secret = settings.secret_key
+        self.timeout = settings.webhook_timeout
+        self.allow = AllowList(settings.webhook_allow)
+        self._ssl = httpx.create_ssl_context(trust_env=True)  # honours SSL_CERT_FILE
+        self._clients: OrderedDict[str, httpx.Client] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _client(self, host: str) -> httpx.Client:
+        with self._lock:
+            client = self._clients.pop(host, None)
+            if client is None:
+                client = httpx.Client(
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    trust_env=False,  # no proxy from the environment: it would undo the pinning
+                    verify=self._ssl,
+                    cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # stateless
+                )
+            self._clients[host] = client
+            stale = []
+            while len(self._clients) > MAX_CLIENTS:
+                stale.append(self._clients.popitem(last=False)[1])
+        for old in stale:
+            old.close()
+        return client
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        return [self._send(message) for message in messages]
+
+    def _send(self, message: Message) -> Result:
+        try:
+            target = self.allow.check(message.data.get("url"))
+        except Refused as exc:
+            return Result.failed(str(exc))
+        except Unresolved as exc:
+            return Result.retry(str(exc))
+        try:
+            body = _payload(message)
+        except TypeError as exc:
+            return Result.failed(f"webhook data is not JSON-serializable: {exc}")
+        headers = {
+            "Host": target.url.netloc.decode("ascii"),
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": "drumbeat-webhook",
+            "X-Drumbeat-Signature": sign(self.secret, body),
+            "X-Drumbeat-Message-Id": message.message_id,
+        }
+        extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
+        client = self._client(target.host)
+        error = "no address to connect to"
+        for address in target.addresses:  # the next address only if nothing was sent
+            pinned = target.url.copy_with(host=str(address))
+            request = client.build_request(
+                "POST", pinned, content=body, headers=headers, extensions=extensions
+            )
+            try:
+                response = client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                error = f"cannot connect to {target.host} ({address}): {exc}"
+                continue
+            except httpx.TimeoutException as exc:
+                return Result.retry(f"webhook timed out after {self.timeout}s: {exc!r}")
+            except httpx.TransportError as exc:
+                return Result.retry(f"webhook {type(exc).__name__}: {exc}")
+            try:
+                return _outcome(response)
+            except httpx.TransportError as exc:  # reading the error body failed
+                return Result.retry(f"webhook HTTP {response.status_code}: {exc}")
+            finally:
+                response.close()
+        return Result.retry(error)
+
+    def close(self) -> None:
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.close()
