@@ -63,3 +63,17 @@ def store(
     if postgres:
         figures += run(postgres, users, seed, batch_size)
     show("store", figures, write)
+
+
+@app.command("engine")
+def engine(
+    ctx: typer.Context,
+    users: UsersOpt = 1_000_000,
+    workers: Annotated[int, typer.Option(help="Worker threads")] = 1,
+    write: WriteOpt = None,
+) -> None:
+    """Entry plus first message for N matching users on SQLite, and a 1%-due second tick."""
+    from drumbeat.bench.engine import run
+
+    batch_size = state(ctx).settings().batch_size
+    show("engine", run(users, workers=workers, batch_size=batch_size), write)

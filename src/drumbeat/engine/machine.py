@@ -118,16 +118,22 @@ def _run(
     *,
     entered: bool = False,
 ) -> Decision:
-    """Run instantaneous steps from `start` until a wait, a held send or the end."""
+    """Run instantaneous steps from `start` until a wait, a held send or the end.
+
+    Hot: it runs for every entering user, so it keeps what changes in locals and builds the
+    new membership once (no dataclass `replace` per step)."""
     messages: list[OutMessage] = []
     sends = list(s.recent_sends)
+    last_sent, last_step = member.last_sent_at, member.last_step
     current = start
     while current is not None:
         node = program.nodes[current]
         if isinstance(node, SendNode):
             hold = _held_until(program, s, sends, now)
             if hold is not None:
-                return _waiting(program, member, node.id, now, hold, messages, entered)
+                return _settle(
+                    program, member, node.id, now, hold, messages, entered, last_sent, last_step
+                )
             if not s.user.unsubscribed:  # never sent to; checked again at dispatch
                 key = dedupe_key(program, node.id, member.user_id, member.entry_count)
                 messages.append(
@@ -141,7 +147,7 @@ def _run(
                         now,
                     )
                 )
-                member = replace(member, last_sent_at=now, last_step=node.id)
+                last_sent, last_step = now, node.id
                 sends.append(now)
             current = node.next
         elif isinstance(node, BranchNode):
@@ -150,19 +156,64 @@ def _run(
             seed = f"{program.workspace}:{program.key}:{node.id}:{member.user_id}"
             current = node.pick(seed)[1]
         elif isinstance(node, WaitNode):
-            return _waiting(program, member, node.id, now, now + node.seconds, messages, entered)
+            return _settle(
+                program,
+                member,
+                node.id,
+                now,
+                now + node.seconds,
+                messages,
+                entered,
+                last_sent,
+                last_step,
+            )
         else:
             if node.holds(s.user, s.facts, now):
                 current = node.next
                 continue
-            return _waiting(program, member, node.id, now, now + node.timeout, messages, entered)
+            return _settle(
+                program,
+                member,
+                node.id,
+                now,
+                now + node.timeout,
+                messages,
+                entered,
+                last_sent,
+                last_step,
+            )
+    since = last_sent or member.entered_at
     if program.goal is None:
-        done = replace(member, position=END)
-        return Decision(
-            _exit(done, State.COMPLETED, now, "completed").member, tuple(messages), entered
+        done = Member(
+            member.user_id,
+            State.COMPLETED,
+            END,
+            member.entry_count,
+            member.entered_at,
+            now,
+            None,
+            last_sent,
+            last_step,
+            now,
+            "completed",
+            member.attributed,
         )
-    at_end = replace(member, position=END, step_started_at=now)
-    at_end = replace(at_end, next_due_at=_goal_deadline(program, at_end))
+        return Decision(done, tuple(messages), entered)
+    window = program.campaign.goal.window if program.campaign.goal else 0.0
+    at_end = Member(
+        member.user_id,
+        State.ACTIVE,
+        END,
+        member.entry_count,
+        member.entered_at,
+        now,
+        since + window,
+        last_sent,
+        last_step,
+        None,
+        None,
+        member.attributed,
+    )
     return Decision(at_end, tuple(messages), entered)
 
 
@@ -175,7 +226,7 @@ def _held_until(program: Program, s: Subject, sends: list[float], now: float) ->
     return program.cap.free_at(sends, now) if program.cap is not None else None
 
 
-def _waiting(
+def _settle(
     program: Program,
     member: Member,
     position: str,
@@ -183,11 +234,27 @@ def _waiting(
     due: float,
     messages: list[OutMessage],
     entered: bool,
+    last_sent: float | None,
+    last_step: str | None,
 ) -> Decision:
+    """The member waits at `position` until `due`, or its inactivity limit if sooner."""
     started = member.step_started_at if member.position == position else now
-    member = replace(member, position=position, step_started_at=started)
-    member = replace(member, next_due_at=min(due, _inactive_at(program, member)))
-    return Decision(member, tuple(messages), entered)
+    inactive = (last_sent or member.entered_at) + program.campaign.exit.inactive_after
+    waiting = Member(
+        member.user_id,
+        State.ACTIVE,
+        position,
+        member.entry_count,
+        member.entered_at,
+        started,
+        min(due, inactive),
+        last_sent,
+        last_step,
+        None,
+        None,
+        member.attributed,
+    )
+    return Decision(waiting, tuple(messages), entered)
 
 
 def _inactive_at(program: Program, member: Member) -> float:

@@ -50,16 +50,19 @@ class CampaignRow:
     full_pass_at: float | None
 
 
+_UPSERT_MEMBERS = f"""
+INSERT INTO memberships (workspace_id, campaign_key, {", ".join(MEMBER_COLUMNS)}, version)
+VALUES (?, ?, {", ".join("?" for _ in MEMBER_COLUMNS)}, 1)
+ON CONFLICT (workspace_id, campaign_key, user_id) DO UPDATE SET
+{", ".join(f"{c} = excluded.{c}" for c in MEMBER_COLUMNS if c != "user_id")},
+version = memberships.version + 1
+"""
+
+
 def member_from_row(row: Any) -> Member:
     values = dict(zip(MEMBER_COLUMNS, row, strict=True))
     values["state"] = State(values["state"])
     return Member(**values)
-
-
-def member_values(ws: int, key: str, member: Member) -> dict[str, Any]:
-    values = {name: getattr(member, name) for name in MEMBER_COLUMNS}
-    values["state"] = str(member.state)
-    return {"workspace_id": ws, "campaign_key": key, "version": 1, **values}
 
 
 class CampaignStore(StoreCore):
@@ -177,16 +180,26 @@ class CampaignStore(StoreCore):
         """Upsert memberships (the latest entry of each user)."""
         if not members:
             return
-        rows = [member_values(ws, key, m) for m in members]
-        insert = self._dialect_insert(memberships)
-        changing = {name: insert.excluded[name] for name in MEMBER_COLUMNS if name != "user_id"}
-        changing["version"] = memberships.c.version + 1
-        conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["workspace_id", "campaign_key", "user_id"], set_=changing
-            ),
-            rows,
-        )
+        rows = [
+            (
+                ws,
+                key,
+                m.user_id,
+                str(m.state),
+                m.position,
+                m.entry_count,
+                m.entered_at,
+                m.step_started_at,
+                m.next_due_at,
+                m.last_sent_at,
+                m.last_step,
+                m.exited_at,
+                m.exit_reason,
+                m.attributed,
+            )
+            for m in members
+        ]
+        self._executemany(conn, _UPSERT_MEMBERS, rows)
 
     def members(
         self, ws: int, key: str, *, state: str | None = None, limit: int | None = None

@@ -43,6 +43,16 @@ class StoreCore:
         """INSERT with this database's ON CONFLICT support."""
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
 
+    def _executemany(self, conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run hand-written SQL once per row tuple, straight through the driver (hot paths:
+        no per-row work in SQLAlchemy). `sql` uses `?` placeholders and `?::json` for a
+        JSON text parameter; returns the rows affected."""
+        if self.dialect == "postgresql":
+            sql = sql.replace("?::json", "%s::jsonb").replace("?", "%s")
+        else:
+            sql = sql.replace("?::json", "?")
+        return max(0, int(conn.exec_driver_sql(sql, list(rows)).rowcount))
+
     def _insert_ignore(self, table: Table) -> Any:
         return self._dialect_insert(table).on_conflict_do_nothing()
 

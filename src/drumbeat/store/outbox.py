@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+import orjson
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
@@ -53,6 +54,14 @@ class SendResult:
     error: str | None = None
 
 
+_INSERT_MESSAGES = """
+INSERT INTO outbox (workspace_id, dedupe_key, campaign_key, step_id, user_id, entry_count,
+                    channel, payload, status, attempts, available_at, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?::json, 'pending', 0, ?, ?)
+ON CONFLICT DO NOTHING
+"""
+
+
 class OutboxStore(StoreCore):
     # ---- outbox -------------------------------------------------------------------------
 
@@ -62,24 +71,27 @@ class OutboxStore(StoreCore):
         """Queue messages; one whose dedupe key exists already is ignored (at most once)."""
         if not messages:
             return 0
-        rows = [
-            {
-                "workspace_id": ws,
-                "dedupe_key": m.dedupe_key,
-                "campaign_key": key,
-                "step_id": m.step_id,
-                "user_id": m.user_id,
-                "entry_count": m.entry_count,
-                "channel": m.channel,
-                "payload": dict(m.payload),
-                "status": "pending",
-                "attempts": 0,
-                "available_at": m.created_at,
-                "created_at": m.created_at,
-            }
-            for m in messages
-        ]
-        return int(conn.execute(self._insert_ignore(outbox), rows).rowcount)
+        payloads: dict[int, str] = {}  # one serialisation per step, not per message
+        rows = []
+        for m in messages:
+            payload = payloads.get(id(m.payload))
+            if payload is None:
+                payload = payloads[id(m.payload)] = orjson.dumps(m.payload).decode()
+            rows.append(
+                (
+                    ws,
+                    m.dedupe_key,
+                    key,
+                    m.step_id,
+                    m.user_id,
+                    m.entry_count,
+                    m.channel,
+                    payload,
+                    m.created_at,
+                    m.created_at,
+                )
+            )
+        return self._executemany(conn, _INSERT_MESSAGES, rows)
 
     def recent_sends(
         self, ws: int, user_ids: Sequence[str], since: float
@@ -135,20 +147,35 @@ class OutboxStore(StoreCore):
         return sorted(rows, key=lambda r: r.id)
 
     def record_results(self, results: Sequence[SendResult], now: float) -> None:
-        """Write each claimed row's outcome, in one transaction."""
+        """Write each claimed row's outcome: one executemany, in one transaction."""
+        if not results:
+            return
         o = outbox.c
+        rows = [
+            {
+                "row_id": r.id,
+                "new_status": r.status,
+                "error": (r.error or "")[:1000] or None,
+                "sent": now if r.status == "sent" else None,
+                "provider": r.provider_id,
+                "available": r.available_at,
+            }
+            for r in results
+        ]
+        statement = (
+            update(outbox)
+            .where(o.id == bindparam("row_id"))
+            .values(
+                status=bindparam("new_status"),
+                lease_until=None,
+                last_error=bindparam("error"),
+                sent_at=func.coalesce(bindparam("sent"), o.sent_at),
+                provider_id=func.coalesce(bindparam("provider"), o.provider_id),
+                available_at=func.coalesce(bindparam("available"), o.available_at),
+            )
+        )
         with metrics.timed("store.record_results", len(results)), self.writing() as conn:
-            for r in results:
-                values: dict[str, Any] = {
-                    "status": r.status,
-                    "lease_until": None,
-                    "last_error": (r.error or "")[:1000] or None,
-                }
-                if r.status == "sent":
-                    values.update(sent_at=now, provider_id=r.provider_id)
-                if r.available_at is not None:
-                    values["available_at"] = r.available_at
-                conn.execute(update(outbox).where(o.id == r.id).values(**values))
+            conn.execute(statement, rows)
 
     def outbox_rows(
         self,

@@ -1,0 +1,110 @@
+"""The demo's report: messages per campaign and step, exits by reason, conversion against
+the control group, and p50 / p99 / max of every timed query and stage."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.console import Console
+
+from drumbeat import metrics
+from drumbeat.cli.output import table
+from drumbeat.engine.program import SplitNode
+from drumbeat.pipeline.programs import Programs
+from drumbeat.store import Store
+
+
+def messages_table(store: Store, ws: int) -> object:
+    counts = store.outbox_counts(ws)
+    by_step: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for (campaign, step, status), n in counts.items():
+        by_step[(campaign, step)][status] = n
+    rows = [
+        (
+            c,
+            s,
+            sum(st.values()),
+            st.get("sent", 0),
+            sum(n for k, n in st.items() if k not in ("sent", "pending", "sending")),
+        )
+        for (c, s), st in sorted(by_step.items())
+    ]
+    return table(
+        "messages per campaign and step", ("campaign", "step", "queued", "sent", "not sent"), rows
+    )
+
+
+def exits_table(store: Store, ws: int) -> object:
+    rows = []
+    for row in store.campaigns(ws):
+        counts = store.member_counts(ws, row.key)
+        rows.append(
+            (
+                row.key,
+                sum(counts.values()),
+                counts.get("active", 0),
+                counts.get("converted", 0),
+                counts.get("left_audience", 0),
+                counts.get("inactive", 0),
+                counts.get("completed", 0),
+            )
+        )
+    return table(
+        "members by state",
+        ("campaign", "entered", "active", "converted", "left audience", "inactive", "completed"),
+        rows,
+    )
+
+
+def control_table(store: Store, ws: int, key: str) -> object | None:
+    """Conversion per path of the campaign's first split (the control group's comparison)."""
+    program = Programs(store).get(ws, key)
+    if program is None:
+        return None
+    split = next((n for n in program.nodes.values() if isinstance(n, SplitNode)), None)
+    if split is None:
+        return None
+    entered: dict[str, int] = defaultdict(int)
+    converted: dict[str, int] = defaultdict(int)
+    for member in store.members(ws, key):
+        path, _ = split.pick(f"{program.workspace}:{key}:{split.id}:{member.user_id}")
+        entered[path] += 1
+        converted[path] += member.state == "converted"
+    rows = [
+        (
+            path,
+            entered[path],
+            converted[path],
+            f"{100 * converted[path] / entered[path]:.2f}%" if entered[path] else "—",
+        )
+        for path in sorted(entered)
+    ]
+    return table(
+        f"{key}: conversion by path of split {split.id!r}",
+        ("path", "entered", "converted", "rate"),
+        rows,
+    )
+
+
+def timings_table() -> object:
+    rows = [
+        (
+            name,
+            s.count,
+            s.items,
+            f"{s.quantile(0.5) * 1000:.2f}",
+            f"{s.quantile(0.99) * 1000:.2f}",
+            f"{s.maximum * 1000:.2f}",
+        )
+        for name, s in metrics.summaries().items()
+    ]
+    return table("timings (ms)", ("query or stage", "calls", "rows", "p50", "p99", "max"), rows)
+
+
+def print_report(console: Console, store: Store, ws: int) -> None:
+    console.print(messages_table(store, ws))
+    console.print(exits_table(store, ws))
+    control = control_table(store, ws, "trial-to-paid")
+    if control is not None:
+        console.print(control)
+    console.print(timings_table())

@@ -1,0 +1,101 @@
+"""The commands a user types, run as a user runs them: demo, benchmarks (small), the flow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drumbeat.demo.story import CAMPAIGNS, campaign_path
+
+DRUMBEAT = [sys.executable, "-m", "drumbeat"]
+
+
+def drumbeat(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [*DRUMBEAT, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRUMBEAT_")}
+    env["COLUMNS"] = "200"
+    return env
+
+
+def test_demo_tells_the_whole_story(tmp_path, clean_env):
+    out = drumbeat("demo", "--users", "400", "--days", "12", cwd=tmp_path, env=clean_env)
+    assert "messages per campaign and step" in out
+    assert "conversion by path" in out
+    assert "store.load_users" in out
+    assert (tmp_path / "drumbeat-demo.db").exists()
+    assert (tmp_path / "drumbeat-demo-messages.jsonl").stat().st_size > 0
+
+
+def test_bench_store_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
+    report = tmp_path / "BENCH.md"
+    drumbeat(
+        "bench",
+        "store",
+        "--users",
+        "500",
+        "--postgres",
+        pg_database,
+        "--write",
+        str(report),
+        cwd=tmp_path,
+        env=clean_env,
+    )
+    text = report.read_text()
+    assert "<!-- bench:store -->" in text and "sqlite: import 500 users" in text
+    assert "postgresql: count a three-condition audience" in text
+
+
+def test_bench_engine_smoke_writes_its_figures(tmp_path, clean_env):
+    report = tmp_path / "BENCH.md"
+    drumbeat(
+        "bench", "engine", "--users", "500", "--write", str(report), cwd=tmp_path, env=clean_env
+    )
+    assert "first tick: entry + first message, 500 users" in report.read_text()
+
+
+def test_refused_input_exits_2_and_says_where(tmp_path, clean_env):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("key: Bad Key\nname: x\naudience: {attr: plan, eq: free}\nsteps: []\n")
+    done = subprocess.run(
+        [*DRUMBEAT, "--database-url", f"sqlite:///{tmp_path}/d.db", "campaign", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "key: expected lowercase letters" in done.stderr
+    assert "steps: expected at least 1 item" in done.stderr
+
+
+@pytest.mark.parametrize("name", CAMPAIGNS)
+def test_demo_campaigns_pass_check(name, tmp_path, clean_env):
+    out = drumbeat(
+        "--database-url",
+        f"sqlite:///{tmp_path}/d.db",
+        "campaign",
+        "check",
+        str(campaign_path(name)),
+        cwd=tmp_path,
+        env=clean_env,
+    )
+    assert "valid" in out
