@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Connection, func, select
 
 from drumbeat import metrics
@@ -35,6 +36,11 @@ USER_COLUMNS = (
     "updated_at",
     "version",
 )
+
+
+_LOAD_USERS = f"""
+SELECT {", ".join(USER_COLUMNS)} FROM users WHERE workspace_id = ? AND user_id IN_IDS
+"""
 
 
 def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
@@ -130,15 +136,24 @@ class Store(CampaignStore, OutboxStore, StoreCore):
             return self._upsert_users(conn, ws, rows, now)
 
     def load_users(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
+        """The users among `user_ids` (unknown ids are left out), one query per batch."""
         found: dict[str, User] = {}
-        columns = [users.c[name] for name in USER_COLUMNS]
+        loads = orjson.loads if self.dialect == "sqlite" else None
         with metrics.timed("store.load_users", len(user_ids)), self.engine.connect() as conn:
             for part in chunks(user_ids, self.batch_size):
-                query = select(*columns).where(
-                    users.c.workspace_id == ws, users.c.user_id.in_(part)
-                )
-                for row in conn.execute(query):
-                    found[row.user_id] = User(*row)
+                for row in self._fetch_by_ids(conn, _LOAD_USERS, (ws,), part):
+                    attributes = loads(row[6]) if loads is not None else row[6]
+                    found[row[0]] = User(
+                        row[0],
+                        row[1],
+                        row[2],
+                        bool(row[3]),
+                        row[4],
+                        row[5],
+                        attributes,
+                        row[7],
+                        row[8],
+                    )
         return found
 
     def count_users(self, ws: int) -> int:

@@ -59,9 +59,16 @@ version = memberships.version + 1
 """
 
 
+_LOAD_MEMBERS = f"""
+SELECT {", ".join(MEMBER_COLUMNS)} FROM memberships
+WHERE workspace_id = ? AND campaign_key = ? AND user_id IN_IDS
+"""
+
+
 def member_from_row(row: Any) -> Member:
     values = dict(zip(MEMBER_COLUMNS, row, strict=True))
     values["state"] = State(values["state"])
+    values["attributed"] = bool(values["attributed"])
     return Member(**values)
 
 
@@ -162,17 +169,11 @@ class CampaignStore(StoreCore):
     # ---- members ------------------------------------------------------------------------
 
     def load_members(self, ws: int, key: str, user_ids: Sequence[str]) -> dict[str, Member]:
-        columns = [memberships.c[name] for name in MEMBER_COLUMNS]
         found: dict[str, Member] = {}
         with metrics.timed("store.load_members", len(user_ids)), self.engine.connect() as conn:
             for start in range(0, len(user_ids), self.batch_size):
                 part = user_ids[start : start + self.batch_size]
-                query = select(*columns).where(
-                    memberships.c.workspace_id == ws,
-                    memberships.c.campaign_key == key,
-                    memberships.c.user_id.in_(part),
-                )
-                for row in conn.execute(query):
+                for row in self._fetch_by_ids(conn, _LOAD_MEMBERS, (ws, key), part):
                     found[row[0]] = member_from_row(row)
         return found
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -52,6 +53,19 @@ class StoreCore:
         else:
             sql = sql.replace("?::json", "?")
         return max(0, int(conn.exec_driver_sql(sql, list(rows)).rowcount))
+
+    def _fetch_by_ids(
+        self, conn: Connection, sql: str, params: Sequence[Any], ids: Sequence[str]
+    ) -> list[Any]:
+        """Rows of hand-written SQL whose last condition is `user_id IN_IDS`: the ids go as one
+        parameter (a JSON array on SQLite, an array on PostgreSQL), not one bind per id."""
+        if self.dialect == "postgresql":
+            sql = sql.replace("IN_IDS", "= ANY(?)").replace("?", "%s")
+            ids_param: Any = list(ids)
+        else:
+            sql = sql.replace("IN_IDS", "IN (SELECT value FROM json_each(?))")
+            ids_param = orjson.dumps(list(ids)).decode()
+        return list(conn.exec_driver_sql(sql, (*params, ids_param)).fetchall())
 
     def _insert_ignore(self, table: Table) -> Any:
         return self._dialect_insert(table).on_conflict_do_nothing()

@@ -152,7 +152,6 @@ outbox = Table(
     Column("last_error", String(1000)),
     Index(None, "status", "available_at"),
     Index(None, "workspace_id", "user_id", "created_at"),
-    Index(None, "workspace_id", "campaign_key", "status"),
 )
 
 batches = Table(

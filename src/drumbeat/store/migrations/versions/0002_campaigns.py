@@ -96,11 +96,6 @@ def upgrade() -> None:
         "outbox",
         ["workspace_id", "user_id", "created_at"],
     )
-    op.create_index(
-        "ix_outbox_workspace_id_campaign_key_status",
-        "outbox",
-        ["workspace_id", "campaign_key", "status"],
-    )
     op.create_table(
         "batches",
         sa.Column("id", AutoId, nullable=False, autoincrement=True),
