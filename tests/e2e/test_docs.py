@@ -17,8 +17,8 @@ def blocks(path: Path, language: str) -> list[str]:
 
 
 def test_campaign_examples_parse():
-    examples = blocks(ROOT / "docs" / "campaigns.md", "yaml")
-    assert examples
+    examples = blocks(ROOT / "docs" / "campaigns.md", "yaml") + blocks(ROOT / "README.md", "yaml")
+    assert len(examples) >= 2
     for text in examples:
         parse_campaign(yaml.safe_load(text))
 
