@@ -75,7 +75,7 @@ def demo(
         f"{users:,} users, {story.events:,} past events, {story.activity:,} events "
         f"during {days} simulated days ({len(story.ticks)} ticks): {took:.1f} s"
     )
-    print_report(console, client.store, client.ws)
+    print_report(console, client)
     runner.close()
     client.close()
 

@@ -103,13 +103,19 @@ class CampaignStore(StoreCore):
         status: str,
         now: float,
     ) -> int:
-        """Insert version 1 or store the next version; returns the version written."""
+        """Insert version 1 or store the next version; returns the version written.
+
+        A new campaign's event watermark starts at the newest event: `entry.on: {event}`
+        takes events tracked from now on, not the history from before it existed."""
         current = conn.execute(
             select(campaigns.c.version).where(
                 campaigns.c.workspace_id == ws, campaigns.c.key == key
             )
         ).scalar()
         if current is None:
+            newest_event = conn.execute(
+                select(func.coalesce(func.max(events.c.id), 0)).where(events.c.workspace_id == ws)
+            ).scalar_one()
             conn.execute(
                 campaigns.insert().values(
                     workspace_id=ws,
@@ -120,7 +126,7 @@ class CampaignStore(StoreCore):
                     status=status,
                     created_at=now,
                     updated_at=now,
-                    event_watermark=0,
+                    event_watermark=newest_event,
                 )
             )
             return 1
