@@ -111,10 +111,12 @@ def timings_table() -> object:
             f"{s.quantile(0.5) * 1000:.2f}",
             f"{s.quantile(0.99) * 1000:.2f}",
             f"{s.maximum * 1000:.2f}",
+            f"{s.total:.2f}",
         )
         for name, s in metrics.summaries().items()
     ]
-    return table("timings (ms)", ("query or stage", "calls", "rows", "p50", "p99", "max"), rows)
+    columns = ("query or stage", "calls", "rows", "p50", "p99", "max", "total")
+    return table("timings (ms; total in s)", columns, rows)
 
 
 def print_report(console: Console, client: Drumbeat) -> None:

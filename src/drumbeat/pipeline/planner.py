@@ -100,7 +100,9 @@ def plan_all(
     full_pass_every: float,
     lane: str = DEFAULT_LANE,
 ) -> list[Plan]:
-    """Plan every active campaign of every workspace."""
+    """Plan every active campaign of every workspace, from a fresh snapshot of them (the
+    workers of this tick use the same snapshot)."""
+    programs.refresh()
     return [
         plan_campaign(store, programs, row, now, full_pass_every=full_pass_every, lane=lane)
         for row in store.campaigns(status="active")
