@@ -66,58 +66,42 @@ def tick(store: Store, programs: Programs, now: float, workers: int) -> float:
     return time.perf_counter() - began
 
 
-def floor(store: Store, ws: int, now: float) -> float:
-    """Read the same users, write memberships and outbox rows: plain SQL, no engine."""
+def floor(store: Store, ws: int, now: float, batch_size: int) -> float:
+    """Read the same users, write their memberships and outbox rows into the same tables
+    (under another campaign key, removed afterwards), in batches: plain SQL, no engine."""
+    payload = orjson.dumps({"subject": "Welcome", "body": "Hello"}).decode()
     began = time.perf_counter()
-    with store.writing() as conn:
-        conn.exec_driver_sql("CREATE TEMP TABLE floor_members AS SELECT * FROM memberships WHERE 0")
-        conn.exec_driver_sql("CREATE TEMP TABLE floor_outbox AS SELECT * FROM outbox WHERE 0")
-    cursor = store.engine.raw_connection()
+    raw = store.engine.raw_connection()
     try:
-        rows = cursor.execute(
-            "SELECT user_id, email, attributes FROM users WHERE workspace_id = ? AND "
-            "attributes ->> '$.plan' = 'free'",
+        rows = raw.execute(
+            "SELECT user_id FROM users WHERE workspace_id = ? AND attributes ->> '$.plan' = 'free'",
             (ws,),
         ).fetchall()
-        payload = orjson.dumps({"subject": "Welcome", "body": "Hello"}).decode()
-        members = [
-            (ws, "bench", r[0], "active", "steps[1]", 1, now, now, now + 172800, now, "welcome", 1)
-            for r in rows
-        ]
-        outbox = [
-            (
-                ws,
-                f"default/bench/welcome/{r[0]}/1",
-                "bench",
-                "welcome",
-                r[0],
-                1,
-                "email",
-                payload,
-                "pending",
-                0,
-                now,
-                now,
+        for start in range(0, len(rows), batch_size):
+            part = [row[0] for row in rows[start : start + batch_size]]
+            raw.execute("BEGIN IMMEDIATE")
+            raw.executemany(
+                "INSERT INTO memberships (workspace_id, campaign_key, user_id, state, position,"
+                " entry_count, entered_at, step_started_at, next_due_at, last_sent_at,"
+                " last_step, attributed, version) VALUES (?, 'floor', ?, 'active', 'steps[1]',"
+                " 1, ?, ?, ?, ?, 'welcome', 0, 1)",
+                [(ws, user, now, now, now + 172800, now) for user in part],
             )
-            for r in rows
-        ]
-        cursor.execute("BEGIN IMMEDIATE")
-        cursor.executemany(
-            "INSERT INTO floor_members (workspace_id, campaign_key, user_id, state, position, "
-            "entry_count, entered_at, step_started_at, next_due_at, last_sent_at, last_step, "
-            "version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            members,
-        )
-        cursor.executemany(
-            "INSERT INTO floor_outbox (workspace_id, dedupe_key, campaign_key, step_id, user_id,"
-            " entry_count, channel, payload, status, attempts, available_at, created_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            outbox,
-        )
-        cursor.execute("COMMIT")
+            raw.executemany(
+                "INSERT INTO outbox (workspace_id, dedupe_key, campaign_key, step_id, user_id,"
+                " entry_count, channel, payload, status, attempts, available_at, created_at)"
+                " VALUES (?, ?, 'floor', 'welcome', ?, 1, 'email', ?, 'pending', 0, ?, ?)",
+                [(ws, f"floor/{user}", user, payload, now, now) for user in part],
+            )
+            raw.execute("COMMIT")
+        took = time.perf_counter() - began
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute("DELETE FROM memberships WHERE campaign_key = 'floor'")
+        raw.execute("DELETE FROM outbox WHERE campaign_key = 'floor'")
+        raw.execute("COMMIT")
     finally:
-        cursor.close()
-    return time.perf_counter() - began
+        raw.close()
+    return took
 
 
 def make_due(store: Store, ws: int, share: float, now: float, seed: int) -> int:
@@ -147,7 +131,7 @@ def run(
         queued = sum(store.outbox_counts(ws).values())
         if queued != users:
             raise AssertionError(f"the first tick queued {queued:,} messages for {users:,} users")
-        raw = floor(store, ws, START)
+        raw = floor(store, ws, START, batch_size)
         later = START + 3600
         due = make_due(store, ws, 0.01, later, seed)
         second = tick(store, programs, later, workers)

@@ -1,4 +1,8 @@
-"""A membership as the engine sees it, and what the engine decides about one user."""
+"""A membership as the engine sees it, and what the engine decides about one user.
+
+These are built once per user per tick on the hot path, so they are plain slotted
+dataclasses (a frozen dataclass costs a `object.__setattr__` per field to build): treat them
+as immutable, and use `dataclasses.replace` to change one."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ class State(StrEnum):
     COMPLETED = "completed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Member:
     """One user's membership of one campaign (the latest entry)."""
 
@@ -39,7 +43,7 @@ class Member:
     attributed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Subject:
     """Everything the engine needs about one user, loaded in bulk by a worker."""
 
@@ -50,7 +54,7 @@ class Subject:
     may_enter: bool = False  # the planner selected this user for entry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutMessage:
     """One outbox row to write, in the same transaction as the membership change."""
 
@@ -63,7 +67,7 @@ class OutMessage:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """The new membership of one user, and the messages it sends."""
 
