@@ -13,9 +13,8 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime
 from enum import StrEnum
-from functools import cache
+from functools import lru_cache
 from typing import Annotated, ClassVar, Self, TypeAlias
 
 from pydantic import (
@@ -23,8 +22,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PlainSerializer,
-    PlainValidator,
     Tag,
     TypeAdapter,
     ValidationError,
@@ -34,17 +31,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from drumbeat.errors import InvalidInput, Problem
-from drumbeat.model.attributes import MAX_EXACT_INT, format_timestamp
-from drumbeat.model.durations import (
-    InvalidDuration,
-    InvalidTime,
-    format_duration,
-    parse_duration,
-    parse_time,
-)
 from drumbeat.model.problems import problems_from_validation
-
-Scalar: TypeAlias = str | int | float | bool
+from drumbeat.model.rule_values import (
+    Count,
+    Flag,
+    Name,
+    OrderedValue,
+    RuleValue,
+    Scalar,
+    Seconds,
+    Text,
+    TimeValue,
+    fail,
+)
 
 
 class Op(StrEnum):
@@ -68,90 +67,6 @@ class Op(StrEnum):
 LIST_OPS = frozenset({Op.IN, Op.NOT_IN})
 
 
-def _fail(kind: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(kind, message)
-
-
-def _scalar(value: object) -> Scalar:
-    if isinstance(value, datetime):  # YAML reads an unquoted timestamp as a datetime
-        if value.tzinfo is None:
-            raise _fail("time", "expected a time with an offset, such as 2026-01-01T00:00:00Z")
-        return format_timestamp(value.timestamp())
-    if isinstance(value, date):
-        raise _fail("time", "expected a time with an offset, such as 2026-01-01T00:00:00Z")
-    if isinstance(value, bool | str):
-        return value
-    if isinstance(value, int) and abs(value) <= MAX_EXACT_INT:
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    if isinstance(value, int | float):
-        raise _fail("number", "expected a finite number within ±2**53")
-    raise _fail("scalar", "expected a string, number or boolean")
-
-
-def _ordered(value: object) -> Scalar:
-    scalar = _scalar(value)
-    if isinstance(scalar, bool):
-        raise _fail("ordered", "expected a number, string or time")
-    return scalar
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise _fail("string", "expected a string")
-    return value
-
-
-def _time(value: object) -> Scalar:
-    scalar = _scalar(value)
-    try:
-        parse_time(scalar)
-    except InvalidTime as exc:
-        raise _fail("time", str(exc)) from None
-    return scalar
-
-
-def _flag(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise _fail("boolean", "expected true or false")
-    return value
-
-
-def _name(value: object) -> str:
-    if (
-        not isinstance(value, str)
-        or not 1 <= len(value) <= 200
-        or any(c in value for c in '"\\')
-        or any(ord(c) < 32 for c in value)
-    ):
-        raise _fail("name", "expected a name: 1-200 characters, no quotes or backslashes")
-    return value
-
-
-def _duration(value: object) -> float:
-    try:
-        return parse_duration(value)
-    except InvalidDuration as exc:
-        raise _fail("duration", str(exc)) from None
-
-
-def _count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail("count", "expected a whole number, 0 or more")
-    return value
-
-
-RuleValue = Annotated[Scalar, PlainValidator(_scalar)]
-OrderedValue = Annotated[Scalar, PlainValidator(_ordered)]
-TimeValue = Annotated[Scalar, PlainValidator(_time)]
-Text = Annotated[str, PlainValidator(_text)]
-Flag = Annotated[bool, PlainValidator(_flag)]
-Name = Annotated[str, PlainValidator(_name)]
-Count = Annotated[int, PlainValidator(_count)]
-Seconds = Annotated[float, PlainValidator(_duration), PlainSerializer(format_duration)]
-
-
 class Node(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -163,9 +78,9 @@ def _exactly_one(node: BaseModel, names: tuple[str, ...]) -> None:
     given = [name.rstrip("_") for name in names if getattr(node, name) is not None]
     if not given:
         shown = ", ".join(n.rstrip("_") for n in names)
-        raise _fail("one_of", f"expected an operator: one of {shown}")
+        raise fail("one_of", f"expected an operator: one of {shown}")
     if len(given) > 1:
-        raise _fail("one_of", f"expected one operator, got {' and '.join(given)}")
+        raise fail("one_of", f"expected one operator, got {' and '.join(given)}")
 
 
 def _no_nulls(data: object, names: tuple[str, ...]) -> object:
@@ -181,9 +96,6 @@ class RuleNode(Node):
     """What every rule is. `tag` names its kind for the union's discriminator."""
 
     tag: ClassVar[str]
-
-    def children(self) -> tuple[Rule, ...]:
-        return ()
 
     def walk(self, path: str = "") -> Iterator[tuple[str, RuleNode]]:
         """Every node with its path, depth first, not entering an event's `where`."""
@@ -213,9 +125,6 @@ class AllOf(RuleNode):
     tag: ClassVar[str] = "<all>"
     rules: tuple[Rule, ...] = Field(alias="all")
 
-    def children(self) -> tuple[Rule, ...]:
-        return self.rules
-
     def _child_paths(self, path: str) -> Iterator[tuple[str, Rule]]:
         return ((f"{path}.all[{i}]", rule) for i, rule in enumerate(self.rules))
 
@@ -226,9 +135,6 @@ class AnyOf(RuleNode):
     tag: ClassVar[str] = "<any>"
     rules: tuple[Rule, ...] = Field(alias="any")
 
-    def children(self) -> tuple[Rule, ...]:
-        return self.rules
-
     def _child_paths(self, path: str) -> Iterator[tuple[str, Rule]]:
         return ((f"{path}.any[{i}]", rule) for i, rule in enumerate(self.rules))
 
@@ -238,9 +144,6 @@ class Not(RuleNode):
 
     tag: ClassVar[str] = "<not>"
     rule: Rule = Field(alias="not")
-
-    def children(self) -> tuple[Rule, ...]:
-        return (self.rule,)
 
     def _child_paths(self, path: str) -> Iterator[tuple[str, Rule]]:
         return iter(((f"{path}.not", self.rule),))
@@ -354,7 +257,7 @@ class EventCondition(RuleNode):
         return _event_key(self)
 
 
-@cache
+@lru_cache(maxsize=4096)
 def _event_key(cond: EventCondition) -> str:
     data = cond.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"count"})
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -418,6 +321,7 @@ __all__ = [
     "Rule",
     "RuleNode",
     "Scalar",
+    "Seconds",
     "dump_rule",
     "parse_rule",
     "problems_from_validation",

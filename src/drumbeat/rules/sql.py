@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Select, Table
@@ -32,11 +32,11 @@ from drumbeat.model.rules import (
     Rule,
 )
 from drumbeat.rules.resolve import Check, resolve
-from drumbeat.rules.sql_values import ColumnValue, JsonValue, StoredValue, json_value
+from drumbeat.rules.sql_values import Bool, ColumnValue, JsonValue, StoredValue, json_value
 from drumbeat.store.schema import events, users
 
-Bool: TypeAlias = ColumnElement[bool]
 DIALECTS = ("sqlite", "postgresql")
+_ORDERING = frozenset({Op.GT, Op.GTE, Op.LT, Op.LTE})
 _COMPARE: dict[Op, Callable[[Any, Any], Bool]] = {
     Op.EQ: lambda x, c: x == c,
     Op.NE: lambda x, c: x != c,
@@ -128,12 +128,12 @@ def _condition(check: Check, value: StoredValue, now: float) -> Bool:
         operand = value.operand(kind)
         inside = operand.in_(constants) if check.op is Op.IN else operand.not_in(constants)
         return sa.and_(guard, inside)
-    return sa.and_(guard, _compare(check, value, constants[0]))
+    return sa.and_(guard, _compare(check.op, kind, value, constants[0], check.values[0]))
 
 
-def _compare(check: Check, value: StoredValue, constant: ColumnElement[Any]) -> Bool:
-    kind, op = check.type, check.op
-    assert kind is not None
+def _compare(
+    op: Op, kind: AttrType, value: StoredValue, constant: ColumnElement[Any], raw: object
+) -> Bool:
     operand = value.operand(kind)
     if op is Op.CONTAINS:
         position = sa.func.strpos if value.dialect == "postgresql" else sa.func.instr
@@ -141,10 +141,9 @@ def _compare(check: Check, value: StoredValue, constant: ColumnElement[Any]) -> 
     if op is Op.STARTS_WITH:
         if value.dialect == "postgresql":
             return sa.func.starts_with(operand, constant, type_=sa.Boolean)
-        length = len(str(check.values[0]))
-        return sa.func.substr(operand, 1, length) == constant
-    if kind is AttrType.STRING and value.dialect == "postgresql" and op is not Op.EQ:
-        operand = operand.collate("C")
+        return sa.func.substr(operand, 1, len(str(raw))) == constant
+    if kind is AttrType.STRING and value.dialect == "postgresql" and op in _ORDERING:
+        operand = operand.collate("C")  # byte order, as Python and SQLite compare
     return _COMPARE[op](operand, constant)
 
 
