@@ -89,22 +89,26 @@ def _advance(program: Program, s: Subject, member: Member, now: float) -> Decisi
     if campaign.exit.when_no_longer_matching and not program.audience(s.user, s.facts, now):
         return _exit(member, State.LEFT_AUDIENCE, now, "left audience")
     if member.position == END:
-        if now >= _goal_deadline(program, member):
+        deadline = _goal_deadline(program, member)
+        if now >= deadline:
             return _exit(member, State.COMPLETED, now, "goal window over")
-        return None
+        return _not_yet(member, deadline)
     if now >= _inactive_at(program, member):
         return _exit(member, State.INACTIVE, now, "inactive")
     node = program.nodes.get(member.position)
     if node is None:  # a new version dropped this step and the member was not moved
-        return _exit(member, State.COMPLETED, now, f"step {member.position} removed")
+        # (a worker still on the old version committed after `apply`). The reason is fixed
+        # text: `exit_reason` is varchar(32), and a step id may be up to 200 characters.
+        return _exit(member, State.COMPLETED, now, "step removed")
     if isinstance(node, WaitNode):
-        if now < member.step_started_at + node.seconds:
-            return None
+        ends = member.step_started_at + node.seconds
+        if now < ends:
+            return _not_yet(member, min(ends, _inactive_at(program, member)))
         return _run(program, s, member, node.next, now)
     if isinstance(node, WaitUntilNode):
-        done = now >= member.step_started_at + node.timeout
-        if not done and not node.holds(s.user, s.facts, now):
-            return None
+        timeout = member.step_started_at + node.timeout
+        if now < timeout and not node.holds(s.user, s.facts, now):
+            return _not_yet(member, min(timeout, _inactive_at(program, member)))
         return _run(program, s, member, node.next, now)
     return _run(program, s, member, node.id, now)  # a send held by the window or the cap
 
@@ -200,21 +204,34 @@ def _run(
         )
         return Decision(done, tuple(messages), entered)
     window = program.campaign.goal.window if program.campaign.goal else 0.0
+    # The goal window after the last message may be over already (a long wait came last):
+    # then complete now, as `_advance` would, rather than stay `active` until the next tick.
+    over = now >= since + window
     at_end = Member(
         member.user_id,
-        State.ACTIVE,
+        State.COMPLETED if over else State.ACTIVE,
         END,
         member.entry_count,
         member.entered_at,
         now,
-        since + window,
+        None if over else since + window,
         last_sent,
         last_step,
-        None,
-        None,
+        now if over else None,
+        "goal window over" if over else None,
         member.attributed,
     )
     return Decision(at_end, tuple(messages), entered)
+
+
+def _not_yet(member: Member, due: float) -> Decision | None:
+    """Nothing to do before `due`: no change when the member is already due then, else a
+    decision that only moves `next_due_at`. A new version can change a wait's length (or the
+    goal window, or `inactive_after`) under members waiting at it; without this, a member
+    whose stored due time has passed would be planned again on every tick until `due`."""
+    if member.next_due_at == due:
+        return None
+    return Decision(replace(member, next_due_at=due))
 
 
 def _held_until(program: Program, s: Subject, sends: list[float], now: float) -> float | None:

@@ -185,23 +185,24 @@ class Store(CampaignStore, OutboxStore, StoreCore):
     def event_counts(
         self, ws: int, user_ids: Sequence[str], conditions: Sequence[EventCondition], now: float
     ) -> dict[str, dict[str, int]]:
-        """{user_id: {condition key: count}} for each user with a non-zero count."""
-        from drumbeat.rules.sql import event_counts_select
+        """{user_id: {condition key: count}} for each user with a non-zero count; one query
+        per batch of users for all the conditions."""
+        from drumbeat.rules.sql import event_facts_select
 
         facts: dict[str, dict[str, int]] = {}
+        if not conditions:
+            return facts
+        keys = [condition.key for condition in conditions]
         with metrics.timed("store.event_counts", len(user_ids)), self.engine.connect() as conn:
             for part in chunks(user_ids, self.batch_size):
-                for condition in conditions:
-                    query = event_counts_select(
-                        condition,
-                        workspace_id=ws,
-                        user_ids=list(part),
-                        now=now,
-                        dialect=self.dialect,
-                    )
-                    rows: Any = conn.execute(query)
-                    for user_id, count in rows:
-                        facts.setdefault(user_id, {})[condition.key] = int(count)
+                query = event_facts_select(
+                    conditions, workspace_id=ws, user_ids=list(part), now=now, dialect=self.dialect
+                )
+                rows: Any = conn.execute(query)
+                for user_id, *counts in rows:
+                    found = {key: int(n) for key, n in zip(keys, counts, strict=True) if n}
+                    if found:
+                        facts[user_id] = found
         return facts
 
     # ---- audience -----------------------------------------------------------------------

@@ -1,0 +1,235 @@
+"""Messages reach the right users exactly once: suppression (at queue and at send time), and
+the outbox key holding across repeated ticks and batches that failed to commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from drumbeat.engine import State
+from drumbeat.pipeline.executors.local import BATCH_LEASE, drain
+from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.pipeline.worker import LeaseLost, process_batch
+from drumbeat.store.schema import batches
+from tests.e2e.helpers import campaign, outbox_keys, retire, send, wait
+from tests.world import DAY, HOUR, MONDAY, World
+
+DRIP = campaign("drip", [send("one"), wait("1d"), send("two")])
+
+
+def plan_and_work(world: World) -> None:
+    """The first half of a tick: plan, and run every batch (messages queued, none sent)."""
+    now = world.now()
+    programs = world.runner.programs
+    plan_all(world.store, programs, now, full_pass_every=world.config.full_pass_every)
+    drain(world.store, programs, DEFAULT_LANE, lambda: now)
+
+
+def test_unsubscribed_users_are_never_sent_to(world):
+    world.identify("gone", plan="free", email="gone@example.com", unsubscribed=True)
+    world.identify("here", plan="free", email="here@example.com")
+    world.apply(DRIP)
+    world.tick()
+    world.identify("here", unsubscribed=True)  # after the first message
+    world.advance(2 * DAY, every=6 * HOUR)
+    assert world.steps_sent("gone") == []
+    assert world.steps_sent("here") == ["one"]
+    assert [m["user_id"] for m in world.delivered()] == ["here"]
+    # they go through the campaign all the same, sent nothing
+    assert world.member("drip", "gone").state == State.COMPLETED
+    assert world.member("drip", "here").state == State.COMPLETED
+
+
+def test_unsubscribing_after_a_message_was_queued_suppresses_it(world):
+    world.identify("u1", plan="free", email="u1@example.com")
+    world.apply(DRIP)
+    plan_and_work(world)
+    assert [(r["step_id"], r["status"]) for r in world.outbox()] == [("one", "pending")]
+    world.identify("u1", unsubscribed=True)
+    report = world.runner.dispatcher.dispatch(world.now())
+    assert dict(report.counts) == {"failed": 1}
+    [row] = world.outbox()
+    assert row["status"] == "failed"
+    assert "suppressed" in row["last_error"] and "unsubscribed" in row["last_error"]
+    assert world.delivered() == []
+
+
+def test_the_same_tick_twice_queues_nothing_more(world):
+    world.identify("u1", plan="free")
+    world.identify("u2", plan="free")
+    world.apply(DRIP)
+    world.tick()
+    world.tick()
+    assert len(world.outbox()) == 2
+    world.advance(DAY)
+    before = world.member("drip", "u1")
+    again = world.tick()
+    assert again.queued == 0 and again.entered == 0
+    assert world.member("drip", "u1") == before
+    assert Counter(r["step_id"] for r in world.outbox()) == {"one": 2, "two": 2}
+
+
+def test_a_batch_whose_lease_was_lost_commits_nothing_and_its_rerun_commits_once(world):
+    world.identify("u1", plan="free")
+    world.identify("u2", plan="free")
+    world.apply(DRIP)
+    now, store, programs = world.now(), world.store, world.runner.programs
+    plan_all(store, programs, now, full_pass_every=world.config.full_pass_every)
+    slow = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
+    assert slow is not None and slow.kind == "enter"
+    # the first worker stalls past its lease; a second one claims the batch (a new fence)
+    fast = store.claim_batch(DEFAULT_LANE, now + BATCH_LEASE + 1, BATCH_LEASE)
+    assert fast is not None and fast.id == slow.id and fast.fence == slow.fence + 1
+    with pytest.raises(LeaseLost):
+        process_batch(store, programs, slow, now)  # the engine ran; the commit is refused
+    assert world.outbox() == []  # rolled back: no message, no membership
+    assert world.member("drip", "u1") is None
+    process_batch(store, programs, fast, now)
+    process_batch(store, programs, fast, now)  # delivered twice (a broker redelivery)
+    assert store.claim_batch(DEFAULT_LANE, now + 2 * BATCH_LEASE + 2, BATCH_LEASE) is None
+    world.advance(2 * DAY, every=6 * HOUR)
+    keys = outbox_keys(world)
+    assert sorted((step, user, entry) for _, step, user, entry, _ in keys) == [
+        ("one", "u1", 1),
+        ("one", "u2", 1),
+        ("two", "u1", 1),
+        ("two", "u2", 1),
+    ]
+    assert world.member("drip", "u1").state == State.COMPLETED
+
+
+def batch_status(world: World, batch_id: int) -> str:
+    with world.store.engine.connect() as conn:
+        return str(conn.execute(select(batches.c.status).where(batches.c.id == batch_id)).scalar())
+
+
+def test_a_batch_whose_worker_died_runs_after_its_lease_and_adds_nothing_twice(world):
+    world.identify("u1", plan="free")
+    world.apply(DRIP)
+    now = world.now()
+    plan_all(world.store, world.runner.programs, now, full_pass_every=world.config.full_pass_every)
+    dead = world.store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)  # and its worker dies
+    assert dead is not None
+    world.tick()  # u1 is still no member, so this tick plans (and runs) u1 again
+    assert world.steps_sent("u1") == ["one"]
+    assert batch_status(world, dead.id) == "running"
+    world.advance(BATCH_LEASE + 60)
+    assert batch_status(world, dead.id) == "done"  # claimed again once the lease ran out
+    assert world.steps_sent("u1") == ["one"]
+    assert world.member("drip", "u1").entered_at == now
+
+
+# ---- property: the tick schedule changes when messages go, never which ----------------------
+
+PROPERTY = campaign(
+    "schedule",
+    [
+        send("a"),
+        wait("1d"),
+        {
+            "branch": {
+                "id": "tier",
+                "if": {"attr": "tier", "eq": "gold"},
+                "then": [send("gold")],
+                "else": [send("basic", "in_app")],
+            }
+        },
+        {"wait_until": {"rule": {"event": "clicked", "count": {"gte": 1}}, "timeout": "1d"}},
+        send("c"),
+    ],
+    goal={"rule": {"attr": "plan", "eq": "paid"}, "window": "1d"},
+    send_window={"days": ["mon", "tue", "wed", "thu", "fri"], "from": "06:00", "to": "20:00"},
+)
+START = MONDAY + 3 * HOUR  # before the window opens: the first sends are held
+# everything is sent and every member has exited by then (and 7d after the last random tick)
+SETTLED = MONDAY + 9 * DAY
+# (when, user, what): users who come later, and an event in the middle of a wait_until
+LATER = [
+    (START + 30 * HOUR, "late", {"plan": "free", "tier": "gold"}),
+    (START + 40 * HOUR, "u3", "clicked"),
+    (START + 60 * HOUR, "later", {"plan": "free"}),
+]
+Row = tuple[str, str, str, int]
+
+
+def run_schedule(url: str, tmp: Path, segments: list[tuple[float, int, bool]]) -> list[Row]:
+    """Run PROPERTY in a fresh workspace, ticking `count` times every `every` seconds per
+    segment (and once more at the same time when `repeat`), then every 12h until all is done
+    (every weekday's 14h window gets a tick)."""
+    folder = tmp / uuid.uuid4().hex[:8]
+    folder.mkdir()
+    world = World(url, f"ws-{folder.name}", folder, start=START)
+    try:
+        for i in range(6):
+            world.identify(f"u{i}", plan="free", tier="gold" if i % 2 else "basic")
+        world.track("u1", "clicked")
+        world.apply(PROPERTY)
+        later = list(LATER)
+        times = [START]
+        for every, count, repeat in segments:
+            times += [times[-1] + every * (n + 1) for n in range(count)]
+            if repeat:
+                times.append(times[-1])
+        settled = max(SETTLED, times[-1] + 7 * DAY)
+        while times[-1] < settled:
+            times.append(min(times[-1] + 12 * HOUR, settled))
+        for t in times:
+            while later and later[0][0] <= t:
+                when, user, what = later.pop(0)
+                world.clock.set(max(when, world.now()))
+                if isinstance(what, dict):
+                    world.identify(user, **what)
+                else:
+                    world.track(user, what)
+            world.clock.set(t)
+            world.tick()
+        assert {m.state for m in world.store.members(world.ws, "schedule")} == {State.COMPLETED}
+        return sorted((c, s, u, e) for c, s, u, e, _ in outbox_keys(world))
+    finally:
+        retire(world)
+        world.close()
+
+
+@pytest.fixture
+def reference(database_url: str, tmp_path: Path) -> list[Row]:
+    """The rows of one plain schedule: a tick every 4 hours."""
+    return run_schedule(database_url, tmp_path, [(4 * HOUR, 30, False)])
+
+
+def test_the_reference_schedule_sends_every_message_once(reference):
+    users = [f"u{i}" for i in range(6)] + ["late", "later"]
+    assert Counter(user for _, _, user, _ in reference) == dict.fromkeys(users, 3)
+    assert Counter(step for _, step, _, _ in reference) == {"a": 8, "gold": 4, "basic": 4, "c": 8}
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: each example is a whole run
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@example(segments=[(HOUR, 1, True), (HOUR, 1, True), (DAY, 2, True)])
+@given(
+    segments=st.lists(
+        st.tuples(
+            st.sampled_from([HOUR, 2 * HOUR, 5 * HOUR, 11 * HOUR, DAY, 30 * HOUR]),
+            st.integers(min_value=1, max_value=5),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_any_tick_schedule_queues_the_same_messages_once(
+    database_url, tmp_path, reference, segments
+):
+    rows = run_schedule(database_url, tmp_path, segments)
+    assert len(rows) == len(set(rows))  # one row per (campaign, step, user, entry)
+    assert rows == reference
