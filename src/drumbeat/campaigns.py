@@ -120,8 +120,8 @@ def plan_apply(campaign: Campaign, store: Store, ws: int) -> ApplyPlan:
 
 
 def apply(plan: ApplyPlan, store: Store, ws: int, now: float, *, activate: bool = False) -> int:
-    """Store the new version; members at vanished steps exit as completed, in the same
-    transaction."""
+    """Store the new version; members at vanished steps exit as completed, and kept members
+    are looked at again on the next tick, all in the same transaction."""
     campaign = plan.campaign
     current = store.campaign(ws, campaign.key)
     status = "active" if activate else (current.status if current else "draft")
@@ -147,6 +147,15 @@ def apply(plan: ApplyPlan, store: Store, ws: int, now: float, *, activate: bool 
                     next_due_at=None,
                     exit_reason=f"step removed in version {version}",
                 )
+            )
+        if version > 1:
+            # kept members are due now: the engine re-reads their wait under the new version
+            # (a shortened wait ends sooner) and stores the right due time
+            m = memberships.c
+            conn.execute(
+                update(memberships)
+                .where(m.workspace_id == ws, m.campaign_key == campaign.key, m.state == "active")
+                .values(next_due_at=now)
             )
     return version
 

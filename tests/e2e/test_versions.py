@@ -29,11 +29,15 @@ def test_a_new_version_keeps_members_at_steps_it_still_has(world):
     assert (plan.version, plan.kept, plan.moved) == (2, 1, {})
     assert world.apply(v2) == 2
     member = world.member("drip", "u1")
+    # kept where it was, and due at once so the next tick reads its wait under version 2
     assert (member.state, member.position, member.next_due_at) == (
         State.ACTIVE,
         "cool-off",
-        MONDAY + 2 * DAY,  # the wait it started under version 1 goes on
+        MONDAY,
     )
+    world.tick()
+    # the wait it started under version 1 goes on
+    assert world.member("drip", "u1").next_due_at == MONDAY + 2 * DAY
     world.advance(3 * DAY, every=12 * HOUR)
     assert world.steps_sent("u1") == ["one", "two-v2", "bonus"]
     assert sent_at(world, "u1", "two-v2") == MONDAY + 2 * DAY
@@ -165,3 +169,12 @@ def batch_statuses(world: World) -> list[str]:
     query = select(b.status).where(b.workspace_id == world.ws).order_by(b.id)
     with world.store.engine.connect() as conn:
         return list(conn.execute(query).scalars())
+
+
+def test_a_wait_a_new_version_shortens_ends_sooner(world):
+    world.identify("u1", plan="free")
+    world.apply(V1)
+    world.tick()
+    world.apply(campaign("drip", [send("one"), wait("1d", "cool-off"), send("two")]))
+    world.advance(1 * DAY, every=12 * HOUR)
+    assert sent_at(world, "u1", "two") == MONDAY + 1 * DAY

@@ -21,7 +21,7 @@ def demo(
     users: Annotated[int, typer.Option(min=1, help="How many synthetic users")] = 50_000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data")] = 7,
     days: Annotated[int, typer.Option(min=1, help="Simulated days")] = 60,
-    every: Annotated[float, typer.Option(help="Hours between ticks")] = 4.0,
+    every: Annotated[float, typer.Option(help="Hours between ticks")] = 6.0,
 ) -> None:
     """Import a synthetic SaaS user base, run three campaigns for 60 simulated days, report.
 
