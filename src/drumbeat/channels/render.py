@@ -56,4 +56,6 @@ def user_context(user: User, types: dict[str, AttrType]) -> dict[str, Any]:
 
 
 def render(source: str, context: dict[str, Any], *, html: bool = False) -> str:
+    if "{" not in source:  # no tags, variables or comments: the text is the message as is
+        return source
     return str(_compiled(source, html).render(context))
