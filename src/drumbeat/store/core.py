@@ -24,6 +24,20 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+MULTI_ROW = 500  # rows per PostgreSQL INSERT; 500 × 15 columns stays far below 65535 binds
+
+
+def _values_row(rest: str) -> tuple[str, str]:
+    """Split `" (…) tail"` after VALUES into the row's parenthesised list and the tail."""
+    start = rest.index("(")
+    depth = 0
+    for index in range(start, len(rest)):
+        depth += {"(": 1, ")": -1}.get(rest[index], 0)
+        if depth == 0:
+            return rest[start : index + 1], rest[index + 1 :]
+    raise ValueError("VALUES has no closing parenthesis")
+
+
 class StoreCore:
     dialect: str = ""
 
@@ -45,14 +59,27 @@ class StoreCore:
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
 
     def _executemany(self, conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        """Run hand-written SQL once per row tuple, straight through the driver (hot paths:
-        no per-row work in SQLAlchemy). `sql` uses `?` placeholders and `?::json` for a
-        JSON text parameter; returns the rows affected."""
-        if self.dialect == "postgresql":
-            sql = sql.replace("?::json", "%s::jsonb").replace("?", "%s")
-        else:
+        """Write rows with one hand-written INSERT (hot paths: no per-row work in SQLAlchemy).
+
+        `sql` has one `VALUES (…)` row with `?` placeholders, `?::json` for JSON text.
+        SQLite runs it per row in one executemany (a prepared statement, in-process);
+        PostgreSQL gets multi-row statements, `MULTI_ROW` rows each, so a batch is a few
+        round trips, not one statement per row. Returns the rows affected."""
+        if not rows:
+            return 0
+        if self.dialect != "postgresql":
             sql = sql.replace("?::json", "?")
-        return max(0, int(conn.exec_driver_sql(sql, list(rows)).rowcount))
+            return max(0, int(conn.exec_driver_sql(sql, list(rows)).rowcount))
+        sql = sql.replace("?::json", "%s::jsonb").replace("?", "%s")
+        head, rest = sql.split("VALUES", 1)
+        row_sql, tail = _values_row(rest)
+        written = 0
+        for start in range(0, len(rows), MULTI_ROW):
+            part = rows[start : start + MULTI_ROW]
+            statement = f"{head}VALUES {', '.join([row_sql] * len(part))}{tail}"
+            params = tuple(value for row in part for value in row)
+            written += max(0, int(conn.exec_driver_sql(statement, params).rowcount))
+        return written
 
     def _fetch_by_ids(
         self, conn: Connection, sql: str, params: Sequence[Any], ids: Sequence[str]
