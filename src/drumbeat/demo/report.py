@@ -16,7 +16,6 @@ from drumbeat.engine.program import SplitNode
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 
-
 AUDIENCE_RULES = ("free-engaged.yaml", "lapsed-paid.yaml")
 
 
