@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
     tick_interval: float = Field(10.0, gt=0, description="seconds between ticks of `drumbeat run`")
     full_pass_every: float = Field(
-        86400.0, gt=0, description="seconds between full audience passes of a campaign"
+        7 * 86400.0,
+        gt=0,
+        description="seconds between full audience passes of a campaign (a safety net: "
+        "ticks look at changed users and at users time alone moved into the audience)",
     )
     workers: int = Field(2, ge=1, le=64, description="worker threads of `drumbeat run`")
     secret_key: str = Field(

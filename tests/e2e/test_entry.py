@@ -4,7 +4,7 @@ re-entry, and users who already meet the goal."""
 from __future__ import annotations
 
 from drumbeat.engine import State
-from tests.e2e.helpers import PAID, campaign, outbox_keys, send, wait
+from tests.e2e.helpers import PAID, campaign, outbox_keys, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY
 
 WELCOME = campaign("welcome", [send("hello"), wait("2d"), send("again")])
@@ -119,3 +119,31 @@ def test_users_who_already_meet_the_goal_do_not_enter(world):
     assert world.steps_sent("u1") == []
     assert world.member("upsell", "u2") is not None
     assert world.steps_sent("u2") == ["offer"]
+
+
+def test_a_user_time_alone_brings_into_the_audience_enters_without_a_full_pass(world):
+    """`created_at before 3d ago` turns true with no write to the user: the tick finds it
+    by the time flip, not by the weekly full pass."""
+    world.identify("u1", plan="free", created_at=world.now() - DAY)
+    world.apply(
+        campaign("aged", [send("hello")], audience={"attr": "created_at", "before": "3d ago"})
+    )
+    world.tick()
+    assert world.steps_sent("u1") == []
+    world.advance(2 * DAY + 6 * HOUR, every=6 * HOUR)
+    assert world.steps_sent("u1") == ["hello"]
+    # `before` is strict: at MONDAY + 2d created_at is exactly 3 days old, not older
+    assert sent_at(world, "u1", "hello") == MONDAY + 2 * DAY + 6 * HOUR
+
+
+def test_a_user_whose_event_leaves_the_window_enters_without_a_full_pass(world):
+    world.identify("u1", plan="free")
+    world.track("u1", "logged_in")
+    quiet = {
+        "all": [{"attr": "plan", "eq": "free"}, {"not": {"event": "logged_in", "within": "1d"}}]
+    }
+    world.apply(campaign("quiet", [send("miss-you")], audience=quiet))
+    world.advance(18 * HOUR, every=6 * HOUR)
+    assert world.steps_sent("u1") == []
+    world.advance(12 * HOUR, every=6 * HOUR)
+    assert sent_at(world, "u1", "miss-you") == MONDAY + DAY + 6 * HOUR

@@ -175,10 +175,16 @@ def _compare(
     return _COMPARE[op](operand, constant)
 
 
-def _event_criteria(cond: EventCondition, now: float, dialect: str) -> list[Bool]:
-    criteria: list[Bool] = [events.c.name == cond.event, events.c.ts <= now]
-    if cond.within is not None:
-        criteria.append(events.c.ts >= now - cond.within)
+def _event_criteria(
+    cond: EventCondition, now: float, dialect: str, *, window: bool = True
+) -> list[Bool]:
+    """What an event must be to count for `cond`: its name, its time in the window (unless
+    `window` is false), its properties matching `where`."""
+    criteria: list[Bool] = [events.c.name == cond.event]
+    if window:
+        criteria.append(events.c.ts <= now)
+        if cond.within is not None:
+            criteria.append(events.c.ts >= now - cond.within)
     if cond.where is not None:
 
         def leaf(prop: AttrCondition) -> Bool:

@@ -290,23 +290,36 @@ class CampaignStore(StoreCore):
         since: float | None,
         reentry: float | None,
     ) -> Iterator[str]:
-        """Users matching `rule` who are not members (or may enter again), optionally only
-        among users changed since `since`: the set-based half of the planner."""
+        """Users matching `rule` who are not members (or may enter again): everyone when
+        `since` is None (a full pass), else only users who may have changed since then —
+        written to (`updated_at`), moved by time alone (see `rules.flips`), or become free
+        to enter again."""
+        from drumbeat.rules.flips import time_flips_sql
+        from drumbeat.rules.sql import compile_sql
+
         m = memberships.c
-        blocking = [m.state == "active"]
-        blocking.append(m.exited_at > now - reentry if reentry is not None else true())
-        member = exists().where(
+        same_user = (
             m.workspace_id == users.c.workspace_id,
             m.campaign_key == key,
             m.user_id == users.c.user_id,
-            or_(*blocking),
         )
+        blocking = [m.state == "active"]
+        blocking.append(m.exited_at > now - reentry if reentry is not None else true())
+        member = exists().where(*same_user, or_(*blocking))
+        types = self.attribute_types(ws)
+        audience = compile_sql(rule, types=types, now=now, dialect=self.dialect)
         # membership first: after a campaign's first pass most of its audience are members,
         # and an index probe that rules a user out is cheaper than evaluating the rule
-        workspace, audience = self._audience_filter(ws, rule, now)
-        conditions = [workspace, not_(member), audience]
+        conditions = [users.c.workspace_id == ws, not_(member), audience]
         if since is not None:
-            conditions.append(users.c.updated_at >= since)
+            changed = [users.c.updated_at >= since]
+            flips = time_flips_sql(rule, types=types, since=since, now=now, dialect=self.dialect)
+            if flips is not None:
+                changed.append(flips)
+            if reentry is not None:
+                window = m.exited_at.between(since - reentry, now - reentry)
+                changed.append(exists().where(*same_user, window))
+            conditions.append(or_(*changed))
         return self._stream_ids(
             select(users.c.user_id).where(*conditions), "audience.entry_candidates"
         )
