@@ -27,24 +27,27 @@ from drumbeat.rules.sql_values import Bool, ColumnValue, StoredValue, json_value
 from drumbeat.store.schema import events, users
 
 
-def time_flips_sql(
+def time_flips(
     rule: Rule,
     *,
     types: Mapping[str, AttrType],
     since: float,
     now: float,
     dialect: str,
+    workspace_id: int,
     table: Table = users,
-) -> Bool | None:
-    """A condition over `table` true for every user whose answer to `rule` the passing of
-    time from `since` to `now` may have changed; None when the rule reads no relative time."""
+) -> list[Bool]:
+    """Conditions over `table`, one per way time alone can change the answer to `rule`
+    between `since` and `now`; every user it changed for meets one of them. Each is meant
+    for a query of its own (a range on one attribute, or ids from the events index), so
+    the database can answer it from an index rather than by reading every user."""
     parts: list[Bool] = []
     for _, node in rule.walk():
         if isinstance(node, AttrCondition):
             parts += _attribute_flips(node, types, since, now, dialect, table)
         elif isinstance(node, EventCondition) and node.within is not None:
-            parts.append(_leaving_window(node, since, now, dialect, table))
-    return sa.or_(*parts) if parts else None
+            parts.append(_leaving_window(node, since, now, dialect, workspace_id, table))
+    return parts
 
 
 def _attribute_flips(
@@ -77,13 +80,12 @@ def _attribute_flips(
 
 
 def _leaving_window(
-    cond: EventCondition, since: float, now: float, dialect: str, table: Table
+    cond: EventCondition, since: float, now: float, dialect: str, workspace_id: int, table: Table
 ) -> Bool:
     within = cond.within or 0.0
-    criteria = _event_criteria(cond, now, dialect, window=False)
-    return sa.exists().where(
-        events.c.workspace_id == table.c.workspace_id,
-        events.c.user_id == table.c.user_id,
-        *criteria,
+    left = sa.select(events.c.user_id).where(
+        events.c.workspace_id == workspace_id,
+        *_event_criteria(cond, now, dialect, window=False),
         events.c.ts.between(since - within, now - within),
     )
+    return table.c.user_id.in_(left)

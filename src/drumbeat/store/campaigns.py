@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, exists, func, not_, or_, select, true, update
+from sqlalchemy import Connection, and_, exists, func, not_, or_, select, true, union, update
 
 from drumbeat import metrics
 from drumbeat.engine.member import Member, State
@@ -294,7 +294,7 @@ class CampaignStore(StoreCore):
         `since` is None (a full pass), else only users who may have changed since then —
         written to (`updated_at`), moved by time alone (see `rules.flips`), or become free
         to enter again."""
-        from drumbeat.rules.flips import time_flips_sql
+        from drumbeat.rules.flips import time_flips
         from drumbeat.rules.sql import compile_sql
 
         m = memberships.c
@@ -310,19 +310,24 @@ class CampaignStore(StoreCore):
         audience = compile_sql(rule, types=types, now=now, dialect=self.dialect)
         # membership first: after a campaign's first pass most of its audience are members,
         # and an index probe that rules a user out is cheaper than evaluating the rule
-        conditions = [users.c.workspace_id == ws, not_(member), audience]
-        if since is not None:
-            changed = [users.c.updated_at >= since]
-            flips = time_flips_sql(rule, types=types, since=since, now=now, dialect=self.dialect)
-            if flips is not None:
-                changed.append(flips)
+        base = [users.c.workspace_id == ws, not_(member), audience]
+        if since is None:
+            query: Any = select(users.c.user_id).where(*base)
+        else:
+            ways = [users.c.updated_at >= since]
+            ways += time_flips(
+                rule, types=types, since=since, now=now, dialect=self.dialect, workspace_id=ws
+            )
             if reentry is not None:
-                window = m.exited_at.between(since - reentry, now - reentry)
-                changed.append(exists().where(*same_user, window))
-            conditions.append(or_(*changed))
-        return self._stream_ids(
-            select(users.c.user_id).where(*conditions), "audience.entry_candidates"
-        )
+                freed = select(m.user_id).where(
+                    m.workspace_id == ws,
+                    m.campaign_key == key,
+                    m.exited_at.between(since - reentry, now - reentry),
+                )
+                ways.append(users.c.user_id.in_(freed))
+            # one SELECT per way a user may have changed, each answerable from an index
+            query = union(*(select(users.c.user_id).where(way, *base) for way in ways))
+        return self._stream_ids(query, "audience.entry_candidates")
 
     def event_entrants(self, ws: int, event: str, after_id: int) -> tuple[list[str], int]:
         """Users who tracked `event` since event id `after_id`, and the newest id seen."""

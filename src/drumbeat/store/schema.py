@@ -64,6 +64,9 @@ users = Table(
     Column("updated_at", Epoch, nullable=False),
     Column("version", Integer, nullable=False),
     Index(None, "workspace_id", "updated_at"),
+    # time-based audiences ("created 3 days ago", "not seen for 21 days") are found by range
+    Index(None, "workspace_id", "created_at"),
+    Index(None, "workspace_id", "last_seen_at"),
 )
 
 attribute_types = Table(

@@ -44,6 +44,8 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_users_workspace_id_updated_at", "users", ["workspace_id", "updated_at"])
+    op.create_index("ix_users_workspace_id_created_at", "users", ["workspace_id", "created_at"])
+    op.create_index("ix_users_workspace_id_last_seen_at", "users", ["workspace_id", "last_seen_at"])
     op.create_table(
         "attribute_types",
         sa.Column("workspace_id", sa.Integer, nullable=False),
