@@ -43,6 +43,49 @@ def read_lines(path: Path, kind: Kind, fmt: str, progress: Any = None) -> Iterat
         yield from (_jsonl(counted) if fmt == "jsonl" else _csv(counted, kind))
 
 
+Call = tuple[int, bytes, dict[str, Any] | None, str, int]
+"""(line number, the line's bytes as read, its call or None, why not, bytes read so far)."""
+
+
+def read_calls(path: Path, kind: Kind, fmt: str) -> Iterator[Call]:
+    """`read_lines` as tuples, with the bytes of each line and of the file so far."""
+    return _jsonl_bytes(path) if fmt == "jsonl" else _csv_calls(path, kind)
+
+
+def _csv_calls(path: Path, kind: Kind) -> Iterator[Call]:
+    read = [0]
+
+    def count(size: int) -> None:
+        read[0] += size
+
+    for line in read_lines(path, kind, "csv", count):
+        yield line.number, line.text.encode("utf-8"), line.call, line.error, read[0]
+
+
+def _jsonl_bytes(path: Path) -> Iterator[Call]:
+    """JSONL read as bytes (orjson takes them as they are), lines as `read_lines` cuts them."""
+    read = number = 0
+    with path.open("rb") as handle:
+        for chunk in handle:
+            # Text mode (newline="") also ends a line at a lone \r; bytes end lines at \n only.
+            for raw in chunk.splitlines(keepends=True) if b"\r" in chunk else (chunk,):
+                number += 1
+                read += len(raw)
+                try:
+                    call = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    text = raw.decode("utf-8")  # as `read_lines` would, bad UTF-8 included
+                    if not text.strip():
+                        continue
+                    line = next(_jsonl(iter([(number, text)])))
+                    yield number, raw, line.call, line.error, read
+                    continue
+                if type(call) is dict:
+                    yield number, raw, call, "", read
+                else:
+                    yield number, raw, None, "expected a JSON object", read
+
+
 def _counting(handle: Any, progress: Any) -> Iterator[tuple[int, str]]:
     for number, text in enumerate(handle, start=1):
         if progress is not None:

@@ -3,6 +3,9 @@
 By default a file is checked whole before anything is written: one bad line and nothing is
 imported, every bad line is listed. With `skip_invalid`, good lines are imported and bad ones
 are copied, as they were, to a rejects file.
+
+Users are checked once and imported from a stage (`user_import`). Events are checked whole,
+then read and checked again as they are written.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.ingest.files import Kind, Line, file_format, read_lines
+from drumbeat.ingest.user_import import UsersImport
 from drumbeat.ingest.validate import Validator
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.store import Store
@@ -63,6 +67,13 @@ def import_file(
     if not path.is_file():
         raise InvalidInput(f"{path}: no such file")
     report = ImportReport(path, kind)
+    if kind == "users":
+        rejects = Rejects(rejects_path or path.with_name(path.name + ".rejects"), fmt, path)
+        try:
+            UsersImport(store, ws, fmt, now, skip_invalid).run(path, report, rejects, progress)
+        finally:
+            report.rejects_path = rejects.close()
+        return report
     if not skip_invalid:
         validator = Validator(store.attribute_types(ws), now=now, text_values=fmt == "csv")
         for _line, _record, problems in _checked(read_lines(path, kind, fmt), validator, kind):
@@ -70,7 +81,7 @@ def import_file(
         if report.problems:
             raise InvalidInput(report.problems, what=f"{kind} file {path} (nothing was imported)")
     validator = Validator(store.attribute_types(ws), now=now, text_values=fmt == "csv")
-    rejects = _Rejects(rejects_path or path.with_name(path.name + ".rejects"), fmt, path)
+    rejects = Rejects(rejects_path or path.with_name(path.name + ".rejects"), fmt, path)
     batch: list[Any] = []
     try:
         lines = read_lines(path, kind, fmt, progress)
@@ -109,7 +120,7 @@ def _flush(
     batch.clear()
 
 
-class _Rejects:
+class Rejects:
     """The rejects file, opened at the first bad line; CSV rejects keep the header."""
 
     def __init__(self, path: Path, fmt: str, source: Path) -> None:
@@ -117,12 +128,16 @@ class _Rejects:
         self.handle: Any = None
 
     def write(self, line: Line) -> None:
+        self.write_bytes(line.text.encode("utf-8"))
+
+    def write_bytes(self, raw: bytes) -> None:
+        """One bad line, as it was read (a missing final newline added)."""
         if self.handle is None:
-            self.handle = self.path.open("w", encoding="utf-8", newline="")
+            self.handle = self.path.open("wb")
             if self.fmt == "csv":
                 with self.source.open(encoding="utf-8", newline="") as source:
-                    self.handle.write(next(text for text in source if text.strip()))
-        self.handle.write(line.text if line.text.endswith("\n") else line.text + "\n")
+                    self.handle.write(next(text for text in source if text.strip()).encode())
+        self.handle.write(raw if raw.endswith(b"\n") else raw + b"\n")
 
     def close(self) -> Path | None:
         if self.handle is None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from drumbeat.errors import InvalidInput, Problem
+from drumbeat.ingest.rows import ATTRIBUTES, MAX_ID, fast_user_row, fields_of, kinds_of, row_of
 from drumbeat.model.attributes import (
     STANDARD_FIELDS,
     AttrType,
@@ -21,10 +22,10 @@ from drumbeat.model.attributes import (
     infer_type,
     json_type_name,
     parse_timestamp,
+    time_zones,
 )
 from drumbeat.model.records import EventRecord, UserRecord
 
-MAX_ID = 255
 MAX_NAME = 200
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 # Segment's camelCase spellings, accepted as aliases.
@@ -61,6 +62,9 @@ class Validator:
         self.new_types: dict[str, AttrType] = {}
         self.now = now
         self.text_values = text_values  # CSV: every value arrives as a string
+        self._kinds = kinds_of(self.types)  # for the fast path
+        self._zones = time_zones()
+        self._learned: dict[str, AttrType] = {}
 
     def _user_id(self, raw: Mapping[str, Any], problems: list[Problem], where: str) -> str:
         user_id = raw.get("user_id")
@@ -75,6 +79,37 @@ class Validator:
 
     def user(self, raw: Mapping[str, Any], where: str = "") -> UserRecord:
         """One identify call; raises InvalidInput listing every problem in it."""
+        row = self.user_row(raw, where)
+        return UserRecord(row[1], fields_of(row), row[ATTRIBUTES])
+
+    def user_row(self, raw: Mapping[str, Any], where: str = "") -> list[Any]:
+        """`user` as a staged row (see `rows`): the fast path first, else the full way."""
+        return self.fast_row(raw) or row_of(*self._user_checked(raw, where))
+
+    def fast_row(self, raw: Mapping[str, Any]) -> list[Any] | None:
+        """The staged row of a plain call, or None if the call needs the full way."""
+        if self.text_values:
+            return None
+        learned = self._learned
+        try:
+            row = fast_user_row(raw, self._kinds, self._zones, learned)
+        except TypeMismatch:
+            row = None
+        if learned:
+            if row is not None:
+                self._learn(learned)
+            learned.clear()
+        return row
+
+    def _learn(self, seen: Mapping[str, AttrType]) -> None:
+        """Types fixed by first sight in a valid call."""
+        self.types.update(seen)
+        self.new_types.update(seen)
+        self._kinds = kinds_of(self.types)
+
+    def _user_checked(
+        self, raw: Mapping[str, Any], where: str
+    ) -> tuple[str, dict[str, Value], dict[str, Value | None]]:
         raw = _aliased(raw)
         problems: list[Problem] = []
         user_id = self._user_id(raw, problems, where)
@@ -108,9 +143,8 @@ class Validator:
                 problems.append(Problem(f"{where}traits.{name}", f"{label}: {exc}"))
         if problems:
             raise InvalidInput(problems)
-        self.types.update(seen)
-        self.new_types.update(seen)
-        return UserRecord(user_id, fields, attributes)
+        self._learn(seen)
+        return user_id, fields, attributes
 
     def event(self, raw: Mapping[str, Any], where: str = "") -> EventRecord:
         """One track call; raises InvalidInput listing every problem in it."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 
 log = logging.getLogger(__name__)
+STATISTICS_EVERY = 300.0  # real seconds between refreshes of the planner's table statistics
 
 
 @dataclass
@@ -45,10 +47,14 @@ class Runner:
         self.workers = workers
         self.programs = Programs(store)
         self.dispatcher = dispatcher or Dispatcher(store, config)
+        self._statistics_at = -math.inf
 
     def tick(self, now: float) -> TickReport:
         """Plan every active campaign, run every batch, send everything due, at `now`."""
         report = TickReport(now)
+        if time.monotonic() - self._statistics_at > STATISTICS_EVERY:
+            self.store.refresh_statistics()
+            self._statistics_at = time.monotonic()
         for plan in plan_all(
             self.store, self.programs, now, full_pass_every=self.config.full_pass_every
         ):

@@ -312,22 +312,33 @@ class CampaignStore(StoreCore):
         # and an index probe that rules a user out is cheaper than evaluating the rule
         base = [users.c.workspace_id == ws, not_(member), audience]
         if since is None:
-            query: Any = select(users.c.user_id).where(*base)
-        else:
-            ways = [users.c.updated_at >= since]
-            ways += time_flips(
-                rule, types=types, since=since, now=now, dialect=self.dialect, workspace_id=ws
+            yield from self._stream_ids(
+                select(users.c.user_id).where(*base), "audience.entry_candidates"
             )
-            if reentry is not None:
-                freed = select(m.user_id).where(
-                    m.workspace_id == ws,
-                    m.campaign_key == key,
-                    m.exited_at.between(since - reentry, now - reentry),
-                )
-                ways.append(users.c.user_id.in_(freed))
-            # one SELECT per way a user may have changed, each answerable from an index
-            query = union(*(select(users.c.user_id).where(way, *base) for way in ways))
-        return self._stream_ids(query, "audience.entry_candidates")
+            return
+        ways = [users.c.updated_at >= since]
+        ways += time_flips(
+            rule, types=types, since=since, now=now, dialect=self.dialect, workspace_id=ws
+        )
+        if reentry is not None:
+            freed = select(m.user_id).where(
+                m.workspace_id == ws,
+                m.campaign_key == key,
+                m.exited_at.between(since - reentry, now - reentry),
+            )
+            ways.append(users.c.user_id.in_(freed))
+        # the ids first, one index-driven SELECT per way a user may have changed; then the
+        # rule on those users only, a batch of ids at a time (so the database looks them up
+        # by key rather than by a range the rule happens to name)
+        changed = union(
+            *(select(users.c.user_id).where(users.c.workspace_id == ws, way) for way in ways)
+        )
+        ids = list(self._stream_ids(changed, "audience.changed_users"))
+        with metrics.timed("audience.entry_candidates", len(ids)), self.engine.connect() as conn:
+            for start in range(0, len(ids), self.batch_size):
+                part = ids[start : start + self.batch_size]
+                query = select(users.c.user_id).where(users.c.user_id.in_(part), *base)
+                yield from conn.execute(query).scalars().all()
 
     def event_entrants(self, ws: int, event: str, after_id: int) -> tuple[list[str], int]:
         """Users who tracked `event` since event id `after_id`, and the newest id seen."""

@@ -51,6 +51,15 @@ class StoreCore:
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
             yield conn
 
+    def refresh_statistics(self) -> None:
+        """Let the query planner know the tables' shapes (SQLite keeps none by itself and
+        then prefers any range index a rule names over the batch's ids). Bounded: SQLite
+        samples at most `analysis_limit` rows per index. PostgreSQL's autovacuum does this."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA analysis_limit=2000")
+                conn.exec_driver_sql("ANALYZE")
+
     def close(self) -> None:
         self.engine.dispose()
 
