@@ -29,7 +29,12 @@ class Settings(BaseSettings):
         description="seconds between full audience passes of a campaign (a safety net: "
         "ticks look at changed users and at users time alone moved into the audience)",
     )
-    workers: int = Field(2, ge=1, le=64, description="worker threads of `drumbeat run`")
+    workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="worker processes of `drumbeat run` (1: work in the same process)",
+    )
     secret_key: str = Field(
         "change-me", description="signs unsubscribe tokens and webhook bodies (HMAC-SHA256)"
     )

@@ -11,7 +11,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -92,6 +93,32 @@ def summaries() -> dict[str, Summary]:
             name: Summary(s.count, s.total, s.maximum, s.items, list(s.sample))
             for name, s in sorted(_summaries.items())
         }
+
+
+def export() -> dict[str, dict[str, Any]]:
+    """The summaries as plain data, for a worker process to hand to its parent."""
+    return {name: asdict(summary) for name, summary in summaries().items()}
+
+
+def merge(exported: dict[str, dict[str, Any]]) -> None:
+    """Add a worker process's summaries (from `export`) to this process's: counts, totals
+    and maxima add up exactly; the samples are pooled and cut back to SAMPLE_SIZE at random.
+    The Prometheus histograms get the child's sampled durations, which are all of them
+    while a child times a name at most SAMPLE_SIZE times between two exports."""
+    for name, data in exported.items():
+        for seconds in data["sample"]:
+            QUERY_SECONDS.labels(name).observe(seconds)
+        if data["items"]:
+            QUERY_ITEMS.labels(name).inc(data["items"])
+    with _lock:
+        for name, data in exported.items():
+            into = _summaries.setdefault(name, Summary())
+            into.count += data["count"]
+            into.total += data["total"]
+            into.items += data["items"]
+            into.maximum = max(into.maximum, data["maximum"])
+            pooled = into.sample + data["sample"]
+            into.sample = _rng.sample(pooled, SAMPLE_SIZE) if len(pooled) > SAMPLE_SIZE else pooled
 
 
 def reset() -> None:

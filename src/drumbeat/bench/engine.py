@@ -21,7 +21,7 @@ from drumbeat.bench.report import Figure, peak_rss_mib
 from drumbeat.campaigns import apply, plan_apply
 from drumbeat.model.campaign import parse_campaign
 from drumbeat.model.records import UserRecord
-from drumbeat.pipeline.executors.local import drain
+from drumbeat.pipeline.executors import Executor, make_executor
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store, open_store
@@ -59,10 +59,10 @@ def load_users(store: Store, ws: int, users: int) -> None:
         store.write_users(ws, records, START - 86400)
 
 
-def tick(store: Store, programs: Programs, now: float, workers: int) -> float:
+def tick(store: Store, programs: Programs, executor: Executor, now: float) -> float:
     began = time.perf_counter()
     plan_all(store, programs, now, full_pass_every=86400.0)
-    drain(store, programs, DEFAULT_LANE, lambda: now, workers=workers)
+    executor.drain(DEFAULT_LANE, now)
     return time.perf_counter() - began
 
 
@@ -127,14 +127,17 @@ def run(
         campaign = parse_campaign(CAMPAIGN)
         apply(plan_apply(campaign, store, ws), store, ws, START, activate=True)
         programs = Programs(store)
-        first = tick(store, programs, START, workers)
+        executor = make_executor(store, programs, workers)
+        executor.drain(DEFAULT_LANE, START)  # worker processes start before the clock runs
+        first = tick(store, programs, executor, START)
         queued = sum(store.outbox_counts(ws).values())
         if queued != users:
             raise AssertionError(f"the first tick queued {queued:,} messages for {users:,} users")
         raw = floor(store, ws, START, batch_size)
         later = START + 3600
         due = make_due(store, ws, 0.01, later, seed)
-        second = tick(store, programs, later, workers)
+        second = tick(store, programs, executor, later)
+        executor.close()
         rss = peak_rss_mib()
         store.close()
     figures: list[Any] = [

@@ -69,7 +69,7 @@ def store(
 def engine(
     ctx: typer.Context,
     users: UsersOpt = 1_000_000,
-    workers: Annotated[int, typer.Option(help="Worker threads")] = 1,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
     write: WriteOpt = None,
 ) -> None:
     """Entry plus first message for N matching users on SQLite, and a 1%-due second tick."""

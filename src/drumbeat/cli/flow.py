@@ -44,10 +44,11 @@ def advance(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="ISO-8601 time to move the clock to")],
     every: Annotated[str, typer.Option(help="Tick interval, e.g. 1h or 15m")] = "1h",
+    workers: Annotated[int, typer.Option(help="Worker processes (1: in this process)")] = 1,
 ) -> None:
     """Move the virtual clock to --to, running every tick and dispatch due on the way."""
     target, step = _time(to, "--to"), _duration(every, "--every")
-    runner = _runner(ctx)
+    runner = _runner(ctx, workers)
     start = runner.clock()
     if runner.clock.virtual and target < start:
         raise InvalidInput(f"--to: {to} is before the virtual clock ({format_timestamp(start)})")
@@ -67,7 +68,7 @@ def advance(
 
 def run(
     ctx: typer.Context,
-    workers: Annotated[int | None, typer.Option(help="Worker threads")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (1: this process)")] = None,
     interval: Annotated[float | None, typer.Option(help="Seconds between ticks")] = None,
 ) -> None:
     """Tick on the real clock forever (Ctrl-C stops after the current tick)."""

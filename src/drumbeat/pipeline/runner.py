@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from drumbeat.channels.dispatcher import Dispatcher
 from drumbeat.config import Settings
 from drumbeat.pipeline.clock import StoreClock
-from drumbeat.pipeline.executors.local import drain
+from drumbeat.pipeline.executors import make_executor
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
@@ -44,8 +44,8 @@ class Runner:
         self.store = store
         self.config = config
         self.clock = clock or StoreClock(store)
-        self.workers = workers
         self.programs = Programs(store)
+        self.executor = make_executor(store, self.programs, workers)
         self.dispatcher = dispatcher or Dispatcher(store, config)
         self._statistics_at = -math.inf
 
@@ -59,9 +59,7 @@ class Runner:
             self.store, self.programs, now, full_pass_every=self.config.full_pass_every
         ):
             report.batches += plan.batches
-        for batch in drain(
-            self.store, self.programs, DEFAULT_LANE, lambda: now, workers=self.workers
-        ):
+        for batch in self.executor.drain(DEFAULT_LANE, now):
             report.entered += batch.entered
             report.advanced += batch.changed - batch.entered
             report.queued += batch.messages
@@ -95,4 +93,5 @@ class Runner:
             time.sleep(max(0.0, interval - (time.time() - started)))
 
     def close(self) -> None:
+        self.executor.close()
         self.dispatcher.close()

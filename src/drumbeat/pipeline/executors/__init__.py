@@ -1,1 +1,42 @@
-"""Executors run batches: `local` on threads in this process (the embedded shape)."""
+"""Executors run the batches the planner wrote. The contract (tests/contract/test_executors.py):
+`drain(lane, now)` returns once no batch of `lane` is left to claim, with a report per batch
+it ran; each batch is claimed with a lease and committed under its fence, so a batch runs to
+completion once however many workers there are; `close()` releases what it holds.
+
+- `local.ThreadExecutor`: threads in this process (the embedded shape; one core).
+- `processes.ProcessExecutor`: worker processes on the same store (every core).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from drumbeat.pipeline.programs import Programs
+from drumbeat.pipeline.worker import BatchReport
+from drumbeat.store import Store
+
+
+class Executor(Protocol):
+    def drain(self, lane: str, now: float) -> list[BatchReport]: ...
+
+    def close(self) -> None: ...
+
+
+def shareable(store: Store) -> bool:
+    """Whether other processes can open this store (an in-memory SQLite database cannot)."""
+    url = store.engine.url
+    if url.get_backend_name() != "sqlite":
+        return True
+    return url.database not in (None, "", ":memory:") and "mode=memory" not in str(url)
+
+
+def make_executor(store: Store, programs: Programs, workers: int) -> Executor:
+    """`workers` worker processes; in-process when 1, or when the store is in memory."""
+    if workers <= 1 or not shareable(store):
+        from drumbeat.pipeline.executors.local import ThreadExecutor
+
+        return ThreadExecutor(store, programs, threads=workers)
+    from drumbeat.pipeline.executors.processes import ProcessExecutor
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    return ProcessExecutor(url, processes=workers, batch_size=store.batch_size)

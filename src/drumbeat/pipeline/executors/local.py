@@ -1,4 +1,4 @@
-"""Run every claimable batch of a lane on worker threads in this process, until none is left.
+"""Run every claimable batch of a lane on threads in this process, until none is left.
 
 Each thread claims one batch at a time from the store (lease + fence), so a thread that dies
 loses nothing: its batch is claimed again once the lease runs out.
@@ -57,3 +57,18 @@ def drain(
     if failures:
         raise failures[0]
     return reports
+
+
+class ThreadExecutor:
+    """`drain` behind the executor interface: `threads` threads in this process."""
+
+    def __init__(self, store: Store, programs: Programs, *, threads: int = 1) -> None:
+        self.store = store
+        self.programs = programs
+        self.threads = threads
+
+    def drain(self, lane: str, now: float) -> list[BatchReport]:
+        return drain(self.store, self.programs, lane, lambda: now, workers=self.threads)
+
+    def close(self) -> None:
+        """Nothing to release: the threads end with each drain."""

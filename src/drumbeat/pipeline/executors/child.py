@@ -1,0 +1,49 @@
+"""A worker process of `ProcessExecutor` (`python -m drumbeat.pipeline.executors.child`).
+
+Reads one JSON command per line on stdin (`{"lane": …, "now": …}`), drains that lane on
+the store named by DRUMBEAT_DATABASE_URL, and answers one JSON line on stdout. Exits at the
+end of its input. Its own logs go to stderr, which it shares with the parent.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+
+import orjson
+
+from drumbeat import metrics
+from drumbeat.config import Settings
+from drumbeat.pipeline.executors.local import drain
+from drumbeat.pipeline.executors.processes import report_line
+from drumbeat.pipeline.programs import Programs
+from drumbeat.store import open_store
+
+
+def main() -> None:
+    settings = Settings()
+    store = open_store(settings.database_url, batch_size=settings.batch_size, migrate=False)
+    programs = Programs(store)
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        command = orjson.loads(line)
+        try:
+            programs.refresh()  # campaigns may have changed since the last drain
+            reports = drain(store, programs, command["lane"], _fixed(float(command["now"])))
+            answer = report_line(reports)
+        except Exception as exc:  # the parent raises it; the batch is claimed again later
+            traceback.print_exc()
+            answer = orjson.dumps({"error": f"{type(exc).__name__}: {exc}"}) + b"\n"
+        metrics.reset()
+        out.write(answer)
+        out.flush()
+    store.close()
+
+
+def _fixed(now: float) -> Callable[[], float]:
+    return lambda: now
+
+
+if __name__ == "__main__":
+    main()

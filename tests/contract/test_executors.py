@@ -1,0 +1,108 @@
+"""The executor contract, run against every executor on SQLite and PostgreSQL: a drain runs
+every batch of the lane exactly once, whatever the number of workers, and reports it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drumbeat import metrics
+from drumbeat.pipeline.executors import Executor, make_executor
+from drumbeat.pipeline.executors.local import ThreadExecutor
+from drumbeat.pipeline.executors.processes import ProcessExecutor, WorkerDied
+from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from tests.e2e.helpers import campaign, retire, send, wait
+from tests.world import DAY, World
+
+USERS = 240
+BATCH = 25
+DRIP = campaign("drip", [send("one"), wait("1d"), send("two")])
+EXECUTORS = ["threads", "threads-2", "processes-2"]
+
+
+@pytest.fixture
+def world(world: World) -> Iterator[World]:
+    """USERS users who match DRIP, in batches of BATCH. At the end the campaign is retired
+    and what it queued is sent (to this test's file): PostgreSQL tests share a database,
+    and a drain or a dispatch works every workspace's batches and messages."""
+    world.store.batch_size = BATCH
+    world.db.identify_many(
+        [{"user_id": f"u{i:03d}", "traits": {"plan": "free"}} for i in range(USERS)]
+    )
+    world.apply(DRIP)
+    try:
+        yield world
+    finally:
+        retire(world)
+        world.runner.dispatcher.dispatch(world.now() + 7 * DAY)
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request: pytest.FixtureRequest, world: World) -> Executor:
+    kind, _, workers = request.param.partition("-")
+    made: Executor
+    if kind == "threads":
+        made = ThreadExecutor(world.store, world.runner.programs, threads=int(workers or 1))
+    else:
+        made = make_executor(world.store, world.runner.programs, int(workers))
+        assert isinstance(made, ProcessExecutor)
+    request.addfinalizer(made.close)
+    return made
+
+
+def drain_at(world: World, executor: Executor, now: float) -> Counter[str]:
+    plan_all(world.store, world.runner.programs, now, full_pass_every=7 * DAY)
+    reports = executor.drain(DEFAULT_LANE, now)
+    assert len({r.batch_id for r in reports}) == len(reports)  # no batch ran twice
+    return Counter({"entered": sum(r.entered for r in reports), "batches": len(reports)})
+
+
+def test_a_drain_runs_every_batch_once(world: World, executor: Executor) -> None:
+    done = drain_at(world, executor, world.now())
+    assert done == {"entered": USERS, "batches": USERS // BATCH + (USERS % BATCH > 0)}
+    assert Counter(r["step_id"] for r in world.outbox()) == {"one": USERS}
+    assert drain_at(world, executor, world.now())["entered"] == 0  # members already
+    done = drain_at(world, executor, world.now() + DAY)
+    assert Counter(r["step_id"] for r in world.outbox()) == {"one": USERS, "two": USERS}
+    assert done["entered"] == 0
+
+
+def test_worker_processes_report_their_timings(world: World) -> None:
+    metrics.reset()
+    with ProcessExecutor(world.config.database_url, processes=2, batch_size=BATCH) as pool:
+        done = drain_at(world, pool, world.now())
+    timed = metrics.summaries()["stage.batch"]
+    assert timed.count == done["batches"]
+    assert timed.items == USERS
+
+
+def test_a_dead_worker_process_is_replaced(world: World) -> None:
+    with ProcessExecutor(world.config.database_url, processes=2, batch_size=BATCH) as pool:
+        drain_at(world, pool, world.now())
+        first = pool._children[0]
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        done = drain_at(world, pool, world.now() + DAY)  # a new child takes its place
+        assert pool._children[0] is not first
+    assert done["batches"] == USERS // BATCH + (USERS % BATCH > 0)
+
+
+def test_a_worker_process_that_cannot_work_says_why(world: World, tmp_path: Path) -> None:
+    missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}"
+    with (
+        ProcessExecutor(missing, processes=1, batch_size=BATCH) as pool,
+        pytest.raises(WorkerDied, match="worker process 0"),
+    ):
+        pool.drain(DEFAULT_LANE, world.now())
+
+
+def test_an_in_memory_store_is_worked_in_process(world: World, tmp_path: Path) -> None:
+    memory = World("sqlite://", "default", tmp_path)
+    executor = make_executor(memory.store, memory.runner.programs, 4)
+    assert isinstance(executor, ThreadExecutor)
+    memory.close()
