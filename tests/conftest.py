@@ -55,9 +55,33 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: igno
 
 
 @pytest.fixture
-def workspace_name() -> str:
-    """A workspace of its own per test, so tests sharing a PostgreSQL database never meet."""
-    return f"ws-{uuid.uuid4().hex[:12]}"
+def workspace_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A workspace of its own per test, so tests sharing a PostgreSQL database never meet.
+    At the end its campaigns are archived: a tick plans every active campaign of every
+    workspace, so a campaign left active would enter users and send them messages in the
+    ticks of every later test on the same database."""
+    name = f"ws-{uuid.uuid4().hex[:12]}"
+    yield name
+    if "database_url" in request.fixturenames:
+        archive_campaigns(request.getfixturevalue("database_url"), name)
+
+
+def archive_campaigns(database_url: str, workspace: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from drumbeat.errors import InvalidInput
+    from drumbeat.store import open_store
+
+    store = open_store(database_url, migrate=False)
+    try:
+        ws: int | None = store.workspace_id(workspace, create=False)
+    except (InvalidInput, SQLAlchemyError):  # the test made no workspace, or no tables
+        ws = None
+    if ws is not None:
+        for row in store.campaigns(ws):
+            if row.status != "archived":
+                store.set_campaign_status(ws, row.key, "archived", 0.0)
+    store.close()
 
 
 @pytest.fixture

@@ -4,17 +4,20 @@ A definition is read (YAML or JSON), its templates are read from the file's fold
 is checked whole — the schema, template syntax, rules against the workspace's attribute
 types. Nothing is stored from a definition with a problem. A new version of a campaign with
 members says, before it commits, what happens to members whose step no longer exists:
-they exit as `completed`.
+they exit as `completed`. Applying a campaign or changing its status keeps the store's
+attribute indexes in step with the rules of live campaigns (`store/indexes.py`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from drumbeat.channels.render import syntax_problems
 from drumbeat.engine.member import END, START
@@ -35,7 +38,10 @@ from drumbeat.model.documents import load_document
 from drumbeat.model.durations import format_duration
 from drumbeat.rules.resolve import type_problems
 from drumbeat.store import Store
+from drumbeat.store.indexes import IndexSync
 from drumbeat.store.schema import memberships
+
+log = logging.getLogger(__name__)
 
 
 def read_campaign(path: Path) -> Campaign:
@@ -157,7 +163,25 @@ def apply(plan: ApplyPlan, store: Store, ws: int, now: float, *, activate: bool 
                 .where(m.workspace_id == ws, m.campaign_key == campaign.key, m.state == "active")
                 .values(next_due_at=now)
             )
+    sync_indexes(store)
     return version
+
+
+def set_status(store: Store, ws: int, key: str, status: str, now: float) -> None:
+    """Pause, resume or archive a campaign; a campaign that becomes live or stops being live
+    changes which attributes the store indexes."""
+    store.set_campaign_status(ws, key, status, now)
+    sync_indexes(store)
+
+
+def sync_indexes(store: Store) -> IndexSync | None:
+    """Build and drop attribute indexes after the campaign change committed. An index is an
+    optimisation: a failure is logged (`drumbeat db indexes --sync` tries again), not raised."""
+    try:
+        return store.sync_attribute_indexes()
+    except SQLAlchemyError as exc:
+        log.warning("attribute indexes not synced (%s); run `drumbeat db indexes --sync`", exc)
+        return None
 
 
 def step_tree(steps: list[Step], indent: str = "") -> Iterator[str]:

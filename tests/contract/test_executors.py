@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from drumbeat import metrics
 from drumbeat.pipeline.executors import Executor, make_executor
 from drumbeat.pipeline.executors.local import ThreadExecutor
 from drumbeat.pipeline.executors.processes import ProcessExecutor, WorkerDied
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, retire, send, wait
 from tests.world import DAY, World
 
@@ -56,9 +58,16 @@ def executor(request: pytest.FixtureRequest, world: World) -> Executor:
 
 
 def drain_at(world: World, executor: Executor, now: float) -> Counter[str]:
+    """Plan and drain; what the drain did in this test's workspace (PostgreSQL tests share a
+    database, where another test may have left a campaign active)."""
     plan_all(world.store, world.runner.programs, now, full_pass_every=7 * DAY)
     reports = executor.drain(DEFAULT_LANE, now)
     assert len({r.batch_id for r in reports}) == len(reports)  # no batch ran twice
+    with world.store.engine.connect() as conn:
+        ours = set(
+            conn.execute(select(batches.c.id).where(batches.c.workspace_id == world.ws)).scalars()
+        )
+    reports = [r for r in reports if r.batch_id in ours]
     return Counter({"entered": sum(r.entered for r in reports), "batches": len(reports)})
 
 

@@ -4,6 +4,10 @@ three-condition audience, each next to its raw floor measured in the same run.
 Floors: the same file read line by line and written with a plain executemany (SQLite) or
 COPY (PostgreSQL) into a bare table; the same count written as hand-made SQL without
 Drumbeat's type guards.
+
+Before the count the rule goes live as a user makes it live (a campaign with it as audience,
+applied and activated), so the store indexes its attributes; on SQLite that build is timed
+as a figure of its own.
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ import orjson
 from sqlalchemy import text
 
 from drumbeat.bench.report import Figure, peak_rss_mib
+from drumbeat.campaigns import apply, plan_apply, set_status
 from drumbeat.demo.data import DEMO_NOW
 from drumbeat.demo.synthetic import iter_users
 from drumbeat.ingest.importer import import_file
+from drumbeat.model.campaign import parse_campaign
 from drumbeat.model.documents import load_document
 from drumbeat.model.rules import parse_rule
 from drumbeat.store import Store, open_store
 
 RULE_FILE = "three-conditions.yaml"
+LIVE_KEY = "bench-audience"  # the campaign that makes the rule live while it is counted
 FLOOR_COUNT = {  # the same three conditions, by hand, no type guards
     "sqlite": "SELECT count(*) FROM users WHERE workspace_id = :ws "
     "AND attributes ->> '$.plan' = 'free' AND attributes ->> '$.seats' >= 3 "
@@ -109,11 +116,16 @@ def run(
     if backend == "postgresql":
         with store.writing() as conn:
             conn.exec_driver_sql("ANALYZE users")
-    rule = parse_rule(load_document(Path(str(files("drumbeat.demo") / "rules" / RULE_FILE))))
-    count = store.count_audience(ws, rule, DEMO_NOW)
-    drumbeat_count = statistics.median(
-        timed(lambda: store.count_audience(ws, rule, DEMO_NOW)) for _ in range(5)
-    )
+    rule_doc = load_document(Path(str(files("drumbeat.demo") / "rules" / RULE_FILE)))
+    rule = parse_rule(rule_doc)
+    index_seconds = timed(lambda: make_live(store, ws, rule_doc))
+    try:
+        count = store.count_audience(ws, rule, DEMO_NOW)
+        drumbeat_count = statistics.median(
+            timed(lambda: store.count_audience(ws, rule, DEMO_NOW)) for _ in range(5)
+        )
+    finally:  # never leave a live campaign (ticks would run it) in the database benchmarked
+        set_status(store, ws, LIVE_KEY, "archived", DEMO_NOW)
     with store.engine.connect() as conn:
         floor_total = conn.execute(text(FLOOR_COUNT[backend]), {"ws": ws}).scalar_one()
         floor_count = statistics.median(
@@ -127,7 +139,7 @@ def run(
         "sqlite": ("≥ 100,000 users/s", "≤ 1.5 s"),
         "postgresql": ("≥ 80,000 users/s", "≤ 0.5 s"),
     }[backend]
-    return [
+    figures = [
         Figure(
             f"{backend}: import {users:,} users (file → store)",
             users / import_seconds,
@@ -150,3 +162,28 @@ def run(
             targets[1],
         ),
     ]
+    if backend == "sqlite":  # PostgreSQL keeps no attribute indexes (store/indexes.py)
+        figures.insert(
+            2,
+            Figure(
+                f"{backend}: index the rule's attributes ({users:,} users)",
+                index_seconds,
+                "s",
+                None,
+                "once, on apply",
+            ),
+        )
+    return figures
+
+
+def make_live(store: Store, ws: int, rule_doc: object) -> None:
+    """Apply and activate a campaign whose audience is the rule (which syncs the indexes)."""
+    campaign = parse_campaign(
+        {
+            "key": LIVE_KEY,
+            "name": "The store benchmark's audience",
+            "audience": rule_doc,
+            "steps": [{"send": {"id": "hello", "channel": "email", "subject": "Hi", "body": "Hi"}}],
+        }
+    )
+    apply(plan_apply(campaign, store, ws), store, ws, DEMO_NOW, activate=True)

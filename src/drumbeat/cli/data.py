@@ -15,7 +15,9 @@ from drumbeat.ingest.importer import import_file
 
 import_app = typer.Typer(no_args_is_help=True, help="Import users or events from JSONL or CSV.")
 attributes_app = typer.Typer(no_args_is_help=True, help="Attribute types of the workspace.")
-db_app = typer.Typer(no_args_is_help=True, help="The store of record's schema.")
+db_app = typer.Typer(
+    no_args_is_help=True, help="The store of record's schema and attribute indexes."
+)
 
 FileArg = Annotated[Path, typer.Argument(help="A .jsonl or .csv file", exists=False)]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="jsonl or csv (default: suffix)")]
@@ -125,3 +127,35 @@ def db_upgrade(ctx: typer.Context) -> None:
     engine = connect.create(state(ctx).settings().database_url)
     migrate.upgrade(engine)
     console.print(f"schema at revision {migrate.head()}")
+
+
+@db_app.command("indexes")
+def db_indexes(
+    ctx: typer.Context,
+    sync: Annotated[
+        bool, typer.Option("--sync", help="First build the missing indexes and drop unused ones")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+) -> None:
+    """The indexes on custom attributes that live campaigns' rules compare (every workspace).
+
+    `campaign apply` and status changes keep them in step; state `missing` or `unused` means
+    that was interrupted, and --sync sets it right. SQLite only: PostgreSQL keeps none."""
+    store = state(ctx).client().store
+    if sync:
+        done = store.sync_attribute_indexes()
+        console_err.print(f"created {len(done.created)}, dropped {len(done.dropped)}")
+    if store.dialect != "sqlite":
+        console_err.print("PostgreSQL keeps no attribute indexes: its parallel scan serves counts")
+        return
+    rows = [
+        (
+            ix.attribute if ix.attribute is not None else "?",
+            ix.name,
+            ("built" if ix.campaigns else "unused") if ix.built else "missing",
+            ", ".join(ix.campaigns),
+            ix.expression,
+        )
+        for ix in store.attribute_indexes()
+    ]
+    print_rows(("attribute", "index", "state", "read by", "expression"), rows, fmt)

@@ -50,7 +50,7 @@ def demo(
             f"{config.database_url} already holds campaigns in workspace "
             f"{config.workspace!r}: give the demo an empty database"
         )
-    runner = Runner(client.store, config, client.clock)  # type: ignore[arg-type]
+    runner = Runner(client.store, config, client.clock, workers=config.workers)  # type: ignore[arg-type]
     console.print(
         f"store: {config.database_url}; email goes to {config.smtp_host or config.outbox_file}"
     )

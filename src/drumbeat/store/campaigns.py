@@ -7,7 +7,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, exists, func, not_, or_, select, true, union, update
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import Connection, exists, func, not_, or_, select, true, union, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from drumbeat import metrics
 from drumbeat.engine.member import Member, State
@@ -266,19 +270,28 @@ class CampaignStore(StoreCore):
         )
 
     def changed_members(self, ws: int, key: str, since: float) -> Iterator[str]:
-        """Active members whose user changed (identify or track) at or after `since`."""
+        """Active members whose user changed (identify or track) at or after `since`: the
+        changed users first (a range of the `updated_at` index), then their memberships by
+        key, a batch at a time, so the cost follows the changes, not the members."""
         m, u = memberships.c, users.c
-        return self._stream_ids(
-            select(m.user_id)
-            .join(users, and_(u.workspace_id == m.workspace_id, u.user_id == m.user_id))
-            .where(
-                m.workspace_id == ws,
-                m.campaign_key == key,
-                m.state == "active",
-                u.updated_at >= since,
-            ),
-            "planner.changed_members",
+        ids = list(
+            self._stream_ids(
+                select(u.user_id).where(u.workspace_id == ws, u.updated_at >= since),
+                "planner.changed_users",
+            )
         )
+        with metrics.timed("planner.changed_members", len(ids)), self.engine.connect() as conn:
+            for start in range(0, len(ids), self.batch_size):
+                given = _id_table(ids[start : start + self.batch_size], self.dialect)
+                query = select(given.c.value).where(
+                    exists().where(
+                        m.workspace_id == ws,
+                        m.campaign_key == key,
+                        m.user_id == given.c.value,
+                        m.state == "active",
+                    )
+                )
+                yield from conn.execute(query).scalars().all()
 
     def entry_candidates(
         self,
@@ -336,8 +349,10 @@ class CampaignStore(StoreCore):
         ids = list(self._stream_ids(changed, "audience.changed_users"))
         with metrics.timed("audience.entry_candidates", len(ids)), self.engine.connect() as conn:
             for start in range(0, len(ids), self.batch_size):
-                part = ids[start : start + self.batch_size]
-                query = select(users.c.user_id).where(users.c.user_id.in_(part), *base)
+                given = _id_table(ids[start : start + self.batch_size], self.dialect)
+                query = select(given.c.value).where(
+                    exists().where(users.c.user_id == given.c.value, *base)
+                )
                 yield from conn.execute(query).scalars().all()
 
     def event_entrants(self, ws: int, event: str, after_id: int) -> tuple[list[str], int]:
@@ -373,3 +388,15 @@ class CampaignStore(StoreCore):
                     index_elements=["workspace_id", "name"], set_={"value": insert.excluded.value}
                 )
             )
+
+
+def _id_table(ids: Sequence[str], dialect: str) -> TableValuedAlias:
+    """`ids` as a one-column table (`value`), for `SELECT value FROM ids WHERE EXISTS (… the
+    row with that key …)`: a correlated subquery runs per id, so each is a primary-key probe
+    whatever the statistics say. Given `user_id IN (…)` beside a range that a rule names
+    (`created_at < …`), or a plain join, SQLite's planner may scan the range or the other
+    table instead, and does when its statistics are older than the table's growth."""
+    if dialect == "postgresql":
+        array = sa.literal(list(ids), ARRAY(sa.String()))
+        return func.unnest(array).table_valued("value").render_derived(name="given")
+    return func.json_each(orjson.dumps(list(ids)).decode()).table_valued("value").alias("given")
