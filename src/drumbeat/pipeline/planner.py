@@ -33,6 +33,22 @@ class Plan:
     batches: int = 0
 
 
+class Changes:
+    """The users written to since a watermark, read once per (workspace, watermark) in a
+    tick: campaigns planned together share their watermark, and each needs the list twice
+    (entry, and members to look at again)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._read: dict[tuple[int, float], list[str]] = {}
+
+    def since(self, ws: int, watermark: float) -> list[str]:
+        key = (ws, watermark)
+        if key not in self._read:
+            self._read[key] = self.store.changed_users(ws, watermark)
+        return self._read[key]
+
+
 def plan_campaign(
     store: Store,
     programs: Programs,
@@ -41,6 +57,7 @@ def plan_campaign(
     *,
     full_pass_every: float,
     lane: str = DEFAULT_LANE,
+    changes: Changes | None = None,
 ) -> Plan:
     ws, key = row.workspace_id, row.key
     result = Plan(key)
@@ -50,6 +67,8 @@ def plan_campaign(
     campaign = program.campaign
     event_watermark = row.event_watermark
     full_pass_at = row.full_pass_at
+    changes = changes or Changes(store)
+    changed = changes.since(ws, row.watermark) if row.watermark is not None else []
     with metrics.timed("plan.campaign"):
         if isinstance(campaign.entry.on, EventEntry):
             entering, event_watermark = store.event_entrants(
@@ -66,12 +85,13 @@ def plan_campaign(
                     now,
                     since=None if full else row.watermark,
                     reentry=None if reentry == "never" else float(reentry),
+                    changed=changed,
                 )
             )
             full_pass_at = now if full else full_pass_at
         due = store.due_members(ws, key, now)
-        changed = store.changed_members(ws, key, row.watermark) if row.watermark else iter(())
-        advancing = sorted(set(chain(due, changed)) - set(entering))
+        members = store.changed_members(ws, key, changed)
+        advancing = sorted(set(chain(due, members)) - set(entering))
         entering = sorted(set(entering))
         with store.writing() as conn:
             result.batches += store.create_batches(
@@ -103,7 +123,10 @@ def plan_all(
     """Plan every active campaign of every workspace, from a fresh snapshot of them (the
     workers of this tick use the same snapshot)."""
     programs.refresh()
+    changes = Changes(store)
     return [
-        plan_campaign(store, programs, row, now, full_pass_every=full_pass_every, lane=lane)
+        plan_campaign(
+            store, programs, row, now, full_pass_every=full_pass_every, lane=lane, changes=changes
+        )
         for row in store.campaigns(status="active")
     ]

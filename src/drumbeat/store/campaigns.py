@@ -3,13 +3,24 @@ and the set-based selections the planner cuts into batches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy import Connection, exists, func, not_, or_, select, true, union, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    union,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.selectable import TableValuedAlias
 
@@ -269,29 +280,27 @@ class CampaignStore(StoreCore):
             "planner.due_members",
         )
 
-    def changed_members(self, ws: int, key: str, since: float) -> Iterator[str]:
-        """Active members whose user changed (identify or track) at or after `since`: the
-        changed users first (a range of the `updated_at` index), then their memberships by
-        key, a batch at a time, so the cost follows the changes, not the members."""
-        m, u = memberships.c, users.c
-        ids = list(
-            self._stream_ids(
-                select(u.user_id).where(u.workspace_id == ws, u.updated_at >= since),
-                "planner.changed_users",
+    def changed_users(self, ws: int, since: float) -> list[str]:
+        """Users written to (identify or track) at or after `since`: a range of the
+        `updated_at` index."""
+        u = users.c
+        query = select(u.user_id).where(u.workspace_id == ws, u.updated_at >= since)
+        return list(self._stream_ids(query, "planner.changed_users"))
+
+    def changed_members(self, ws: int, key: str, changed: Sequence[str]) -> Iterator[str]:
+        """The active members among the `changed` users, looked up by key: the cost follows
+        the changes, not the members."""
+        m = memberships.c
+
+        def member(user_id: ColumnElement[Any]) -> ColumnElement[bool]:
+            return exists().where(
+                m.workspace_id == ws,
+                m.campaign_key == key,
+                m.user_id == user_id,
+                m.state == "active",
             )
-        )
-        with metrics.timed("planner.changed_members", len(ids)), self.engine.connect() as conn:
-            for start in range(0, len(ids), self.batch_size):
-                given = _id_table(ids[start : start + self.batch_size], self.dialect)
-                query = select(given.c.value).where(
-                    exists().where(
-                        m.workspace_id == ws,
-                        m.campaign_key == key,
-                        m.user_id == given.c.value,
-                        m.state == "active",
-                    )
-                )
-                yield from conn.execute(query).scalars().all()
+
+        return self._probe(changed, member, "planner.changed_members")
 
     def entry_candidates(
         self,
@@ -302,11 +311,12 @@ class CampaignStore(StoreCore):
         *,
         since: float | None,
         reentry: float | None,
+        changed: Sequence[str] = (),
     ) -> Iterator[str]:
         """Users matching `rule` who are not members (or may enter again): everyone when
         `since` is None (a full pass), else only users who may have changed since then —
-        written to (`updated_at`), moved by time alone (see `rules.flips`), or become free
-        to enter again."""
+        the `changed` users (written to since then), users moved by time alone (see
+        `rules.flips`), and users become free to enter again."""
         from drumbeat.rules.flips import time_flips
         from drumbeat.rules.sql import compile_sql
 
@@ -329,8 +339,7 @@ class CampaignStore(StoreCore):
                 select(users.c.user_id).where(*base), "audience.entry_candidates"
             )
             return
-        ways = [users.c.updated_at >= since]
-        ways += time_flips(
+        ways = time_flips(
             rule, types=types, since=since, now=now, dialect=self.dialect, workspace_id=ws
         )
         if reentry is not None:
@@ -340,19 +349,36 @@ class CampaignStore(StoreCore):
                 m.exited_at.between(since - reentry, now - reentry),
             )
             ways.append(users.c.user_id.in_(freed))
-        # the ids first, one index-driven SELECT per way a user may have changed; then the
-        # rule on those users only, a batch of ids at a time (so the database looks them up
-        # by key rather than by a range the rule happens to name)
-        changed = union(
-            *(select(users.c.user_id).where(users.c.workspace_id == ws, way) for way in ways)
-        )
-        ids = list(self._stream_ids(changed, "audience.changed_users"))
-        with metrics.timed("audience.entry_candidates", len(ids)), self.engine.connect() as conn:
+        # the ids first (the changed users, then one index-driven SELECT per other way a
+        # user may have come to match); then the rule on those users only, by key
+        ids = dict.fromkeys(changed)
+        if ways:
+            moved = union(
+                *(select(users.c.user_id).where(users.c.workspace_id == ws, way) for way in ways)
+            )
+            ids.update(dict.fromkeys(self._stream_ids(moved, "audience.changed_users")))
+
+        def matches(user_id: ColumnElement[Any]) -> ColumnElement[bool]:
+            return exists().where(users.c.user_id == user_id, *base)
+
+        yield from self._probe(list(ids), matches, "audience.entry_candidates")
+
+    def _probe(
+        self,
+        ids: Sequence[str],
+        holds: Callable[[ColumnElement[Any]], ColumnElement[bool]],
+        name: str,
+    ) -> Iterator[str]:
+        """The ids for which `holds(id)` (a correlated EXISTS on the row with that key), a
+        batch at a time: `SELECT value FROM ids WHERE EXISTS (…)` runs the subquery once per
+        id, a primary-key probe whatever the planner's statistics say. Given `user_id IN
+        (…)` beside a range that a rule names (`created_at < …`), or a plain join, SQLite
+        may scan the range or the other table instead, and does when its statistics are
+        older than the table's growth."""
+        with metrics.timed(name, len(ids)), self.engine.connect() as conn:
             for start in range(0, len(ids), self.batch_size):
                 given = _id_table(ids[start : start + self.batch_size], self.dialect)
-                query = select(given.c.value).where(
-                    exists().where(users.c.user_id == given.c.value, *base)
-                )
+                query = select(given.c.value).where(holds(given.c.value))
                 yield from conn.execute(query).scalars().all()
 
     def event_entrants(self, ws: int, event: str, after_id: int) -> tuple[list[str], int]:
@@ -391,11 +417,8 @@ class CampaignStore(StoreCore):
 
 
 def _id_table(ids: Sequence[str], dialect: str) -> TableValuedAlias:
-    """`ids` as a one-column table (`value`), for `SELECT value FROM ids WHERE EXISTS (… the
-    row with that key …)`: a correlated subquery runs per id, so each is a primary-key probe
-    whatever the statistics say. Given `user_id IN (…)` beside a range that a rule names
-    (`created_at < …`), or a plain join, SQLite's planner may scan the range or the other
-    table instead, and does when its statistics are older than the table's growth."""
+    """`ids` as a one-column table (`value`): a JSON array on SQLite, an array on
+    PostgreSQL, one parameter either way."""
     if dialect == "postgresql":
         array = sa.literal(list(ids), ARRAY(sa.String()))
         return func.unnest(array).table_valued("value").render_derived(name="given")
