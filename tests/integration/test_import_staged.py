@@ -1,19 +1,22 @@
-"""Users imports go through a stage (checked once, staged by a writer thread, then upserted
-batch by batch): the result is what `write_users` gives for the same calls, on both backends."""
+"""Users imports are written while the file is checked (each lane's batches by a thread of its
+own, in a transaction that commits only once the whole file is known good): the result is what
+`write_users` gives for the same calls, on both backends, and nothing shows before the end."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from drumbeat.client import Drumbeat
 from drumbeat.errors import InvalidInput
-from drumbeat.ingest import user_import
+from drumbeat.ingest import batches, user_import
 from drumbeat.ingest.importer import import_file
 from drumbeat.model.attributes import AttrType
+from drumbeat.model.records import UserRecord
+from drumbeat.store import migrate
 from drumbeat.store.core import chunks
 
 CALLS = [  # in batches of 3
@@ -53,9 +56,7 @@ def pair(database_url, workspace_name, clock):
         db.close()
 
 
-@pytest.mark.parametrize("stage_rows", [1, 4], ids=["staged-as-they-come", "staged-at-cuts"])
-def test_a_staged_import_ends_as_write_users_ends(pair, tmp_path, clock, monkeypatch, stage_rows):
-    monkeypatch.setattr(user_import, "STAGE_ROWS", stage_rows)
+def test_an_import_ends_as_write_users_ends(pair, tmp_path, clock, monkeypatch):
     monkeypatch.setattr(user_import.UsersImport, "route", lambda user_id: 0)  # one lane
     by_file, by_api = pair
     ids = ["u1", "u2", "u3", "u4", "u5"]
@@ -120,55 +121,122 @@ def test_reimporting_changes_nothing_whichever_way_users_came(pair, tmp_path, cl
     assert state(by_file, ids) == state(by_api, ids)
 
 
-def test_a_bad_line_anywhere_stages_nothing_and_writes_nothing(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(user_import, "STAGE_ROWS", 1)
-    staged: list[int] = []
-    real = user_import.open_user_import
+def counting_writes(monkeypatch, fail_at: int | None = None) -> list[int]:
+    """The sizes of the batches the import writes (the `fail_at`-th write fails)."""
+    written: list[int] = []
+    real = batches.UserImport.write
 
-    def counting(*args):
-        stage = real(*args)
-        inner = stage.stage
-        stage.stage = lambda lane, rows, again: (staged.append(len(rows)), inner(lane, rows, again))
-        return stage
+    def write(self, lane, rows):
+        if len(written) == fail_at:
+            raise OSError("no space left on device")
+        written.append(len(rows))
+        return real(self, lane, rows)
 
-    monkeypatch.setattr(user_import, "open_user_import", counting)
-    calls = [*CALLS, {"user_id": "u9", "traits": {"seats": "many"}}, *CALLS]
+    monkeypatch.setattr(batches.UserImport, "write", write)
+    return written
+
+
+def test_a_bad_line_anywhere_stops_the_writes_and_rolls_back_the_rest(
+    client, tmp_path, monkeypatch
+):
+    written = counting_writes(monkeypatch)
+    client.store.batch_size = 2
+    calls = [*CALLS, {"user_id": "u9", "traits": {"seats": "many", "zip": "75001"}}, *CALLS]
     path = write_jsonl(tmp_path / "users.jsonl", calls)
     with pytest.raises(InvalidInput, match=r"line 9: traits\.seats"):
         import_file(client.store, client.ws, path, "users", now=client.clock())
+    assert 0 < sum(written) <= len(CALLS)  # written up to the first bad line, rolled back
     assert client.store.count_users(client.ws) == 0
     assert client.store.attribute_types(client.ws) == {}
-    assert sum(staged) <= len(CALLS)  # staging stops at the first bad line
 
 
-def test_a_failing_stage_fails_the_import_before_anything_is_written(client, tmp_path, monkeypatch):
-    def broken(*args):
-        stage = real(*args)
+def test_nothing_shows_before_the_whole_file_is_known_good(client, tmp_path, monkeypatch):
+    seen: list[int] = []
+    real = batches.UserImport.write
 
-        def fail(lane, rows, again):
-            raise OSError("no space left on device")
+    def write(self, lane, rows):
+        result = real(self, lane, rows)
+        seen.append(client.store.count_users(client.ws))  # another connection looks
+        return result
 
-        stage.stage = fail
-        return stage
+    monkeypatch.setattr(batches.UserImport, "write", write)
+    client.store.batch_size = 2
+    path = write_jsonl(tmp_path / "users.jsonl", CALLS)
+    report = import_file(client.store, client.ws, path, "users", now=client.clock())
+    assert len(seen) >= 3 and set(seen) == {0}
+    assert report.imported == len(CALLS)
+    assert client.store.count_users(client.ws) == 5
 
-    real = user_import.open_user_import
-    monkeypatch.setattr(user_import, "open_user_import", broken)
+
+def test_a_failing_write_fails_the_import_and_leaves_nothing(client, tmp_path, monkeypatch):
+    written = counting_writes(monkeypatch, fail_at=1)
+    monkeypatch.setattr(user_import.UsersImport, "route", lambda user_id: 0)  # one lane
+    client.store.batch_size = 2
     path = write_jsonl(tmp_path / "users.jsonl", CALLS)
     with pytest.raises(OSError, match="no space left"):
         import_file(client.store, client.ws, path, "users", now=client.clock())
-    monkeypatch.setattr(user_import, "open_user_import", real)
+    assert written == [2]  # the first batch was written, then rolled back
     assert client.store.count_users(client.ws) == 0
-    # the stage was dropped: the next import on the same store works
-    assert import_file(client.store, client.ws, path, "users", now=client.clock()).written == 5
+    assert client.store.engine.pool.checkedout() == 0
+    monkeypatch.undo()
+    # no lock or transaction left behind: the next writes go through
+    assert client.identify_many(CALLS[:1]) == 1
+    assert import_file(client.store, client.ws, path, "users", now=client.clock()).imported == 8
+    assert client.store.count_users(client.ws) == 5
 
 
-def test_the_stage_is_removed_after_the_import(client, tmp_path):
-    before = set(Path(tempfile.gettempdir()).glob("drumbeat-import-*"))
+def test_writes_to_a_workspace_that_does_not_exist_are_refused(client, tmp_path):
+    with pytest.raises(InvalidInput, match="no workspace"):
+        client.store.write_users(10**6, [UserRecord("u1", {}, {"plan": "free"})], 0)
     path = write_jsonl(tmp_path / "users.jsonl", CALLS)
-    import_file(client.store, client.ws, path, "users", now=client.clock())
-    with pytest.raises(InvalidInput):
-        import_file(client.store, client.ws, write_jsonl(path, ["x"]), "users", now=0)
-    assert set(Path(tempfile.gettempdir()).glob("drumbeat-import-*")) == before
+    with pytest.raises(InvalidInput, match="no workspace"):
+        import_file(client.store, 10**6, path, "users", now=client.clock())
+    assert client.store.count_users(10**6) == 0
+
+
+def test_many_users_removing_attributes_in_one_batch(pair, tmp_path, clock):
+    by_file, by_api = pair
+    by_file.store.batch_size = by_api.store.batch_size = 500
+    first = [{"user_id": f"u{n}", "traits": {"plan": "free", "seats": n}} for n in range(400)]
+    then = [
+        {"user_id": f"u{n}", "traits": {"plan": None} if n % 2 else {"seats": None, "x": n}}
+        for n in range(0, 400, 3)
+    ]
+    for db in pair:
+        db.identify_many(first)
+    path = write_jsonl(tmp_path / "users.jsonl", then)
+    report = import_file(by_file.store, by_file.ws, path, "users", now=clock())
+    assert report.written == by_api.identify_many(then) == len(then)
+    ids = [f"u{n}" for n in range(400)]
+    assert state(by_file, ids) == state(by_api, ids)
+
+
+def test_the_workspace_key_goes_without_losing_an_index_of_users(tmp_path):
+    """Revision 0003 rebuilds users on SQLite: the expression indexes store/indexes.py keeps
+    there are made again."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO workspaces (id, name, created_at) VALUES (7, 'w', 0)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at,"
+                " version) VALUES (7, 'u1', 0, '{\"plan\": \"free\"}', 0, 1)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE INDEX ix_users_attr_plan ON users"
+                " (workspace_id, json_extract(attributes, '$.\"plan\"'))"
+            )
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_foreign_keys("users") == []
+        names = {name for (name,) in conn.execute(sa.text("SELECT name FROM sqlite_master"))}
+        assert {"ix_users_attr_plan", "ix_users_workspace_id_created_at"} <= names
+        assert conn.execute(sa.text("SELECT user_id FROM users")).scalars().all() == ["u1"]
+    engine.dispose()
 
 
 def test_skip_invalid_stages_the_good_lines_and_keeps_bad_ones_as_they_were(client, tmp_path):

@@ -1,6 +1,6 @@
 """The parts of the users import: the fast path agrees with the full check, batches are cut
 and merged as `write_users` merges, the reader cuts lines as text mode does, the writer
-thread hands errors back."""
+threads hand errors back."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ import threading
 import time
 from datetime import datetime
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drumbeat.errors import InvalidInput
+from drumbeat.ingest.batches import BatchCutter
 from drumbeat.ingest.files import read_calls, read_lines
 from drumbeat.ingest.rows import row_of
-from drumbeat.ingest.staging import BatchCutter
 from drumbeat.ingest.validate import Validator
-from drumbeat.ingest.writer import BackgroundWriter, run_lanes
+from drumbeat.ingest.writer import BackgroundWriter
 from drumbeat.model.attributes import AttrType, TypeMismatch, _parse_timestamp, parse_timestamp
 from drumbeat.store.base import merge_user_records
 
@@ -167,42 +166,36 @@ def test_a_batch_merges_a_user_named_twice_as_write_users_does():
         {"user_id": "u2", "traits": {"unsubscribed": True}},
         {"user_id": "u1", "traits": {"timezone": "UTC", "seats": None, "beta": True}},
     ]
-    cutter = BatchCutter()
+    cutter = BatchCutter(lane=1)
     for call in calls:
-        cutter.add(validator.user_row(call), read=33)
-    batch, rows, again = cutter.cut(validator.new_types)
-    assert (batch.lane, batch.number, batch.size, batch.read, again) == (0, 0, 3, 99, [])
-    assert batch.new_types == {
-        "plan": AttrType.STRING,
-        "seats": AttrType.NUMBER,
-        "beta": AttrType.BOOLEAN,
-    }
-    assert batch.shapes == {(False, True), (True, False)}
+        cutter.add(validator.user_row(call))
+    batch = cutter.cut()
+    assert (batch.lane, batch.size) == (1, 3)
     merged = merge_user_records(Validator({}, now=0).user(call) for call in calls)
-    assert [row[1] for row in rows] == [record.user_id for record in merged]
-    u1 = rows[0]
-    assert u1[2:7] == ("a@b.co", "UTC", None, None, None)
-    assert u1[7] == {"plan": "free", "beta": True}  # what a new user gets
-    assert u1[8] == merged[0].attributes == {"plan": "free", "seats": None, "beta": True}
-    assert rows[1][7:] == ({}, None)
-    later, *_ = cutter.cut({**validator.new_types, "zip": AttrType.STRING})
-    assert (later.number, later.size, later.new_types) == (1, 0, {"zip": AttrType.STRING})
+    assert [row[0] for row in batch.rows] == [record.user_id for record in merged]
+    u1, u2 = batch.rows
+    assert u1 == ["u1", "a@b.co", "UTC", None, None, None, merged[0].attributes, True]
+    assert merged[0].attributes == {"plan": "free", "seats": None, "beta": True}
+    assert u2 == ["u2", None, None, True, None, None, {}, False]
+    later = cutter.cut()
+    assert (later.rows, later.size) == ([], 0)
 
 
-def test_rows_handed_over_early_are_given_back_when_their_user_comes_again():
+def test_a_user_named_again_keeps_its_place_and_a_removal_can_be_undone():
     validator = Validator({}, now=0)
     cutter = BatchCutter()
-    cutter.add(validator.user_row({"user_id": "u1", "traits": {"plan": "free"}}))
-    cutter.add(validator.user_row({"user_id": "u2", "traits": {"plan": "paid"}}))
-    assert cutter.waiting == 2
-    assert [row[1] for row in cutter.take()] == ["u1", "u2"]
-    cutter.add(validator.user_row({"user_id": "u3", "traits": {}}))
-    cutter.add(validator.user_row({"user_id": "u1", "traits": {"email": "a@b.co"}}))
-    assert cutter.waiting == 1
-    batch, fresh, again = cutter.cut({})
-    assert batch.size == 4
-    assert [row[1] for row in fresh] == ["u3"]
-    assert again == [(0, "u1", "a@b.co", None, None, None, None, {"plan": "free"}, None)]
+    for call in [
+        {"user_id": "u1", "traits": {"plan": "free"}},
+        {"user_id": "u2", "traits": {"plan": None}},
+        {"user_id": "u1", "traits": {"plan": None}},
+        {"user_id": "u2", "traits": {"plan": "paid"}},
+    ]:
+        cutter.add(validator.user_row(call))
+    rows = cutter.cut().rows
+    assert [(row[0], row[6], row[7]) for row in rows] == [
+        ("u1", {"plan": None}, True),
+        ("u2", {"plan": "paid"}, False),
+    ]
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -272,50 +265,3 @@ def test_the_queue_is_bounded_and_a_failing_caller_drops_what_is_queued():
         blocked.join(5)
         raise RuntimeError("the caller fails")
     assert written[:1] == [0] and len(written) <= 3
-
-
-def test_staged_rows_are_plain_json():
-    validator = Validator({}, now=0)
-    cutter = BatchCutter()
-    cutter.add(validator.user_row({"user_id": "u1", "traits": {"created_at": 5, "x": None}}))
-    _, rows, _ = cutter.cut({})
-    assert orjson.loads(orjson.dumps(rows)) == [
-        [0, "u1", None, None, None, 5.0, None, {}, {"x": None}]
-    ]
-
-
-def test_lanes_run_side_by_side_each_in_order():
-    started = threading.Barrier(2, timeout=5)
-    order: list[tuple[str, int]] = []
-
-    def write(item: tuple[str, int]) -> str:
-        if item[1] == 0:
-            started.wait()  # both lanes are running at once
-        order.append(item)
-        return threading.current_thread().name
-
-    lanes = [[("a", n) for n in range(5)], [("b", n) for n in range(3)], []]
-    results = list(run_lanes(write, lanes))
-    assert sorted(item for item, _ in results) == sorted(lanes[0] + lanes[1])
-    for lane in lanes:
-        assert [item for item in order if item in lane] == lane
-    assert len({thread for _, thread in results}) == 2
-
-
-def test_one_lane_runs_on_the_callers_thread():
-    results = list(run_lanes(lambda n: threading.current_thread().name, [[], [1, 2]]))
-    assert results == [(1, "MainThread"), (2, "MainThread")]
-
-
-def test_a_failing_lane_stops_the_others_and_its_error_is_raised():
-    written: list[tuple[str, int]] = []
-
-    def write(item: tuple[str, int]) -> None:
-        if item == ("a", 1):
-            raise ValueError("lane a broke")
-        time.sleep(0.01)
-        written.append(item)
-
-    with pytest.raises(ValueError, match="lane a broke"):
-        list(run_lanes(write, [[("a", n) for n in range(3)], [("b", n) for n in range(50)]]))
-    assert ("a", 2) not in written and len([i for i in written if i[0] == "b"]) < 50

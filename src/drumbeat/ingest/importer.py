@@ -4,8 +4,9 @@ By default a file is checked whole before anything is written: one bad line and 
 imported, every bad line is listed. With `skip_invalid`, good lines are imported and bad ones
 are copied, as they were, to a rejects file.
 
-Users are checked once and imported from a stage (`user_import`). Events are checked whole,
-then read and checked again as they are written.
+Users are checked once and written as they are checked, in transactions that commit only
+once the whole file is known good (`user_import`). Events are checked whole, then read and
+checked again as they are written.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The fast path of identify calls: the common call checked with exact types, straight into a
-staged row, with no problem bookkeeping.
+checked row, with no problem bookkeeping.
 
 Anything it does not take plainly (a bad value, an alias, a float, a first sighting of a kind
 it cannot infer) it hands back as None or TypeMismatch, and `Validator` checks the call the
@@ -23,10 +23,11 @@ from drumbeat.model.attributes import (
 )
 
 MAX_ID = 255
-# A staged row: [batch, user_id, email, timezone, unsubscribed, created_at, last_seen_at,
-# attributes, whether an attribute is None] (the batch is set when the row is cut).
-FIELD_SLOTS = {"email": 2, "timezone": 3, "unsubscribed": 4, "created_at": 5, "last_seen_at": 6}
-ATTRIBUTES, NULLS = 7, 8
+# A checked row, the layout the store's bulk upserts take: [user_id, email, timezone,
+# unsubscribed, created_at, last_seen_at, attributes, whether an attribute is None (removed)],
+# a standard field None when the call does not give it.
+FIELD_SLOTS = {"email": 1, "timezone": 2, "unsubscribed": 3, "created_at": 4, "last_seen_at": 5}
+ATTRIBUTES, NULLS = 6, 7
 _TEXT, _NUM, _BOOL, _TIME = AttrType.STRING, AttrType.NUMBER, AttrType.BOOLEAN, AttrType.TIMESTAMP
 _EMAIL, _ZONE, _FLAG = FIELD_SLOTS["email"], FIELD_SLOTS["timezone"], FIELD_SLOTS["unsubscribed"]
 _ALIASES = ("userId", "messageId", "originalTimestamp")
@@ -45,7 +46,7 @@ def fast_user_row(
     zones: frozenset[str],
     learned: dict[str, AttrType],
 ) -> list[Any] | None:
-    """The staged row of a plain identify call, or None; types first seen go to `learned`
+    """The checked row of a plain identify call, or None; types first seen go to `learned`
     (the caller keeps them only if the whole call is taken)."""
     if _ALIASES[0] in raw or _ALIASES[1] in raw or _ALIASES[2] in raw:
         return None
@@ -59,7 +60,7 @@ def fast_user_row(
         or type(traits) is not dict
     ):
         return None
-    row: list[Any] = [0, user_id, None, None, None, None, None, None, False]
+    row: list[Any] = [user_id, None, None, None, None, None, None, False]
     attributes: dict[str, Any] = {}
     for name, value in traits.items():
         kind = kinds.get(name)
@@ -107,9 +108,9 @@ def fast_user_row(
 
 
 def row_of(user_id: str, fields: Mapping[str, Any], attributes: dict[str, Any]) -> list[Any]:
-    """The staged row of a call checked the full way."""
+    """The checked row of a call checked the full way."""
     slots = [fields.get(name) for name in FIELD_SLOTS]
-    return [0, user_id, *slots, attributes, None in attributes.values()]
+    return [user_id, *slots, attributes, None in attributes.values()]
 
 
 def fields_of(row: list[Any]) -> dict[str, Any]:

@@ -80,14 +80,14 @@ class Validator:
     def user(self, raw: Mapping[str, Any], where: str = "") -> UserRecord:
         """One identify call; raises InvalidInput listing every problem in it."""
         row = self.user_row(raw, where)
-        return UserRecord(row[1], fields_of(row), row[ATTRIBUTES])
+        return UserRecord(row[0], fields_of(row), row[ATTRIBUTES])
 
     def user_row(self, raw: Mapping[str, Any], where: str = "") -> list[Any]:
-        """`user` as a staged row (see `rows`): the fast path first, else the full way."""
+        """`user` as a checked row (see `rows`): the fast path first, else the full way."""
         return self.fast_row(raw) or row_of(*self._user_checked(raw, where))
 
     def fast_row(self, raw: Mapping[str, Any]) -> list[Any] | None:
-        """The staged row of a plain call, or None if the call needs the full way."""
+        """The checked row of a plain call, or None if the call needs the full way."""
         if self.text_values:
             return None
         learned = self._learned

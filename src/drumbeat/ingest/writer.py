@@ -1,20 +1,20 @@
 """A writer thread: the database works on one batch while the caller prepares the next.
 
-sqlite3 and psycopg let go of the GIL while the database works, so a statement that takes a
-whole batch at once (one INSERT … SELECT over a JSON array) runs beside the Python that reads
-and checks the next lines. The queue is bounded: memory stays flat however long the file.
+sqlite3 and psycopg let go of the GIL while the database works, so a statement that takes
+many rows at once (a multi-row INSERT, a COPY, an INSERT … SELECT from a staged batch) runs
+beside the Python that reads and checks the next lines. The queue is bounded: memory stays
+flat however long the file.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from types import TracebackType
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
-Result = TypeVar("Result")
 _STOP = object()
 
 
@@ -78,60 +78,3 @@ class BackgroundWriter(Generic[Item]):
         trace: TracebackType | None,
     ) -> None:
         self.close(drop=error is not None)
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def run_lanes(
-    write: Callable[[Item], Result], lanes: Sequence[Sequence[Item]]
-) -> Iterator[tuple[Item, Result]]:
-    """`write` every item, the items of a lane in order, the lanes side by side (a thread
-    each when more than one has items); yields (item, result) as they finish. The first
-    error stops every lane before its next item and is raised once they all stopped."""
-    busy = [lane for lane in lanes if lane]
-    if len(busy) <= 1:
-        for lane in busy:
-            for item in lane:
-                yield item, write(item)
-        return
-    done: queue.Queue[object] = queue.Queue()
-    stop = threading.Event()
-
-    def run(lane: Sequence[Item]) -> None:
-        try:
-            for item in lane:
-                if stop.is_set():
-                    break
-                done.put((item, write(item)))
-        except BaseException as exc:  # handed to the caller's thread
-            stop.set()
-            done.put(_Failed(exc))
-        finally:
-            done.put(_STOP)
-
-    threads = [
-        threading.Thread(target=run, args=(lane,), name=f"drumbeat-lane-{n}", daemon=True)
-        for n, lane in enumerate(busy)
-    ]
-    for thread in threads:
-        thread.start()
-    error: BaseException | None = None
-    try:
-        running = len(threads)
-        while running:
-            got = done.get()
-            if got is _STOP:
-                running -= 1
-            elif isinstance(got, _Failed):
-                error = error or got.error
-            else:
-                yield got  # type: ignore[misc]
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    if error is not None:
-        raise error

@@ -1,33 +1,37 @@
-"""PostgreSQL bulk writes: COPY into a temporary table, then one MERGE or INSERT … SELECT;
-file imports stage the whole file in a temporary table first (`PostgresUserImport`)."""
+"""PostgreSQL bulk writes: COPY into a temporary table, then INSERT … SELECT … ON CONFLICT.
+
+File imports (`ingest/batches.py`) write the same way, batch after batch, in two connections
+side by side (`import_lanes`), each in one transaction until the whole file is known good."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection
 
-from drumbeat import metrics
-from drumbeat.model.attributes import AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.store.base import Store
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staged_users (
   user_id varchar(255) COLLATE "C", email text, timezone text, unsubscribed boolean,
-  created_at float8, last_seen_at float8, attrs jsonb, unset text[]) ON COMMIT DELETE ROWS;
+  created_at float8, last_seen_at float8, attrs jsonb, removes boolean) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS staged_events (
   user_id varchar(255) COLLATE "C", name text, ts float8, properties jsonb, message_id text)
   ON COMMIT DELETE ROWS;
 """
+_STAGED_USERS = (
+    "COPY staged_users (user_id, email, timezone, unsubscribed, created_at, last_seen_at, attrs,"
+    " removes) FROM STDIN"
+)
 
 # INSERT … ON CONFLICT finds each user through the primary key whatever the statistics say
 # (a MERGE join can pick a scan of the whole workspace while a big import outruns ANALYZE).
 # `excluded` cannot tell "unsubscribed not given" from false, nor carry the attributes to
-# remove, so rows go in up to four statements by shape (most batches need one).
+# remove, so rows go in up to four statements by shape (most batches need one); the rows
+# that remove attributes find their whole patch (nulls included) by user id in %(patches)s.
 # A user changes only if a given field or the merged attributes differ: unchanged users keep
 # their version and updated_at, so re-imports cost the planner nothing.
 _UPSERT_USERS = """
@@ -35,8 +39,8 @@ INSERT INTO users AS u (workspace_id, user_id, email, timezone, unsubscribed, cr
                         last_seen_at, attributes, updated_at, version)
 SELECT %(ws)s, user_id, email, timezone, coalesce(unsubscribed, false), created_at,
        last_seen_at, attrs, %(now)s, 1
-FROM {source}
-WHERE {only}(unsubscribed IS NOT NULL) = %(gives_unsubscribed)s AND (unset <> '{{}}') = %(unsets)s
+FROM staged_users
+WHERE (unsubscribed IS NOT NULL) = %(gives_unsubscribed)s AND removes = %(removes)s
 ON CONFLICT (workspace_id, user_id) DO UPDATE SET
   email = coalesce(excluded.email, u.email), timezone = coalesce(excluded.timezone, u.timezone),
   unsubscribed = {unsubscribed}, created_at = coalesce(excluded.created_at, u.created_at),
@@ -49,23 +53,52 @@ WHERE (coalesce(excluded.email, u.email), coalesce(excluded.timezone, u.timezone
                     u.attributes)
 """
 _MERGED = "u.attributes || excluded.attributes"
-_MERGED_AND_UNSET = (
-    "(u.attributes - (SELECT s.unset FROM {source} s WHERE {only_s}s.user_id = excluded.user_id))"
-    " || excluded.attributes"
+# Stored attributes hold no nulls, so stripping them after the merge removes exactly the
+# attributes the patch sets to null. The patches are read once a statement (a sub-select).
+_MERGED_AND_REMOVED = (
+    "jsonb_strip_nulls(u.attributes || ((SELECT %(patches)s::jsonb) -> excluded.user_id))"
 )
 
 
-def _upsert_sql(
-    gives: bool, unsets: bool, source: str = "staged_users", batch: bool = False
-) -> str:
-    """The upsert of one shape of rows from `source` (with `batch`: of the batch %(batch)s)."""
-    only, only_s = ("batch = %(batch)s AND ", "s.batch = %(batch)s AND ") if batch else ("", "")
-    attributes = _MERGED_AND_UNSET.format(source=source, only_s=only_s) if unsets else _MERGED
+def _upsert_sql(gives_unsubscribed: bool, removes: bool) -> str:
+    """The upsert of the staged rows of one shape."""
     return _UPSERT_USERS.format(
-        unsubscribed="excluded.unsubscribed" if gives else "u.unsubscribed",
-        attributes=attributes,
-        source=source,
-        only=only,
+        unsubscribed="excluded.unsubscribed" if gives_unsubscribed else "u.unsubscribed",
+        attributes=_MERGED_AND_REMOVED if removes else _MERGED,
+    )
+
+
+def _stage(
+    cursor: Any, rows: Iterable[Sequence[Any]]
+) -> tuple[set[tuple[bool, bool]], dict[str, Any]]:
+    """COPY checked rows into staged_users; returns their shapes (gives unsubscribed, removes
+    attributes) and the whole attribute patch of the rows that remove some, by user id."""
+    shapes: set[tuple[bool, bool]] = set()
+    patches: dict[str, Any] = {}
+    dumps = orjson.dumps
+    with cursor.copy(_STAGED_USERS) as copy:
+        for user_id, email, zone, unsubscribed, created, seen, attributes, removes in rows:
+            if removes:
+                patches[user_id] = attributes
+                attributes = {k: v for k, v in attributes.items() if v is not None}
+            attrs = dumps(attributes).decode()
+            copy.write_row((user_id, email, zone, unsubscribed, created, seen, attrs, removes))
+            shapes.add((unsubscribed is not None, removes))
+    return shapes, patches
+
+
+def _row(record: UserRecord) -> tuple[Any, ...]:
+    """A record as a checked row (`ingest/rows.py`)."""
+    fields, attributes = record.fields, record.attributes
+    return (
+        record.user_id,
+        fields.get("email"),
+        fields.get("timezone"),
+        fields.get("unsubscribed"),
+        fields.get("created_at"),
+        fields.get("last_seen_at"),
+        attributes,
+        None in attributes.values(),
     )
 
 
@@ -94,6 +127,9 @@ def _copy(cursor: Any, table: str, columns: str, rows: Sequence[tuple[Any, ...]]
 
 class PostgresStore(Store):
     dialect = "postgresql"
+    # Most of an upsert's time is the server's (index entries): two connections keep two
+    # server processes busy, and the users of two lanes never meet.
+    import_lanes = 2
 
     def _staging(self, conn: Connection) -> Any:
         cursor = _driver(conn).cursor()
@@ -103,36 +139,40 @@ class PostgresStore(Store):
     def _upsert_users(
         self, conn: Connection, ws: int, rows: Sequence[UserRecord], now: float
     ) -> int:
-        staged = []
-        for r in rows:
-            f = r.fields
-            set_attrs = {k: v for k, v in r.attributes.items() if v is not None}
-            unset = [k for k, v in r.attributes.items() if v is None]
-            staged.append(
-                (
-                    r.user_id,
-                    f.get("email"),
-                    f.get("timezone"),
-                    f.get("unsubscribed"),
-                    f.get("created_at"),
-                    f.get("last_seen_at"),
-                    orjson.dumps(set_attrs).decode(),
-                    unset,
-                )
-            )
+        return self._upsert_rows(conn, ws, [_row(record) for record in rows], now)
+
+    def _upsert_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int:
+        """Upsert checked rows (`ingest/rows.py`: user_id, email, timezone, unsubscribed,
+        created_at, last_seen_at, attributes, whether one is None); returns the users
+        written. `rows` is emptied once staged (a file import's batch need not stay in memory
+        while the server works); they stay staged until the transaction ends."""
+        self._require_workspace(conn, ws)
         with self._staging(conn) as cursor:
-            _copy(
-                cursor,
-                "staged_users",
-                "user_id, email, timezone, unsubscribed, created_at, last_seen_at, attrs, unset",
-                staged,
-            )
+            shapes, patches = _stage(cursor, rows)
+            rows.clear()
             written = 0
-            for gives, unsets in sorted({(row[3] is not None, bool(row[7])) for row in staged}):
-                params = {"ws": ws, "now": now, "gives_unsubscribed": gives, "unsets": unsets}
-                cursor.execute(_upsert_sql(gives, unsets), params)
+            for gives, removes in sorted(shapes):
+                params = {
+                    "ws": ws,
+                    "now": now,
+                    "gives_unsubscribed": gives,
+                    "removes": removes,
+                    "patches": orjson.dumps(patches).decode() if removes else None,
+                }
+                cursor.execute(_upsert_sql(gives, removes), params)
                 written += cursor.rowcount
             return written
+
+    def _import_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int:
+        """A batch of a file import, in the lane's transaction (open until the whole file is
+        known good): its users stay locked meanwhile. A lane that waits a minute for a user
+        another writer holds gives up (the import fails, nothing of it is written): the
+        other lane, done, may be what that writer waits for."""
+        with _driver(conn).cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '60s'")
+            written = self._upsert_rows(conn, ws, rows, now)
+            cursor.execute("TRUNCATE staged_users")  # the next batch's stage
+        return written
 
     def _insert_events(self, conn: Connection, ws: int, rows: Sequence[EventRecord]) -> int:
         staged = [
@@ -145,99 +185,6 @@ class PostgresStore(Store):
             return int(cursor.rowcount)
 
     def _touch_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
+        # After the events of the same users, whose key to workspaces checked `ws`.
         with _driver(conn).cursor() as cursor:
             cursor.execute(_TOUCH_USERS, {"ws": ws, "now": now, "ids": list(user_ids)})
-
-
-# ---- file imports -------------------------------------------------------------------------
-# Rows are staged while the file is checked (one INSERT … SELECT over a jsonb array per call,
-# on the server's time), then each batch is upserted from the stage by shape, as above.
-# Staged row: (batch, user_id, email, timezone, unsubscribed, created_at, last_seen_at,
-# attributes without nulls, the whole attribute patch when it removes some (else None)).
-_IMPORT_TABLE = """
-DROP TABLE IF EXISTS pg_temp.import_users;
-CREATE TEMP TABLE import_users (
-  batch integer, user_id varchar(255) COLLATE "C", email text, timezone text,
-  unsubscribed boolean, created_at float8, last_seen_at float8, attrs jsonb, unset text[],
-  PRIMARY KEY (batch, user_id));
-"""
-_STAGE_USERS = """
-INSERT INTO import_users
-SELECT (e ->> 0)::integer, e ->> 1, e ->> 2, e ->> 3, (e ->> 4)::boolean, (e ->> 5)::float8,
-       (e ->> 6)::float8, e -> 7,
-       CASE WHEN jsonb_typeof(e -> 8) = 'object'
-            THEN ARRAY(SELECT key FROM jsonb_each(e -> 8) WHERE value = 'null') ELSE '{}' END
-FROM jsonb_array_elements(%(rows)s::jsonb) AS e
-"""
-_STAGED_AGAIN = """
-ON CONFLICT (batch, user_id) DO UPDATE SET
-  (email, timezone, unsubscribed, created_at, last_seen_at, attrs, unset) =
-  (excluded.email, excluded.timezone, excluded.unsubscribed, excluded.created_at,
-   excluded.last_seen_at, excluded.attrs, excluded.unset)
-"""
-
-
-class PostgresUserImport:
-    """One users import, in `lanes` connections (each user always in the same one): `stage`
-    rows (from any one thread) while the file is checked, then `write` each lane's batches in
-    order, each in a transaction of its own, the lanes side by side; `close` drops the stage.
-
-    Two lanes keep two server processes busy: most of an upsert's time is the server's
-    (index entries, the workspace key check), and the users of two lanes never meet."""
-
-    lanes = 2
-
-    def __init__(self, store: PostgresStore, ws: int, now: float) -> None:
-        self.store, self.ws, self.now = store, ws, now
-        self._conns: list[Connection] = []
-        try:
-            for _ in range(self.lanes):
-                self._conns.append(store.engine.connect())
-                with _driver(self._conns[-1]).transaction():
-                    _driver(self._conns[-1]).execute(_IMPORT_TABLE)
-        except BaseException:
-            self.close()
-            raise
-
-    def stage(self, lane: int, rows: Sequence[Sequence[Any]], again: bool = False) -> None:
-        """Stage rows of a lane (one per user and batch; `again`: replacing rows staged
-        before), sent as one JSON array."""
-        raw = _driver(self._conns[lane])
-        with raw.transaction():
-            sql = _STAGE_USERS + _STAGED_AGAIN if again else _STAGE_USERS
-            raw.execute(sql, {"rows": orjson.dumps(rows).decode()})
-
-    def write(
-        self,
-        lane: int,
-        batch: int,
-        size: int,
-        shapes: Iterable[tuple[bool, bool]],
-        new_types: Mapping[str, AttrType],
-    ) -> int:
-        """Upsert a staged batch as `Store.write_users` would; returns the users written."""
-        conn = self._conns[lane]
-        written = 0
-        with metrics.timed("store.write_users", size), conn.begin():
-            self.store._register_types(conn, self.ws, new_types)
-            with _driver(conn).cursor() as cursor:
-                # The stage has no statistics (nor needs an ANALYZE): its key finds the batch.
-                cursor.execute("SET LOCAL enable_seqscan = off")
-                for gives, unsets in sorted(shapes):
-                    params = {
-                        "ws": self.ws,
-                        "now": self.now,
-                        "batch": batch,
-                        "gives_unsubscribed": gives,
-                        "unsets": unsets,
-                    }
-                    cursor.execute(_upsert_sql(gives, unsets, "import_users", True), params)
-                    written += cursor.rowcount
-        return written
-
-    def close(self) -> None:
-        for conn in self._conns:
-            # A stage left behind (a broken connection) is dropped by the next import.
-            with contextlib.suppress(Exception), _driver(conn).transaction():
-                _driver(conn).execute("DROP TABLE IF EXISTS pg_temp.import_users")
-            conn.close()

@@ -1,18 +1,17 @@
-"""SQLite bulk writes: executemany of one upsert statement, numbered parameters reused;
-file imports go through a scratch database attached to one connection (`SQLiteUserImport`)."""
+"""SQLite bulk writes: executemany of one upsert statement, numbered parameters reused.
+
+File imports (`ingest/batches.py`) put each batch into temporary tables with multi-row INSERTs
+and upsert users from there, in one transaction until the whole file is known good."""
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import Connection
 
-from drumbeat import metrics
-from drumbeat.model.attributes import AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.store.base import Store
 
@@ -61,10 +60,12 @@ def user_row(ws: int, record: UserRecord, now: float) -> tuple[object, ...]:
 
 class SQLiteStore(Store):
     dialect = "sqlite"
+    import_lanes = 1  # one writer at a time
 
     def _upsert_users(
         self, conn: Connection, ws: int, rows: Sequence[UserRecord], now: float
     ) -> int:
+        self._require_workspace(conn, ws)
         cursor = conn.exec_driver_sql(_UPSERT_USERS, [user_row(ws, r, now) for r in rows])
         return max(cursor.rowcount, 0)
 
@@ -76,120 +77,111 @@ class SQLiteStore(Store):
         return max(conn.exec_driver_sql(_INSERT_EVENTS, params).rowcount, 0)
 
     def _touch_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
+        # After the events of the same users, whose key to workspaces checked `ws`.
         conn.exec_driver_sql(_TOUCH_USERS, [(ws, user_id, now) for user_id in user_ids])
+
+    def _import_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int:
+        """A batch of a file import, in the import's transaction (open until the whole file
+        is known good, holding the write lock): staged in temporary tables by multi-row
+        INSERTs (the GIL is free while SQLite works on thousands of rows at once; a per-row
+        executemany would wait for it at every row), then upserted by shape. `rows` is
+        emptied once staged."""
+        self._require_workspace(conn, ws)
+        raw = cast(Any, conn.connection.driver_connection)
+        for sql in _IMPORT_TABLES:
+            raw.execute(sql)
+        values, patches, shapes = _import_values(rows)
+        rows.clear()
+        _insert_all(raw, "import_rows", 8, values)
+        _insert_all(raw, "import_patches", 2, patches)
+        del values, patches  # staged: no need to keep them while SQLite upserts
+        written = 0
+        for gives, removes in sorted(shapes):
+            params = (ws, now, gives, removes)
+            written += max(raw.execute(_upsert_imported(gives, removes), params).rowcount, 0)
+        raw.execute("DELETE FROM temp.import_rows")
+        raw.execute("DELETE FROM temp.import_patches")
+        return written
 
 
 # ---- file imports -------------------------------------------------------------------------
-# Rows are staged while the file is checked (one INSERT … SELECT over json_each per call: the
-# GIL is free while SQLite works), then each batch is one upsert from the stage. Staged row:
-# (batch, user_id, email, timezone, unsubscribed, created_at, last_seen_at, attributes without
-# nulls, the whole attribute patch when it removes some (else None)).
-_STAGED = "drumbeat_import"
-_STAGED_TABLE = f"""
-CREATE TABLE {_STAGED}.users (
-  batch INTEGER NOT NULL, user_id TEXT NOT NULL, email TEXT, timezone TEXT, unsubscribed INTEGER,
-  created_at REAL, last_seen_at REAL, attrs TEXT NOT NULL, patch TEXT,
-  PRIMARY KEY (batch, user_id)) WITHOUT ROWID
-"""
-# Each column is read from the row's JSON (SQLite caches the parse of `value` meanwhile);
-# attributes stay JSON text, the text json_patch gives back for them.
-_STAGE_USERS = f"""
-INSERT INTO {_STAGED}.users
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-       value ->> 6, value ->> 7, value ->> 8
-FROM json_each(?)
-"""
+# A batch of checked rows (`ingest/rows.py`) is staged as (user_id, email, timezone,
+# unsubscribed, created_at, last_seen_at, attributes without nulls, whether it removes some);
+# the whole attribute patch of the rows that remove attributes beside it, by user id.
+# (Upserting straight from multi-row VALUES costs SQLite more than staging first.)
+_IMPORT_TABLES = (
+    """CREATE TEMP TABLE IF NOT EXISTS import_rows (
+  user_id TEXT NOT NULL, email TEXT, timezone TEXT, unsubscribed INTEGER, created_at REAL,
+  last_seen_at REAL, attrs TEXT NOT NULL, removes INTEGER NOT NULL)""",
+    """CREATE TEMP TABLE IF NOT EXISTS import_patches (
+  user_id TEXT PRIMARY KEY, patch TEXT NOT NULL) WITHOUT ROWID""",
+)
+# SQLite takes 32,766 parameters a statement (since 3.32).
+STATEMENT_PARAMETERS = 32_766
 
 # New users take the null-free attributes as they are (no json_patch); `excluded` cannot tell
 # "unsubscribed not given" from 0 nor carry the nulls, so a batch goes in by shape, as on
-# PostgreSQL; a patch that removes attributes is looked up in the stage by its key.
-_UPSERT_STAGED = f"""
+# PostgreSQL; a patch that removes attributes is looked up by its user id.
+_UPSERT_IMPORTED = """
 INSERT INTO users (workspace_id, user_id, email, timezone, unsubscribed, created_at,
                    last_seen_at, attributes, updated_at, version)
 SELECT ?1, user_id, email, timezone, coalesce(unsubscribed, 0), created_at, last_seen_at, attrs,
        ?2, 1
-FROM {_STAGED}.users
-WHERE batch = ?3 AND (unsubscribed IS NOT NULL) = ?4 AND (patch IS NOT NULL) = ?5
+FROM temp.import_rows
+WHERE (unsubscribed IS NOT NULL) = ?3 AND removes = ?4
 ON CONFLICT (workspace_id, user_id) DO UPDATE SET
   email = coalesce(excluded.email, email), timezone = coalesce(excluded.timezone, timezone),
-  unsubscribed = {{unsubscribed}}, created_at = coalesce(excluded.created_at, created_at),
-  last_seen_at = coalesce(excluded.last_seen_at, last_seen_at), attributes = {{attributes}},
+  unsubscribed = {unsubscribed}, created_at = coalesce(excluded.created_at, created_at),
+  last_seen_at = coalesce(excluded.last_seen_at, last_seen_at), attributes = {attributes},
   updated_at = ?2, version = version + 1
 WHERE coalesce(excluded.email, email) IS NOT email
-   OR coalesce(excluded.timezone, timezone) IS NOT timezone OR {{unsubscribed}} IS NOT unsubscribed
+   OR coalesce(excluded.timezone, timezone) IS NOT timezone OR {unsubscribed} IS NOT unsubscribed
    OR coalesce(excluded.created_at, created_at) IS NOT created_at
    OR coalesce(excluded.last_seen_at, last_seen_at) IS NOT last_seen_at
-   OR {{attributes}} IS NOT attributes
+   OR {attributes} IS NOT attributes
 """
-_PATCH = "json_patch(attributes, excluded.attributes)"
-_PATCH_STAGED = (
-    f"json_patch(attributes, (SELECT s.patch FROM {_STAGED}.users s"
-    " WHERE s.batch = ?3 AND s.user_id = excluded.user_id))"
+_MERGED = "json_patch(attributes, excluded.attributes)"
+_MERGED_AND_REMOVED = (
+    "json_patch(attributes,"
+    " (SELECT p.patch FROM temp.import_patches p WHERE p.user_id = excluded.user_id))"
 )
 
 
-def _upsert_staged(gives_unsubscribed: bool, unsets: bool) -> str:
-    return _UPSERT_STAGED.format(
+def _upsert_imported(gives_unsubscribed: bool, removes: bool) -> str:
+    return _UPSERT_IMPORTED.format(
         unsubscribed="excluded.unsubscribed" if gives_unsubscribed else "unsubscribed",
-        attributes=_PATCH_STAGED if unsets else _PATCH,
+        attributes=_MERGED_AND_REMOVED if removes else _MERGED,
     )
 
 
-class SQLiteUserImport:
-    """One users import: `stage` rows (from any one thread) while the file is checked, then
-    `write` each batch in a transaction of its own; `close` drops the stage. One lane: SQLite
-    has one writer at a time."""
+def _import_values(
+    rows: Iterable[Sequence[Any]],
+) -> tuple[list[Any], list[Any], set[tuple[bool, bool]]]:
+    """The staged rows' values, one flat list a table, and the batch's shapes (gives
+    unsubscribed, removes attributes)."""
+    values: list[Any] = []
+    patches: list[Any] = []
+    shapes: set[tuple[bool, bool]] = set()
+    dumps = orjson.dumps
+    for user_id, email, zone, unsubscribed, created, seen, attributes, removes in rows:
+        if removes:
+            patches += (user_id, dumps(attributes).decode())
+            attributes = {k: v for k, v in attributes.items() if v is not None}
+        values += (user_id, email, zone, unsubscribed, created, seen, dumps(attributes).decode())
+        values.append(removes)
+        shapes.add((unsubscribed is not None, removes))
+    return values, patches, shapes
 
-    lanes = 1
 
-    def __init__(self, store: SQLiteStore, ws: int, now: float) -> None:
-        self.store, self.ws, self.now = store, ws, now
-        self._folder = tempfile.TemporaryDirectory(prefix="drumbeat-import-")
-        self._conn = store.engine.connect().execution_options(sqlite_immediate=True)
-        self._raw = cast(Any, self._conn.connection.driver_connection)
-        self._attached = False
-        try:
-            path = str(Path(self._folder.name) / "staged.db")
-            self._raw.execute(f"ATTACH DATABASE ? AS {_STAGED}", (path,))
-            self._attached = True
-            for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-32768"):
-                self._raw.execute(f"PRAGMA {_STAGED}.{pragma}")
-            self._raw.execute(_STAGED_TABLE)
-        except BaseException:
-            self.close()
-            raise
+@lru_cache(maxsize=8)
+def _insert_sql(table: str, width: int, rows: int) -> str:
+    row = f"({', '.join('?' * width)})"
+    return f"INSERT INTO temp.{table} VALUES {', '.join([row] * rows)}"
 
-    def stage(self, lane: int, rows: Sequence[Sequence[Any]], again: bool = False) -> None:
-        """Stage rows (one per user and batch; `again`: replacing rows staged before) in one
-        statement: SQLite reads the JSON array while the GIL is free, so this runs beside
-        the thread that checks the file."""
-        sql = _STAGE_USERS.replace("INSERT", "INSERT OR REPLACE", 1) if again else _STAGE_USERS
-        self._raw.execute(sql, (orjson.dumps(rows).decode(),))
 
-    def write(
-        self,
-        lane: int,
-        batch: int,
-        size: int,
-        shapes: Iterable[tuple[bool, bool]],
-        new_types: Mapping[str, AttrType],
-    ) -> int:
-        """Upsert a staged batch as `Store.write_users` would; returns the users written."""
-        written = 0
-        with metrics.timed("store.write_users", size), self._conn.begin():
-            self.store._register_types(self._conn, self.ws, new_types)
-            for gives, unsets in sorted(shapes):
-                params = (self.ws, self.now, batch, gives, unsets)
-                written += max(self._raw.execute(_upsert_staged(gives, unsets), params).rowcount, 0)
-        return written
-
-    def close(self) -> None:
-        try:
-            if self._attached:
-                self._attached = False
-                self._raw.execute(f"DETACH DATABASE {_STAGED}")
-        except Exception:  # never hand the pool a connection with the stage still attached
-            self._conn.invalidate()
-        finally:
-            self._conn.close()
-            self._folder.cleanup()
+def _insert_all(raw: Any, table: str, width: int, values: list[Any]) -> None:
+    """Insert a flat list of values, `width` a row, as many rows a statement as SQLite takes."""
+    step = STATEMENT_PARAMETERS // width * width
+    for start in range(0, len(values), step):
+        part = values[start : start + step]
+        raw.execute(_insert_sql(table, width, len(part) // width), part)

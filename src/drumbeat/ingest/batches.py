@@ -1,0 +1,114 @@
+"""The two sides of a users import below the check: checked users cut into batches (one row
+per user, later calls merged in, as `write_users` merges), and the store's side, which writes
+each batch as it comes in a transaction that commits only once the whole file is known good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Connection, Engine, RootTransaction
+
+from drumbeat import metrics
+from drumbeat.ingest.rows import ATTRIBUTES, FIELD_SLOTS, NULLS
+from drumbeat.model.attributes import AttrType
+from drumbeat.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A lane's batch: one row per user, and how many calls it holds (before merging)."""
+
+    lane: int
+    rows: list[list[Any]]
+    size: int
+
+
+class BatchCutter:
+    """Collects one lane's checked users (`rows`) until the batch is cut: a user named again
+    is merged into the row it has (fields given later win, attributes merged)."""
+
+    def __init__(self, lane: int = 0) -> None:
+        self.lane = lane
+        self.size = 0  # calls in the batch
+        self._rows: dict[str, list[Any]] = {}  # in the order users first came
+
+    def add(self, row: list[Any]) -> None:
+        """Add a checked user."""
+        self.size += 1
+        earlier = self._rows.get(row[0])
+        if earlier is not None:
+            for slot in FIELD_SLOTS.values():
+                if row[slot] is None:
+                    row[slot] = earlier[slot]
+            attributes = row[ATTRIBUTES] = {**earlier[ATTRIBUTES], **row[ATTRIBUTES]}
+            row[NULLS] = None in attributes.values()
+        self._rows[row[0]] = row
+
+    def cut(self) -> Batch:
+        batch = Batch(self.lane, list(self._rows.values()), self.size)
+        self.size = 0
+        self._rows = {}
+        return batch
+
+
+class ImportingStore(Protocol):
+    """What a backend offers a users import (`sqlite.py`, `postgres.py`): how many lanes
+    (connections) to write in, and the upsert of a batch of checked rows on one of them,
+    which empties `rows` once it has staged them (memory stays low while the database
+    works)."""
+
+    engine: Engine
+    import_lanes: int
+
+    def _import_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int: ...
+
+    def _register_types(
+        self, conn: Connection, ws: int, new: Mapping[str, AttrType], *, declared: bool = False
+    ) -> None: ...
+
+
+class UserImport:
+    """The store's side of a users import: one connection a lane, each in a transaction of
+    its own from its first batch on. `write` upserts a batch (on the lane's thread) as
+    `write_users` would; `commit` registers the attribute types first seen in the file and
+    commits lane after lane, lane 0 (which holds the types) first; `close` rolls back what
+    was not committed. Nothing is visible to others before `commit`."""
+
+    def __init__(self, store: Store, ws: int, now: float) -> None:
+        self.store = cast(ImportingStore, store)
+        self.ws, self.now = ws, now
+        self.lanes = self.store.import_lanes
+        self._conns: list[Connection] = []
+        self._transactions: list[RootTransaction | None] = [None] * self.lanes
+        try:
+            for _ in range(self.lanes):  # BEGIN IMMEDIATE on SQLite: the writer's lock
+                self._conns.append(
+                    self.store.engine.connect().execution_options(sqlite_immediate=True)
+                )
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, lane: int, rows: list[Any]) -> int:
+        """Upsert a batch in the lane's transaction (emptying `rows`); returns the users
+        written."""
+        conn = self._conns[lane]
+        if self._transactions[lane] is None:
+            self._transactions[lane] = conn.begin()
+        with metrics.timed("store.write_users", len(rows)):
+            return self.store._import_rows(conn, self.ws, rows, self.now)
+
+    def commit(self, new_types: Mapping[str, AttrType]) -> None:
+        if self._transactions[0] is None:
+            self._transactions[0] = self._conns[0].begin()
+        self.store._register_types(self._conns[0], self.ws, new_types)
+        for transaction in self._transactions:
+            if transaction is not None:
+                transaction.commit()
+
+    def close(self) -> None:
+        for conn in self._conns:
+            conn.close()  # rolls back a transaction still open
