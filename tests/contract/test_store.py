@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -154,3 +156,13 @@ def test_event_counts_for_a_batch_of_users(store, ws):
         "u1": {conditions[0].key: 2, conditions[1].key: 3},
         "u2": {conditions[1].key: 1},
     }
+
+
+def test_sqlite_writers_take_turns_on_a_lock_file_beside_the_database(store, database_url):
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL writers wait on row locks, not on the database's")
+    turn = f"{store.engine.url.database}-writer"
+    with store.writing(), open(turn, "ab") as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another writer would wait here
+    with open(turn, "ab") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the write committed

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from drumbeat.engine import State
-from drumbeat.pipeline.executors.local import BATCH_LEASE, drain
+from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
-from drumbeat.pipeline.worker import LeaseLost, process_batch
+from drumbeat.pipeline.worker import BATCH_LEASE, LeaseLost, process_batch
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, outbox_keys, retire, send, wait
 from tests.world import DAY, HOUR, MONDAY, World
@@ -102,6 +102,37 @@ def test_a_batch_whose_lease_was_lost_commits_nothing_and_its_rerun_commits_once
         ("two", "u2", 1),
     ]
     assert world.member("drip", "u1").state == State.COMPLETED
+
+
+def test_a_worker_claims_its_next_batch_in_the_transaction_that_finishes_one(world):
+    world.identify("u1", plan="free")
+    world.apply(DRIP)
+    world.apply(campaign("other", [send("hello")]))
+    now, store, programs = world.now(), world.store, world.runner.programs
+    plan_all(store, programs, now, full_pass_every=world.config.full_pass_every)
+    first = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
+    assert first is not None
+    _, following = process_batch(store, programs, first, now, claim_from=DEFAULT_LANE)
+    assert following is not None and following.id != first.id
+    assert (batch_status(world, first.id), batch_status(world, following.id)) == ("done", "running")
+    assert store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE) is None  # this worker holds it
+    _, after = process_batch(store, programs, following, now, claim_from=DEFAULT_LANE)
+    assert after is None and batch_status(world, following.id) == "done"
+
+
+def test_a_lost_lease_rolls_back_the_claim_of_the_next_batch_too(world):
+    world.identify("u1", plan="free")
+    world.apply(DRIP)
+    world.apply(campaign("other", [send("hello")]))
+    now, store, programs = world.now(), world.store, world.runner.programs
+    plan_all(store, programs, now, full_pass_every=world.config.full_pass_every)
+    slow = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
+    stolen = store.claim_batch(DEFAULT_LANE, now + BATCH_LEASE + 1, BATCH_LEASE)
+    assert slow is not None and stolen is not None and stolen.id == slow.id
+    with pytest.raises(LeaseLost):
+        process_batch(store, programs, slow, now, claim_from=DEFAULT_LANE)
+    pending = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)  # still there to claim
+    assert pending is not None and pending.id != slow.id and pending.fence == 1
 
 
 def batch_status(world: World, batch_id: int) -> str:

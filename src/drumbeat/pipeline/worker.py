@@ -7,11 +7,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from drumbeat import metrics
 from drumbeat.engine import Subject, decide
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 from drumbeat.store.outbox import Batch
+
+BATCH_LEASE = 300.0  # seconds a worker may hold a batch before another may take it
 
 
 class LeaseLost(Exception):
@@ -27,7 +31,11 @@ class BatchReport:
     messages: int = 0
 
 
-def process_batch(store: Store, programs: Programs, batch: Batch, now: float) -> BatchReport:
+def process_batch(
+    store: Store, programs: Programs, batch: Batch, now: float, *, claim_from: str | None = None
+) -> tuple[BatchReport, Batch | None]:
+    """Run a batch; with `claim_from`, also claim that lane's next batch in the transaction
+    that finishes this one (see `Store.claim_batch`). Returns the report and that batch."""
     started = time.perf_counter()
     report = BatchReport(batch.id, len(batch.user_ids))
     ws, key, ids = batch.workspace_id, batch.campaign_key, batch.user_ids
@@ -35,7 +43,7 @@ def process_batch(store: Store, programs: Programs, batch: Batch, now: float) ->
     if program is None:  # paused or archived since it was planned
         with store.writing() as conn:
             store.finish_batch(conn, batch, now, 0.0, status="skipped")
-        return report
+            return report, _claim_next(store, conn, claim_from, now)
     with metrics.timed("stage.batch", len(ids)):
         users = store.load_users(ws, ids)
         members = store.load_members(ws, key, ids)
@@ -64,6 +72,11 @@ def process_batch(store: Store, programs: Programs, batch: Batch, now: float) ->
             report.messages = store.insert_messages(conn, ws, key, messages)
             if not store.finish_batch(conn, batch, now, time.perf_counter() - started):
                 raise LeaseLost(f"batch {batch.id} was claimed by another worker")
+            following = _claim_next(store, conn, claim_from, now)
     report.changed = len(decisions)
     report.entered = sum(d.entered for d in decisions)
-    return report
+    return report, following
+
+
+def _claim_next(store: Store, conn: Connection, lane: str | None, now: float) -> Batch | None:
+    return None if lane is None else store.claim_batch(lane, now, BATCH_LEASE, conn)

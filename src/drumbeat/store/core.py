@@ -4,6 +4,7 @@ are mixins over this core, put together in `base.Store`."""
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -54,8 +55,27 @@ class StoreCore:
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """A connection in a write transaction (BEGIN IMMEDIATE on SQLite): commits on success."""
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        with (
+            self._writers_turn(),
+            self.engine.connect().execution_options(sqlite_immediate=True) as conn,
+            conn.begin(),
+        ):
             yield conn
+
+    @contextmanager
+    def _writers_turn(self) -> Iterator[None]:
+        """On a SQLite file, writers (threads or processes) wait for their turn on a lock
+        file beside the database (`<db>-writer`) before BEGIN IMMEDIATE. SQLite's own wait
+        polls, sleeping up to 100 ms between tries, so with two busy workers its write lock
+        sat idle while the other slept; the kernel wakes a waiter on the lock file as soon
+        as it is let go. SQLite's lock stays the guard: this only orders the waiters."""
+        path = self._sqlite_file()
+        if path is None:
+            yield
+            return
+        with open(f"{path}-writer", "ab") as turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # let go when the file is closed
+            yield
 
     def refresh_statistics(self) -> None:
         """Let the query planner know the tables' shapes (SQLite keeps none by itself and
@@ -80,9 +100,15 @@ class StoreCore:
             conn.exec_driver_sql("PRAGMA analysis_limit=0")
             for name in attribute_indexes:
                 conn.exec_driver_sql(f"ANALYZE {quote(name)}")
-        url = self.engine.url
-        if url.database not in (None, "", ":memory:") and "mode=memory" not in str(url):
+        if self._sqlite_file() is not None:
             self.engine.dispose()
+
+    def _sqlite_file(self) -> str | None:
+        """The SQLite database's file, or None (PostgreSQL, or SQLite in memory)."""
+        url = self.engine.url
+        if self.dialect != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return None if "mode=memory" in str(url) else url.database
 
     def checkpoint(self) -> None:
         """Copy SQLite's write-ahead log into the database file now and empty it (writes

@@ -249,8 +249,12 @@ class OutboxStore(StoreCore):
             conn.execute(batches.insert(), rows)
         return len(rows)
 
-    def claim_batch(self, lane: str, now: float, lease: float) -> Batch | None:
-        """Lease the oldest claimable batch of `lane`; the fence moves on with every claim."""
+    def claim_batch(
+        self, lane: str, now: float, lease: float, conn: Connection | None = None
+    ) -> Batch | None:
+        """Lease the oldest claimable batch of `lane`; the fence moves on with every claim.
+        In `conn`'s transaction if given (a worker claims its next batch in the transaction
+        that finishes the last: one write lock taken a batch, not two), else in its own."""
         b = batches.c
         claimable = or_(b.status == "pending", and_(b.status == "running", b.lease_until < now))
         pick = select(b.id).where(b.lane == lane, claimable).order_by(b.id).limit(1)
@@ -277,8 +281,12 @@ class OutboxStore(StoreCore):
                 b.attempts,
             )
         )
-        with metrics.timed("store.claim_batch"), self.writing() as conn:
-            row = conn.execute(claim).first()
+        with metrics.timed("store.claim_batch"):
+            if conn is not None:
+                row = conn.execute(claim).first()
+            else:
+                with self.writing() as own:
+                    row = own.execute(claim).first()
         return Batch(*row) if row is not None else None
 
     def finish_batch(

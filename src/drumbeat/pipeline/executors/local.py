@@ -1,7 +1,8 @@
 """Run every claimable batch of a lane on threads in this process, until none is left.
 
-Each thread claims one batch at a time from the store (lease + fence), so a thread that dies
-loses nothing: its batch is claimed again once the lease runs out.
+Each thread holds one batch at a time (lease + fence), claiming the next in the transaction
+that finishes the last, so a thread that dies loses nothing: its batch is claimed again once
+the lease runs out.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import threading
 from collections.abc import Callable
 
 from drumbeat.pipeline.programs import Programs
-from drumbeat.pipeline.worker import BatchReport, LeaseLost, process_batch
+from drumbeat.pipeline.worker import BATCH_LEASE, BatchReport, LeaseLost, process_batch
 from drumbeat.store import Store
 
 log = logging.getLogger(__name__)
-BATCH_LEASE = 300.0  # seconds a worker may hold a batch before another may take it
 
 
 def drain(
@@ -27,15 +27,13 @@ def drain(
     lock = threading.Lock()
 
     def work() -> None:
-        while True:
-            now = clock()
-            batch = store.claim_batch(lane, now, BATCH_LEASE)
-            if batch is None:
-                return
+        batch = store.claim_batch(lane, clock(), BATCH_LEASE)
+        while batch is not None:
             try:
-                report = process_batch(store, programs, batch, now)
-            except LeaseLost as exc:
+                report, batch = process_batch(store, programs, batch, clock(), claim_from=lane)
+            except LeaseLost as exc:  # rolled back, the next claim with it
                 log.warning("%s", exc)
+                batch = store.claim_batch(lane, clock(), BATCH_LEASE)
                 continue
             except BaseException as exc:
                 with lock:
