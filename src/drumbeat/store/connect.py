@@ -61,10 +61,6 @@ def _sqlite_setup(engine: Engine) -> None:
             "busy_timeout=60000",
             "cache_size=-131072",
             "temp_store=MEMORY",
-            # Reads through a memory map (the first GiB of the file) rather than a read()
-            # per page: a worker's page cache is dropped whenever another one has written,
-            # and with two workers that is at almost every transaction.
-            "mmap_size=1073741824",
             "foreign_keys=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")
