@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -12,7 +13,7 @@ from drumbeat.errors import InvalidInput
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.rules import parse_rule
-from drumbeat.store import open_store
+from drumbeat.store import migrate, open_store
 from drumbeat.store.schema import metadata
 
 
@@ -166,3 +167,20 @@ def test_sqlite_writers_take_turns_on_a_lock_file_beside_the_database(store, dat
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another writer would wait here
     with open(turn, "ab") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the write committed
+
+
+def test_memberships_are_stored_by_key_on_sqlite_and_the_migration_goes_both_ways(store):
+    if store.dialect != "sqlite":
+        pytest.skip("WITHOUT ROWID is SQLite's; PostgreSQL's tables are heaps")
+
+    def layout() -> str:
+        with store.engine.connect() as conn:
+            sql = "SELECT sql FROM sqlite_master WHERE name = 'memberships'"
+            return str(conn.exec_driver_sql(sql).scalar_one())
+
+    assert "WITHOUT ROWID" in layout()
+    with store.engine.connect() as conn, conn.begin():
+        command.downgrade(migrate._config(conn), "0003")
+    assert "WITHOUT ROWID" not in layout()
+    migrate.upgrade(store.engine)
+    assert "WITHOUT ROWID" in layout()

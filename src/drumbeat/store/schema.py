@@ -133,6 +133,7 @@ memberships = Table(
     Column("attributed", Boolean, nullable=False, server_default="0"),
     Column("version", Integer, nullable=False),
     Index(None, "workspace_id", "campaign_key", "state", "next_due_at"),
+    sqlite_with_rowid=False,  # one b-tree by key (revision 0004)
 )
 
 outbox = Table(
