@@ -112,6 +112,14 @@ def test_events_dedupe_by_message_id_and_touch_their_users(store, ws):
     assert users["u2"].updated_at == 50 and users["u1"].updated_at == 60
 
 
+def test_events_never_move_a_users_updated_at_back(store, ws):
+    store.write_users(ws, [UserRecord("u1", {}, {"plan": "free"})], 70)
+    store.write_events(ws, [EventRecord("u1", "login", 5.0, {}, None)], 60)
+    assert store.load_users(ws, ["u1"])["u1"].updated_at == 70
+    store.write_events(ws, [EventRecord("u1", "login", 6.0, {}, None)], 80)
+    assert store.load_users(ws, ["u1"])["u1"].updated_at == 80
+
+
 def test_workspaces_never_see_each_other(store, ws):
     other = store.workspace_id(f"other-{ws}")
     store.write_users(

@@ -18,7 +18,9 @@ from drumbeat.demo.synthetic import (
     iter_events,
     iter_future_events,
     iter_users,
+    timed_future_events,
 )
+from drumbeat.model.attributes import parse_timestamp
 
 NOW = 1_772_409_600.0  # 2026-03-02T00:00:00Z
 STANDARD = {"email", "timezone", "created_at", "last_seen_at", "unsubscribed"}
@@ -281,3 +283,11 @@ def test_three_conditions_are_attribute_only() -> None:
             {"attr": "country", "in": ["US", "GB", "DE"]},
         ]
     }
+
+
+def test_timed_future_events_carry_the_epoch_of_their_timestamp():
+    timed = list(timed_future_events(300, seed=3, start=NOW, days=10))
+    assert timed and all(at == parse_timestamp(event["timestamp"]) for at, event in timed)
+    assert [event for _, event in timed] == list(
+        iter_future_events(300, seed=3, start=NOW, days=10)
+    )

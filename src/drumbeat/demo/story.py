@@ -3,7 +3,7 @@ days in which users keep logging in, viewing pricing and upgrading, while the fl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -12,8 +12,7 @@ from typing import Any
 from drumbeat.campaigns import apply, plan_apply, read_campaign
 from drumbeat.client import Drumbeat
 from drumbeat.demo.data import DEMO_NOW, load_demo_data
-from drumbeat.demo.synthetic import iter_future_events
-from drumbeat.model.attributes import parse_timestamp
+from drumbeat.demo.synthetic import timed_future_events
 from drumbeat.pipeline.clock import StoreClock
 from drumbeat.pipeline.runner import Runner, TickReport
 
@@ -38,17 +37,15 @@ class Replay:
 
     def __init__(self, client: Drumbeat, users: int, seed: int, start: float, days: int):
         self.client = client
-        self.pending: Iterator[dict[str, Any]] = iter_future_events(
-            users, seed=seed, start=start, days=days
-        )
-        self.head: dict[str, Any] | None = next(self.pending, None)
+        self.pending = timed_future_events(users, seed=seed, start=start, days=days)
+        self.head: tuple[int, dict[str, Any]] | None = next(self.pending, None)
         self.count = 0
 
     def until(self, _start: float, end: float) -> None:
         """Identify and track every activity up to `end`, in bulk."""
         due = []
-        while self.head is not None and parse_timestamp(self.head["timestamp"]) <= end:
-            due.append(self.head)
+        while self.head is not None and self.head[0] <= end:
+            due.append(self.head[1])
             self.head = next(self.pending, None)
         if not due:
             return

@@ -284,7 +284,16 @@ def _future_upgrades(count: int, salt: int, start: int, end: int) -> Iterator[_F
 def iter_future_events(
     count: int, *, seed: int, start: float, days: int
 ) -> Iterator[dict[str, Any]]:
-    """Track calls of the same users over the `days` days after `start`, in time order.
+    """Track calls of the same users over the `days` days after `start`, in time order
+    (`timed_future_events` without the times)."""
+    return (event for _, event in timed_future_events(count, seed=seed, start=start, days=days))
+
+
+def timed_future_events(
+    count: int, *, seed: int, start: float, days: int
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Track calls of the same users over the `days` days after `start`, in time order, each
+    with its time in epoch seconds (a replay need not parse the timestamps back).
 
     For users as `iter_users(count, seed=seed, now=start)` made them: logins, page and
     pricing views, projects, invitations, and `upgraded` for ~3% of free and trial users per
@@ -309,4 +318,4 @@ def iter_future_events(
         }
         if traits is not None:
             event["traits"] = traits
-        yield event
+        yield ts, event

@@ -168,8 +168,10 @@ class Store(CampaignStore, OutboxStore, AttributeIndexStore, StoreCore):
     # ---- events -------------------------------------------------------------------------
 
     def write_events(self, ws: int, records: Sequence[EventRecord], now: float) -> int:
-        """Append events (a repeated message_id is ignored) and mark their users changed;
-        returns how many were new."""
+        """Append events (a repeated message_id is ignored) and mark their users changed
+        (`updated_at`; a user already written at `now` or later, as by an `identify` just
+        before, is left as is: no second write of its row and index entries); returns how
+        many were new."""
         with metrics.timed("store.write_events", len(records)), self.writing() as conn:
             inserted = self._insert_events(conn, ws, records)
             self._touch_users(conn, ws, sorted({r.user_id for r in records}), now)

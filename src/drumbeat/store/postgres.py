@@ -112,6 +112,7 @@ _TOUCH_USERS = """
 INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version)
 SELECT %(ws)s, user_id, false, '{}', %(now)s, 1 FROM unnest(%(ids)s::text[]) AS user_id
 ON CONFLICT (workspace_id, user_id) DO UPDATE SET updated_at = excluded.updated_at
+WHERE users.updated_at < excluded.updated_at
 """
 
 

@@ -39,7 +39,7 @@ VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 _TOUCH_USERS = """
 INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version)
 VALUES (?1, ?2, 0, '{}', ?3, 1)
-ON CONFLICT (workspace_id, user_id) DO UPDATE SET updated_at = ?3
+ON CONFLICT (workspace_id, user_id) DO UPDATE SET updated_at = ?3 WHERE updated_at < ?3
 """
 
 
