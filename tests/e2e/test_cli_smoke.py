@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from drumbeat.demo.story import CAMPAIGNS, campaign_path
@@ -62,6 +63,12 @@ def test_bench_store_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     text = report.read_text()
     assert "<!-- bench:store -->" in text and "sqlite: import 500 users" in text
     assert "postgresql: count a three-condition audience" in text
+    with psycopg.connect(pg_database) as conn:  # the run's users are gone: runs stay alike
+        left = conn.execute(
+            "SELECT count(*) FROM users JOIN workspaces ON workspaces.id = users.workspace_id"
+            " WHERE workspaces.name LIKE 'bench-%'"
+        ).fetchone()
+    assert left == (0,)
 
 
 def test_bench_engine_smoke_writes_its_figures(tmp_path, clean_env):
