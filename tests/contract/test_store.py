@@ -63,6 +63,28 @@ def test_unchanged_user_keeps_version_and_updated_at(store, ws):
     assert (user.version, user.updated_at, user.unsubscribed) == (1, 10, True)
 
 
+def test_a_batch_of_users_giving_different_fields_changes_only_what_each_gives(store, ws):
+    first = [
+        UserRecord("seen", {"email": "s@b.co", "last_seen_at": 5.0}, {"plan": "free"}),
+        UserRecord("same", {"email": "x@b.co"}, {"plan": "free"}),
+        UserRecord("plan", {"timezone": "UTC"}, {"plan": "free", "seats": 2}),
+    ]
+    assert store.write_users(ws, first, 10) == 3
+    later = [
+        UserRecord("seen", {"last_seen_at": 9.0}, {}),
+        UserRecord("same", {}, {}),
+        UserRecord("plan", {}, {"plan": "paid", "seats": None}),
+        UserRecord("new", {}, {}),
+    ]
+    assert store.write_users(ws, later, 20) == 3  # "same" gave nothing new
+    found = store.load_users(ws, ["seen", "same", "plan", "new"])
+    seen, same, plan, new = (found[u] for u in ("seen", "same", "plan", "new"))
+    assert (seen.email, seen.last_seen_at, seen.attributes) == ("s@b.co", 9.0, {"plan": "free"})
+    assert (same.version, same.updated_at, same.email) == (1, 10, "x@b.co")
+    assert (plan.timezone, plan.attributes, plan.version) == ("UTC", {"plan": "paid"}, 2)
+    assert (new.version, new.attributes, new.unsubscribed) == (1, {}, False)
+
+
 def test_a_batch_naming_a_user_twice_merges_in_order(store, ws):
     store.write_users(
         ws,

@@ -17,19 +17,35 @@ from drumbeat.store.base import Store
 
 # ?1 ws, ?2 user_id, ?3 email, ?4 timezone, ?5 unsubscribed, ?6 created_at, ?7 last_seen_at,
 # ?8 attribute patch (JSON merge patch: null removes), ?9 now. json_patch('{}', p) drops nulls.
-_UPSERT_USERS = """
+_FIELDS = (
+    ("email", "?3"),
+    ("timezone", "?4"),
+    ("unsubscribed", "?5"),
+    ("created_at", "?6"),
+    ("last_seen_at", "?7"),
+)
+
+
+@lru_cache(maxsize=64)
+def _upsert_users_sql(gives: tuple[bool, ...], patches: bool) -> str:
+    """The upsert of users who give the fields flagged in `gives` (in `_FIELDS` order) and
+    an attribute patch or not: an existing user's update assigns only those columns, because
+    SQLite rewrites the entries of every index over a column assigned, changed or not (all
+    the expression indexes on `attributes`, `store/indexes.py`, for a `last_seen_at`)."""
+    assigned = [field for field, given in zip(_FIELDS, gives, strict=True) if given]
+    if patches:
+        assigned.append(("attributes", "json_patch(attributes, ?8)"))
+    insert = """
 INSERT INTO users (workspace_id, user_id, email, timezone, unsubscribed, created_at,
                    last_seen_at, attributes, updated_at, version)
 VALUES (?1, ?2, ?3, ?4, coalesce(?5, 0), ?6, ?7, json_patch('{}', ?8), ?9, 1)
-ON CONFLICT (workspace_id, user_id) DO UPDATE SET
-  email = coalesce(?3, email), timezone = coalesce(?4, timezone),
-  unsubscribed = coalesce(?5, unsubscribed), created_at = coalesce(?6, created_at),
-  last_seen_at = coalesce(?7, last_seen_at), attributes = json_patch(attributes, ?8),
-  updated_at = ?9, version = version + 1
-WHERE coalesce(?3, email) IS NOT email OR coalesce(?4, timezone) IS NOT timezone
-   OR coalesce(?5, unsubscribed) IS NOT unsubscribed OR coalesce(?6, created_at) IS NOT created_at
-   OR coalesce(?7, last_seen_at) IS NOT last_seen_at OR json_patch(attributes, ?8) IS NOT attributes
-"""
+ON CONFLICT (workspace_id, user_id) DO """
+    if not assigned:
+        return insert + "NOTHING"
+    sets = ", ".join(f"{column} = {value}" for column, value in assigned)
+    changed = " OR ".join(f"{value} IS NOT {column}" for column, value in assigned)
+    return f"{insert}UPDATE SET {sets}, updated_at = ?9, version = version + 1 WHERE {changed}"
+
 
 _INSERT_EVENTS = """
 INSERT INTO events (workspace_id, user_id, name, ts, properties, message_id)
@@ -66,8 +82,16 @@ class SQLiteStore(Store):
         self, conn: Connection, ws: int, rows: Sequence[UserRecord], now: float
     ) -> int:
         self._require_workspace(conn, ws)
-        cursor = conn.exec_driver_sql(_UPSERT_USERS, [user_row(ws, r, now) for r in rows])
-        return max(cursor.rowcount, 0)
+        shapes: dict[tuple[tuple[bool, ...], bool], list[tuple[object, ...]]] = {}
+        for record in rows:  # each user once (`merge_user_records`): any order will do
+            row = user_row(ws, record, now)
+            shape = (tuple(value is not None for value in row[2:7]), bool(record.attributes))
+            shapes.setdefault(shape, []).append(row)
+        written = 0
+        for (gives, patches), part in shapes.items():
+            cursor = conn.exec_driver_sql(_upsert_users_sql(gives, patches), part)
+            written += max(cursor.rowcount, 0)
+        return written
 
     def _insert_events(self, conn: Connection, ws: int, rows: Sequence[EventRecord]) -> int:
         params = [
