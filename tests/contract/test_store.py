@@ -121,7 +121,7 @@ def test_declare_attribute_refuses_standard_fields(store, ws):
         store.declare_attribute(ws, "email", AttrType.NUMBER)
 
 
-def test_events_dedupe_by_message_id_and_touch_their_users(store, ws):
+def test_events_dedupe_by_message_id_and_create_the_users_they_name(store, ws):
     events = [
         EventRecord("u1", "login", 5.0, {"a": 1}, "m1"),
         EventRecord("u1", "login", 6.0, {}, "m1"),
@@ -131,15 +131,18 @@ def test_events_dedupe_by_message_id_and_touch_their_users(store, ws):
     assert store.write_events(ws, events[:1], 60) == 0
     assert store.count_events(ws) == 2
     users = store.load_users(ws, ["u1", "u2"])
-    assert users["u2"].updated_at == 50 and users["u1"].updated_at == 60
+    assert users["u1"].updated_at == users["u2"].updated_at == 50
+    assert users["u2"].version == 1 and users["u2"].attributes == {}
 
 
-def test_events_never_move_a_users_updated_at_back(store, ws):
-    store.write_users(ws, [UserRecord("u1", {}, {"plan": "free"})], 70)
-    store.write_events(ws, [EventRecord("u1", "login", 5.0, {}, None)], 60)
-    assert store.load_users(ws, ["u1"])["u1"].updated_at == 70
-    store.write_events(ws, [EventRecord("u1", "login", 6.0, {}, None)], 80)
-    assert store.load_users(ws, ["u1"])["u1"].updated_at == 80
+def test_users_with_events_received_since_count_as_changed_without_being_written(store, ws):
+    store.write_users(ws, [UserRecord("quiet", {}, {}), UserRecord("busy", {}, {})], 10)
+    store.write_events(ws, [EventRecord("busy", "login", 5.0, {}, None)], 30)  # an old event
+    assert store.load_users(ws, ["busy"])["busy"].updated_at == 10  # its row was not written
+    assert sorted(store.changed_users(ws, 20)) == ["busy"]
+    store.write_users(ws, [UserRecord("quiet", {"email": "q@b.co"}, {})], 40)
+    assert sorted(store.changed_users(ws, 20)) == ["busy", "quiet"]
+    assert store.changed_users(ws, 41) == []
 
 
 def test_workspaces_never_see_each_other(store, ws):

@@ -7,7 +7,7 @@ asks for users whose answer may have flipped between `since` and `now`:
   resolved times (`created_at` in [since − 3d, now − 3d]);
 - an event count with `within` changes without a new event only as old events leave the
   window: an event in [since − within, now − within].
-New events and attribute writes move `updated_at`, which the planner looks at anyway. The
+New events (`received_at`) and attribute writes (`updated_at`) the planner looks at anyway. The
 result is a superset (both ends inclusive): the audience rule is still applied to it.
 """
 

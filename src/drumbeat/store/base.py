@@ -168,13 +168,12 @@ class Store(CampaignStore, OutboxStore, AttributeIndexStore, StoreCore):
     # ---- events -------------------------------------------------------------------------
 
     def write_events(self, ws: int, records: Sequence[EventRecord], now: float) -> int:
-        """Append events (a repeated message_id is ignored) and mark their users changed
-        (`updated_at`; a user already written at `now` or later, as by an `identify` just
-        before, is left as is: no second write of its row and index entries); returns how
-        many were new."""
+        """Append events received at `now` (a repeated message_id is ignored), creating the
+        users not known yet; returns how many were new. Users who are known are not written:
+        the planner finds them by the events' `received_at` (`changed_users`)."""
         with metrics.timed("store.write_events", len(records)), self.writing() as conn:
-            inserted = self._insert_events(conn, ws, records)
-            self._touch_users(conn, ws, sorted({r.user_id for r in records}), now)
+            inserted = self._insert_events(conn, ws, records, now)
+            self._add_users(conn, ws, sorted({r.user_id for r in records}), now)
             return inserted
 
     def count_events(self, ws: int) -> int:
@@ -244,8 +243,11 @@ class Store(CampaignStore, OutboxStore, AttributeIndexStore, StoreCore):
     ) -> int:
         raise NotImplementedError
 
-    def _insert_events(self, conn: Connection, ws: int, rows: Sequence[EventRecord]) -> int:
+    def _insert_events(
+        self, conn: Connection, ws: int, rows: Sequence[EventRecord], now: float
+    ) -> int:
         raise NotImplementedError
 
-    def _touch_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
+    def _add_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
+        """Create the users among `user_ids` not known yet; the others are left as they are."""
         raise NotImplementedError

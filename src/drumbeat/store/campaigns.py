@@ -281,10 +281,13 @@ class CampaignStore(StoreCore):
         )
 
     def changed_users(self, ws: int, since: float) -> list[str]:
-        """Users written to (identify or track) at or after `since`: a range of the
-        `updated_at` index."""
-        u = users.c
-        query = select(u.user_id).where(u.workspace_id == ws, u.updated_at >= since)
+        """Users written to (identify) or with events received at or after `since`: ranges
+        of the users' `updated_at` index and of the events' `received_at` index."""
+        u, e = users.c, events.c
+        query = union(
+            select(u.user_id).where(u.workspace_id == ws, u.updated_at >= since),
+            select(e.user_id).where(e.workspace_id == ws, e.received_at >= since),
+        )
         return list(self._stream_ids(query, "planner.changed_users"))
 
     def changed_members(self, ws: int, key: str, changed: Sequence[str]) -> Iterator[str]:

@@ -103,16 +103,15 @@ def _row(record: UserRecord) -> tuple[Any, ...]:
 
 
 _INSERT_EVENTS = """
-INSERT INTO events (workspace_id, user_id, name, ts, properties, message_id)
-SELECT %(ws)s, user_id, name, ts, properties, message_id FROM staged_events
+INSERT INTO events (workspace_id, user_id, name, ts, properties, message_id, received_at)
+SELECT %(ws)s, user_id, name, ts, properties, message_id, %(now)s FROM staged_events
 ON CONFLICT DO NOTHING
 """
 
-_TOUCH_USERS = """
+_ADD_USERS = """
 INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version)
 SELECT %(ws)s, user_id, false, '{}', %(now)s, 1 FROM unnest(%(ids)s::text[]) AS user_id
-ON CONFLICT (workspace_id, user_id) DO UPDATE SET updated_at = excluded.updated_at
-WHERE users.updated_at < excluded.updated_at
+ON CONFLICT DO NOTHING
 """
 
 
@@ -175,17 +174,19 @@ class PostgresStore(Store):
             cursor.execute("TRUNCATE staged_users")  # the next batch's stage
         return written
 
-    def _insert_events(self, conn: Connection, ws: int, rows: Sequence[EventRecord]) -> int:
+    def _insert_events(
+        self, conn: Connection, ws: int, rows: Sequence[EventRecord], now: float
+    ) -> int:
         staged = [
             (r.user_id, r.name, r.ts, orjson.dumps(r.properties).decode(), r.message_id)
             for r in rows
         ]
         with self._staging(conn) as cursor:
             _copy(cursor, "staged_events", "user_id, name, ts, properties, message_id", staged)
-            cursor.execute(_INSERT_EVENTS, {"ws": ws})
+            cursor.execute(_INSERT_EVENTS, {"ws": ws, "now": now})
             return int(cursor.rowcount)
 
-    def _touch_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
+    def _add_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
         # After the events of the same users, whose key to workspaces checked `ws`.
         with _driver(conn).cursor() as cursor:
-            cursor.execute(_TOUCH_USERS, {"ws": ws, "now": now, "ids": list(user_ids)})
+            cursor.execute(_ADD_USERS, {"ws": ws, "now": now, "ids": list(user_ids)})

@@ -90,9 +90,11 @@ events = Table(
     Column("ts", Epoch, nullable=False),
     Column("properties", Json, nullable=False),
     Column("message_id", String(255)),
+    Column("received_at", Epoch),  # when it was written; none before revision 0005
     Index(None, "workspace_id", "user_id", "name", "ts"),
     Index(None, "workspace_id", "name", "ts"),
     Index(None, "workspace_id", "message_id", unique=True),
+    Index(None, "workspace_id", "received_at"),  # the users with new events: the planner
 )
 
 # ---- campaigns (revision 0002) ----------------------------------------------------------

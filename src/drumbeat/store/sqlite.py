@@ -48,14 +48,13 @@ ON CONFLICT (workspace_id, user_id) DO """
 
 
 _INSERT_EVENTS = """
-INSERT INTO events (workspace_id, user_id, name, ts, properties, message_id)
-VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+INSERT INTO events (workspace_id, user_id, name, ts, properties, message_id, received_at)
+VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
 
-_TOUCH_USERS = """
+_ADD_USERS = """
 INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version)
-VALUES (?1, ?2, 0, '{}', ?3, 1)
-ON CONFLICT (workspace_id, user_id) DO UPDATE SET updated_at = ?3 WHERE updated_at < ?3
+VALUES (?, ?, 0, '{}', ?, 1) ON CONFLICT DO NOTHING
 """
 
 
@@ -93,16 +92,18 @@ class SQLiteStore(Store):
             written += max(cursor.rowcount, 0)
         return written
 
-    def _insert_events(self, conn: Connection, ws: int, rows: Sequence[EventRecord]) -> int:
+    def _insert_events(
+        self, conn: Connection, ws: int, rows: Sequence[EventRecord], now: float
+    ) -> int:
         params = [
-            (ws, r.user_id, r.name, r.ts, orjson.dumps(r.properties).decode(), r.message_id)
+            (ws, r.user_id, r.name, r.ts, orjson.dumps(r.properties).decode(), r.message_id, now)
             for r in rows
         ]
         return max(conn.exec_driver_sql(_INSERT_EVENTS, params).rowcount, 0)
 
-    def _touch_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
+    def _add_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
         # After the events of the same users, whose key to workspaces checked `ws`.
-        conn.exec_driver_sql(_TOUCH_USERS, [(ws, user_id, now) for user_id in user_ids])
+        conn.exec_driver_sql(_ADD_USERS, [(ws, user_id, now) for user_id in user_ids])
 
     def _import_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int:
         """A batch of a file import, in the import's transaction (open until the whole file
