@@ -77,3 +77,18 @@ def engine(
 
     batch_size = state(ctx).settings().batch_size
     show("engine", run(users, workers=workers, batch_size=batch_size), write)
+
+
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    users: UsersOpt = 50_000,
+    days: Annotated[int, typer.Option(min=1, help="Simulated days")] = 60,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
+    write: WriteOpt = None,
+) -> None:
+    """The whole demo story (`drumbeat demo`) on a fresh SQLite file, timed end to end."""
+    from drumbeat.bench.demo import run
+
+    batch_size = state(ctx).settings().batch_size
+    show("demo", run(users, days=days, workers=workers, batch_size=batch_size), write)

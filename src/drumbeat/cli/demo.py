@@ -35,7 +35,7 @@ def demo(
     options = state(ctx)
     config = options.settings()
     if options.database_url is None and "DRUMBEAT_DATABASE_URL" not in _environ():
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-writer"):
             Path(DEMO_DATABASE + suffix).unlink(missing_ok=True)
         config = config.model_copy(
             update={
