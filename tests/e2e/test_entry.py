@@ -4,6 +4,7 @@ re-entry, and users who already meet the goal."""
 from __future__ import annotations
 
 from drumbeat.engine import State
+from drumbeat.model.records import EventRecord
 from tests.e2e.helpers import PAID, campaign, outbox_keys, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY
 
@@ -66,6 +67,20 @@ def test_events_from_before_the_campaign_do_not_make_users_enter(world):
     world.apply(campaign("on-signup", [send("hello")], entry={"on": {"event": "signed_up"}}))
     world.advance(HOUR)
     assert world.member("on-signup", "u1") is None
+
+
+def test_an_event_whose_write_committed_after_a_tick_still_makes_its_user_enter(world):
+    world.identify("u1", plan="free")
+    world.apply(campaign("on-signup", [send("hello")], entry={"on": {"event": "signed_up"}}))
+    world.advance(DAY)
+    tick_time = world.now()
+    # received half a minute before that tick, committed only after it (a slow transaction:
+    # on PostgreSQL its event id can be lower than ids the tick already saw)
+    late = EventRecord("u1", "signed_up", tick_time - 30, {}, None)
+    world.store.write_events(world.ws, [late], tick_time - 30)
+    world.advance(HOUR)
+    member = world.member("on-signup", "u1")
+    assert member is not None and member.entered_at == tick_time + HOUR
 
 
 def test_reentry_never_means_one_entry(world):

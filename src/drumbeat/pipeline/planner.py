@@ -65,15 +65,15 @@ def plan_campaign(
     if program is None:
         return result
     campaign = program.campaign
-    event_watermark = row.event_watermark
     full_pass_at = row.full_pass_at
     changes = changes or Changes(store)
     changed = changes.since(ws, row.watermark) if row.watermark is not None else []
     with metrics.timed("plan.campaign"):
         if isinstance(campaign.entry.on, EventEntry):
-            entering, event_watermark = store.event_entrants(
-                ws, campaign.entry.on.event, row.event_watermark
-            )
+            # events since the last tick's watermark; a campaign never planned takes those
+            # received since it was made
+            since = row.watermark if row.watermark is not None else row.created_at
+            entering = store.event_entrants(ws, campaign.entry.on.event, since)
         else:
             full = full_pass_at is None or now - full_pass_at >= full_pass_every
             reentry = campaign.entry.reentry
@@ -105,7 +105,6 @@ def plan_campaign(
                 ws,
                 key,
                 watermark=now - WATERMARK_LAG,
-                event_watermark=event_watermark,
                 full_pass_at=full_pass_at,
             )
     result.entering, result.advancing = len(entering), len(advancing)

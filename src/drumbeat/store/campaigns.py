@@ -61,7 +61,6 @@ class CampaignRow:
     created_at: float
     updated_at: float
     watermark: float | None
-    event_watermark: int
     full_pass_at: float | None
 
 
@@ -128,9 +127,6 @@ class CampaignStore(StoreCore):
             )
         ).scalar()
         if current is None:
-            newest_event = conn.execute(
-                select(func.coalesce(func.max(events.c.id), 0)).where(events.c.workspace_id == ws)
-            ).scalar_one()
             conn.execute(
                 campaigns.insert().values(
                     workspace_id=ws,
@@ -141,7 +137,6 @@ class CampaignStore(StoreCore):
                     status=status,
                     created_at=now,
                     updated_at=now,
-                    event_watermark=newest_event,
                 )
             )
             return 1
@@ -178,13 +173,12 @@ class CampaignStore(StoreCore):
         key: str,
         *,
         watermark: float,
-        event_watermark: int,
         full_pass_at: float | None,
     ) -> None:
         conn.execute(
             update(campaigns)
             .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
-            .values(watermark=watermark, event_watermark=event_watermark, full_pass_at=full_pass_at)
+            .values(watermark=watermark, full_pass_at=full_pass_at)
         )
 
     # ---- members ------------------------------------------------------------------------
@@ -384,17 +378,18 @@ class CampaignStore(StoreCore):
                 query = select(given.c.value).where(holds(given.c.value))
                 yield from conn.execute(query).scalars().all()
 
-    def event_entrants(self, ws: int, event: str, after_id: int) -> tuple[list[str], int]:
-        """Users who tracked `event` since event id `after_id`, and the newest id seen."""
+    def event_entrants(self, ws: int, event: str, since: float) -> list[str]:
+        """Users with an `event` received at or after `since` (a range of the events'
+        `received_at` index). By time, not by event id: on PostgreSQL an id is taken when
+        the row is inserted, so an event whose transaction commits late could carry an id
+        below one already seen and be skipped; the planner's watermark lag covers it."""
         e = events.c
         query = (
-            select(e.user_id, func.max(e.id))
-            .where(e.workspace_id == ws, e.name == event, e.id > after_id)
-            .group_by(e.user_id)
+            select(e.user_id)
+            .where(e.workspace_id == ws, e.received_at >= since, e.name == event)
+            .distinct()
         )
-        with metrics.timed("planner.event_entrants"), self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [row[0] for row in rows], max((int(row[1]) for row in rows), default=after_id)
+        return list(self._stream_ids(query, "planner.event_entrants"))
 
     # ---- workspace settings (frequency cap, the virtual clock) --------------------------
 

@@ -112,7 +112,6 @@ campaigns = Table(
     Column("updated_at", Epoch, nullable=False),
     # planner bookkeeping: users changed after `watermark` are looked at on the next tick
     Column("watermark", Epoch),
-    Column("event_watermark", BigInteger, nullable=False, server_default="0"),
     Column("full_pass_at", Epoch),
 )
 
