@@ -3,7 +3,17 @@ workspace's frequency cap. A held send waits; it is never dropped."""
 
 from __future__ import annotations
 
+import pytest
+
 from drumbeat.engine import State
+from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.pipeline.worker import (
+    BATCH_LEASE,
+    CapOvertaken,
+    commit_batch,
+    process_batch,
+    stage_batch,
+)
 from tests.e2e.helpers import at, campaign, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY
 
@@ -87,3 +97,30 @@ def test_the_frequency_cap_holds_a_third_message_until_a_slot_frees(world):
     assert sent_at(world, "u1", "a2") == MONDAY + 7 * DAY  # sent then, not dropped
     assert world.member("alpha", "u1").state == State.COMPLETED
     assert [r["status"] for r in world.outbox()] == ["sent"] * 3
+
+
+def test_the_cap_holds_when_another_campaigns_batch_queues_a_message_in_between(world):
+    """Two workers, two campaigns, one user: worker A reads u1's recent sends, worker B then
+    queues a message for u1 and commits, and only then does A commit. A must not queue a
+    second message inside the cap: its commit is refused and the batch is worked again."""
+    world.cap(1, 7 * DAY)
+    world.identify("u1", plan="free")
+    world.apply(campaign("alpha", [send("a1")]))
+    world.apply(campaign("beta", [send("b1")]))
+    now, store, programs = world.now(), world.store, world.runner.programs
+    plan_all(store, programs, now, full_pass_every=world.config.full_pass_every)
+    first = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
+    second = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
+    assert first is not None and second is not None
+    program = programs.get(first.workspace_id, first.campaign_key)
+    assert program is not None
+    staged = stage_batch(store, program, first, now)  # worker A, before B's commit
+    process_batch(store, programs, second, now)  # worker B: one message for u1
+    with pytest.raises(CapOvertaken):
+        commit_batch(store, staged, now)  # refused: nothing written
+    assert len(world.outbox()) == 1
+    report, _ = process_batch(store, programs, first, now)  # A again, from fresh sends
+    assert report.messages == 0  # held by the cap, not sent
+    assert len(world.outbox()) == 1
+    held = world.member(first.campaign_key, "u1")
+    assert held is not None and held.next_due_at == now + 7 * DAY

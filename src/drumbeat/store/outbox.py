@@ -5,6 +5,7 @@ worker at a time, and comes back when its lease runs out."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,13 @@ ON CONFLICT DO NOTHING
 """
 
 
+# One advisory lock a user (a 64-bit hash of workspace and user id), in the order given.
+_LOCK_USERS = """
+SELECT pg_advisory_xact_lock(hashtextextended(key, 0))
+FROM unnest(%s::text[]) WITH ORDINALITY AS keys(key, n) ORDER BY n
+"""
+
+
 class OutboxStore(StoreCore):
     # ---- outbox -------------------------------------------------------------------------
 
@@ -94,12 +102,15 @@ class OutboxStore(StoreCore):
         return self._executemany(conn, _INSERT_MESSAGES, rows)
 
     def recent_sends(
-        self, ws: int, user_ids: Sequence[str], since: float
+        self, ws: int, user_ids: Sequence[str], since: float, conn: Connection | None = None
     ) -> dict[str, tuple[float, ...]]:
-        """Each user's messages (all campaigns) created after `since`: the frequency cap."""
+        """Each user's messages (all campaigns) created after `since`: the frequency cap.
+        In `conn`'s transaction if given."""
         found: dict[str, list[float]] = {}
         o = outbox.c
-        with metrics.timed("store.recent_sends", len(user_ids)), self.engine.connect() as conn:
+        with metrics.timed("store.recent_sends", len(user_ids)), ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self.engine.connect())
             for start in range(0, len(user_ids), self.batch_size):
                 part = user_ids[start : start + self.batch_size]
                 query = select(o.user_id, o.created_at).where(
@@ -111,6 +122,16 @@ class OutboxStore(StoreCore):
                 for user_id, created in conn.execute(query):
                     found.setdefault(user_id, []).append(float(created))
         return {user: tuple(sorted(times)) for user, times in found.items()}
+
+    def lock_users(self, conn: Connection, ws: int, user_ids: Sequence[str]) -> None:
+        """Hold the users' send lock until `conn`'s transaction ends, so that two batches
+        queueing messages for the same user take turns (the frequency cap). PostgreSQL:
+        transaction-scoped advisory locks, taken in key order (no deadlock between batches;
+        nothing else takes them). SQLite: the write transaction holds the database already."""
+        if self.dialect != "postgresql" or not user_ids:
+            return
+        keys = sorted({f"{ws}/{user_id}" for user_id in user_ids})
+        conn.exec_driver_sql(_LOCK_USERS, (keys,))
 
     def claim_messages(
         self, now: float, limit: int, lease: float, channel: str | None = None
