@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,39 @@ def test_demo_campaigns_pass_check(name, tmp_path, clean_env):
         env=clean_env,
     )
     assert "valid" in out
+
+
+def test_import_from_the_cli_in_batches_of_the_import_batch_size(tmp_path, clean_env):
+    users = tmp_path / "users.jsonl"
+    users.write_text(
+        "".join(
+            json.dumps({"user_id": f"u{i}", "traits": {"plan": "free"}}) + "\n" for i in range(5)
+        )
+    )
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(
+            json.dumps({"user_id": f"u{i}", "event": "login", "timestamp": "2026-03-01T00:00:00Z"})
+            + "\n"
+            for i in range(4)
+        )
+    )
+    db = ("--database-url", f"sqlite:///{tmp_path}/cli.db")
+    out = drumbeat(
+        *db, "import", "users", str(users), "--batch-size", "2", cwd=tmp_path, env=clean_env
+    )
+    assert "imported 5 users" in out
+    in_threes = {**clean_env, "DRUMBEAT_IMPORT_BATCH_SIZE": "3"}
+    assert "imported 4 events" in drumbeat(
+        *db, "import", "events", str(events), cwd=tmp_path, env=in_threes
+    )
+    refused = subprocess.run(
+        [*DRUMBEAT, *db, "import", "users", str(users)],
+        cwd=tmp_path,
+        env={**clean_env, "DRUMBEAT_IMPORT_BATCH_SIZE": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2 and "DRUMBEAT_IMPORT_BATCH_SIZE" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -51,12 +51,13 @@ def store(
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
-    """Import rate, peak memory and audience count on SQLite (and PostgreSQL if given)."""
+    """Import rate, peak memory and audience count on SQLite (and PostgreSQL if given), the
+    import in batches of DRUMBEAT_IMPORT_BATCH_SIZE as `drumbeat import` makes them."""
     import tempfile
 
     from drumbeat.bench.store import run
 
-    batch_size = state(ctx).settings().batch_size
+    batch_size = state(ctx).settings().import_batch_size
     figures = []
     with tempfile.TemporaryDirectory(dir=sqlite) as folder:
         figures += run(f"sqlite:///{folder}/bench.db", users, seed, batch_size, Path(folder))

@@ -32,6 +32,16 @@ RejectsOpt = Annotated[
 ]
 
 
+BatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help="Lines per batch written [env DRUMBEAT_IMPORT_BATCH_SIZE, default 100000]",
+    ),
+]
+
+
 def _import(
     ctx: typer.Context,
     path: Path,
@@ -39,8 +49,10 @@ def _import(
     fmt: str | None,
     skip_invalid: bool,
     rejects: Path | None,
+    batch_size: int | None,
 ) -> None:
-    client = state(ctx).client()
+    options = state(ctx)
+    client = options.client()
     size = path.stat().st_size if path.is_file() else 0
     columns = (
         "[progress.description]{task.description}",
@@ -60,6 +72,7 @@ def _import(
             skip_invalid=skip_invalid,
             rejects_path=rejects,
             progress=lambda n: progress.advance(task, n),
+            batch_size=batch_size or options.settings().import_batch_size,
         )
     console.print(
         f"imported {report.imported:,} {kind} from {path} "
@@ -80,9 +93,10 @@ def import_users(
     fmt: FormatOpt = None,
     skip_invalid: SkipOpt = False,
     rejects: RejectsOpt = None,
+    batch_size: BatchOpt = None,
 ) -> None:
     """Import identify calls: {"user_id": …, "traits": {…}} a line, or CSV with a user_id column."""
-    _import(ctx, path, "users", fmt, skip_invalid, rejects)
+    _import(ctx, path, "users", fmt, skip_invalid, rejects, batch_size)
 
 
 @import_app.command("events")
@@ -92,9 +106,10 @@ def import_events(
     fmt: FormatOpt = None,
     skip_invalid: SkipOpt = False,
     rejects: RejectsOpt = None,
+    batch_size: BatchOpt = None,
 ) -> None:
     """Import track calls: {"user_id", "event", "timestamp", "properties", "message_id"}."""
-    _import(ctx, path, "events", fmt, skip_invalid, rejects)
+    _import(ctx, path, "events", fmt, skip_invalid, rejects, batch_size)
 
 
 @attributes_app.command("list")

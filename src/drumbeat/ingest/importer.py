@@ -63,7 +63,10 @@ def import_file(
     skip_invalid: bool = False,
     rejects_path: Path | None = None,
     progress: Progress | None = None,
+    batch_size: int | None = None,
 ) -> ImportReport:
+    """Import the calls of `path` in batches of `batch_size` (default: the store's)."""
+    size = batch_size or store.batch_size
     fmt = file_format(path, fmt)
     if not path.is_file():
         raise InvalidInput(f"{path}: no such file")
@@ -71,7 +74,8 @@ def import_file(
     if kind == "users":
         rejects = Rejects(rejects_path or path.with_name(path.name + ".rejects"), fmt, path)
         try:
-            UsersImport(store, ws, fmt, now, skip_invalid).run(path, report, rejects, progress)
+            users = UsersImport(store, ws, fmt, now, skip_invalid, batch_size=size)
+            users.run(path, report, rejects, progress)
         finally:
             report.rejects_path = rejects.close()
         return report
@@ -93,7 +97,7 @@ def import_file(
                 rejects.write(line)
                 continue
             batch.append(record)
-            if len(batch) >= store.batch_size:
+            if len(batch) >= size:
                 _flush(store, ws, kind, batch, validator, now, report)
         _flush(store, ws, kind, batch, validator, now, report)
     finally:

@@ -49,9 +49,19 @@ class UsersImport:
 
     route: Callable[[str], int] = hash
 
-    def __init__(self, store: Store, ws: int, fmt: str, now: float, skip_invalid: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ws: int,
+        fmt: str,
+        now: float,
+        skip_invalid: bool,
+        *,
+        batch_size: int | None = None,
+    ) -> None:
         self.store, self.ws, self.fmt, self.now = store, ws, fmt, now
         self.skip_invalid = skip_invalid
+        self.batch_size = batch_size or store.batch_size
         self.validator = Validator(store.attribute_types(ws), now=now, text_values=fmt == "csv")
         self.imported = 0  # calls handed to the lanes
 
@@ -91,7 +101,7 @@ class UsersImport:
         progress: Progress | None,
     ) -> None:
         fast, check = self.validator.fast_row, self.validator.user_row
-        size, problems, skip_invalid = self.store.batch_size, report.problems, self.skip_invalid
+        size, problems, skip_invalid = self.batch_size, report.problems, self.skip_invalid
         lanes = len(writers)
         cutters = [BatchCutter(lane) for lane in range(lanes)]
         route = type(self).route
