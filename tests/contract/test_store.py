@@ -135,14 +135,16 @@ def test_events_dedupe_by_message_id_and_create_the_users_they_name(store, ws):
     assert users["u2"].version == 1 and users["u2"].attributes == {}
 
 
-def test_users_with_events_received_since_count_as_changed_without_being_written(store, ws):
+def test_users_written_and_users_with_events_received_since_a_time(store, ws):
     store.write_users(ws, [UserRecord("quiet", {}, {}), UserRecord("busy", {}, {})], 10)
-    store.write_events(ws, [EventRecord("busy", "login", 5.0, {}, None)], 30)  # an old event
+    events = [EventRecord("busy", "login", 5.0, {}, None), EventRecord("busy", "paid", 6.0)]
+    store.write_events(ws, events, 30)  # old events, received now
     assert store.load_users(ws, ["busy"])["busy"].updated_at == 10  # its row was not written
-    assert sorted(store.changed_users(ws, 20)) == ["busy"]
+    assert store.changed_users(ws, 20) == []
+    assert sorted(store.event_users(ws, 20)) == [("busy", "login"), ("busy", "paid")]
     store.write_users(ws, [UserRecord("quiet", {"email": "q@b.co"}, {})], 40)
-    assert sorted(store.changed_users(ws, 20)) == ["busy", "quiet"]
-    assert store.changed_users(ws, 41) == []
+    assert store.changed_users(ws, 20) == ["quiet"]
+    assert store.changed_users(ws, 41) == [] and store.event_users(ws, 41) == []
 
 
 def test_workspaces_never_see_each_other(store, ws):

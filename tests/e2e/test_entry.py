@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from drumbeat.engine import State
 from drumbeat.model.records import EventRecord
+from drumbeat.pipeline.planner import Changes
 from tests.e2e.helpers import PAID, campaign, outbox_keys, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY
 
@@ -162,3 +163,28 @@ def test_a_user_whose_event_leaves_the_window_enters_without_a_full_pass(world):
     assert world.steps_sent("u1") == []
     world.advance(12 * HOUR, every=6 * HOUR)
     assert sent_at(world, "u1", "miss-you") == MONDAY + DAY + 6 * HOUR
+
+
+def test_a_tick_looks_again_only_at_users_whose_new_events_its_rules_read(world):
+    for user in ("written", "reader", "other"):
+        world.identify(user, plan="free")
+    watermark = world.now() + 1
+    world.advance(HOUR)
+    world.identify("written", plan="paid")
+    world.track("reader", "viewed_pricing")
+    world.track("other", "logged_in")
+    changes = Changes(world.store)
+    # a user an event names for the first time is created by it: written, so looked at
+    world.track("newcomer", "logged_in")
+    assert sorted(changes.since(world.ws, watermark, {"viewed_pricing"})) == [
+        "newcomer",
+        "reader",
+        "written",
+    ]
+    assert sorted(changes.since(world.ws, watermark, set())) == ["newcomer", "written"]
+    assert sorted(changes.since(world.ws, watermark, {"logged_in", "viewed_pricing"})) == [
+        "newcomer",
+        "other",
+        "reader",
+        "written",
+    ]

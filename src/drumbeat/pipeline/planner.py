@@ -9,6 +9,7 @@ picked by `next_due_at` or by a change to their user.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import chain
 
@@ -34,19 +35,25 @@ class Plan:
 
 
 class Changes:
-    """The users written to since a watermark, read once per (workspace, watermark) in a
-    tick: campaigns planned together share their watermark, and each needs the list twice
-    (entry, and members to look at again)."""
+    """The users who changed since a watermark, for a campaign: those written to, and those
+    with new events of the names its rules read (a `logged_in` moves no campaign that never
+    mentions it). Read once per (workspace, watermark) in a tick: campaigns planned together
+    share their watermark, and each needs the list twice (entry, and members to look at
+    again)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._read: dict[tuple[int, float], list[str]] = {}
+        self._read: dict[tuple[int, float], tuple[list[str], list[tuple[str, str]]]] = {}
 
-    def since(self, ws: int, watermark: float) -> list[str]:
+    def since(self, ws: int, watermark: float, events: Collection[str]) -> list[str]:
         key = (ws, watermark)
         if key not in self._read:
-            self._read[key] = self.store.changed_users(ws, watermark)
-        return self._read[key]
+            written = self.store.changed_users(ws, watermark)
+            self._read[key] = (written, self.store.event_users(ws, watermark))
+        written, with_events = self._read[key]
+        ids = dict.fromkeys(written)
+        ids.update((user, None) for user, name in with_events if name in events)
+        return list(ids)
 
 
 def plan_campaign(
@@ -67,7 +74,8 @@ def plan_campaign(
     campaign = program.campaign
     full_pass_at = row.full_pass_at
     changes = changes or Changes(store)
-    changed = changes.since(ws, row.watermark) if row.watermark is not None else []
+    events = {condition.event for condition in program.event_conditions}
+    changed = changes.since(ws, row.watermark, events) if row.watermark is not None else []
     with metrics.timed("plan.campaign"):
         if isinstance(campaign.entry.on, EventEntry):
             # events since the last tick's watermark; a campaign never planned takes those

@@ -275,14 +275,19 @@ class CampaignStore(StoreCore):
         )
 
     def changed_users(self, ws: int, since: float) -> list[str]:
-        """Users written to (identify) or with events received at or after `since`: ranges
-        of the users' `updated_at` index and of the events' `received_at` index."""
-        u, e = users.c, events.c
-        query = union(
-            select(u.user_id).where(u.workspace_id == ws, u.updated_at >= since),
-            select(e.user_id).where(e.workspace_id == ws, e.received_at >= since),
-        )
+        """Users written to (identify) at or after `since`: a range of `updated_at`."""
+        u = users.c
+        query = select(u.user_id).where(u.workspace_id == ws, u.updated_at >= since)
         return list(self._stream_ids(query, "planner.changed_users"))
+
+    def event_users(self, ws: int, since: float) -> list[tuple[str, str]]:
+        """Each user with events received at or after `since`, with each of their events'
+        names: a range of `received_at`, made distinct here (a DISTINCT lets the database
+        read the whole table in the order of another index instead)."""
+        e = events.c
+        query = select(e.user_id, e.name).where(e.workspace_id == ws, e.received_at >= since)
+        with metrics.timed("planner.event_users"), self.engine.connect() as conn:
+            return list(dict.fromkeys((row[0], row[1]) for row in conn.execute(query)))
 
     def changed_members(self, ws: int, key: str, changed: Sequence[str]) -> Iterator[str]:
         """The active members among the `changed` users, looked up by key: the cost follows
