@@ -15,7 +15,9 @@ from sqlalchemy import select
 from drumbeat.engine import State
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BATCH_LEASE, LeaseLost, process_batch
+from drumbeat.store import Store
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, outbox_keys, retire, send, wait
 from tests.world import DAY, HOUR, MONDAY, World
@@ -104,12 +106,18 @@ def test_a_batch_whose_lease_was_lost_commits_nothing_and_its_rerun_commits_once
     assert world.member("drip", "u1").state == State.COMPLETED
 
 
-def test_a_worker_claims_its_next_batch_in_the_transaction_that_finishes_one(world):
+def two_planned_batches(world: World) -> tuple[float, Store, Programs]:
+    """u1 in two campaigns, planned: two batches wait in the lane."""
     world.identify("u1", plan="free")
     world.apply(DRIP)
     world.apply(campaign("other", [send("hello")]))
     now, store, programs = world.now(), world.store, world.runner.programs
     plan_all(store, programs, now, full_pass_every=world.config.full_pass_every)
+    return now, store, programs
+
+
+def test_a_worker_claims_its_next_batch_in_the_transaction_that_finishes_one(world):
+    now, store, programs = two_planned_batches(world)
     first = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
     assert first is not None
     _, following = process_batch(store, programs, first, now, claim_from=DEFAULT_LANE)
@@ -121,11 +129,7 @@ def test_a_worker_claims_its_next_batch_in_the_transaction_that_finishes_one(wor
 
 
 def test_a_lost_lease_rolls_back_the_claim_of_the_next_batch_too(world):
-    world.identify("u1", plan="free")
-    world.apply(DRIP)
-    world.apply(campaign("other", [send("hello")]))
-    now, store, programs = world.now(), world.store, world.runner.programs
-    plan_all(store, programs, now, full_pass_every=world.config.full_pass_every)
+    now, store, programs = two_planned_batches(world)
     slow = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
     stolen = store.claim_batch(DEFAULT_LANE, now + BATCH_LEASE + 1, BATCH_LEASE)
     assert slow is not None and stolen is not None and stolen.id == slow.id
