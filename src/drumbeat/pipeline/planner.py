@@ -35,25 +35,37 @@ class Plan:
 
 
 class Changes:
-    """The users who changed since a watermark, for a campaign: those written to, and those
-    with new events of the names its rules read (a `logged_in` moves no campaign that never
-    mentions it). Read once per (workspace, watermark) in a tick: campaigns planned together
-    share their watermark, and each needs the list twice (entry, and members to look at
-    again)."""
+    """What changed since a watermark, read once per (workspace, watermark) in a tick:
+    campaigns planned together share their watermark, and each needs it twice or more
+    (entry, and members to look at again)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._read: dict[tuple[int, float], tuple[list[str], list[tuple[str, str]]]] = {}
+        self._written: dict[tuple[int, float], list[str]] = {}
+        self._events: dict[tuple[int, float], list[tuple[str, str]]] = {}
 
     def since(self, ws: int, watermark: float, events: Collection[str]) -> list[str]:
+        """The users changed for a campaign: those written to, and those with new events of
+        the names its rules read (a `logged_in` moves no campaign that never mentions it)."""
         key = (ws, watermark)
-        if key not in self._read:
-            written = self.store.changed_users(ws, watermark)
-            self._read[key] = (written, self.store.event_users(ws, watermark))
-        written, with_events = self._read[key]
-        ids = dict.fromkeys(written)
-        ids.update((user, None) for user, name in with_events if name in events)
+        if key not in self._written:
+            self._written[key] = self.store.changed_users(ws, watermark)
+        ids = dict.fromkeys(self._written[key])
+        news = self._events_since(ws, watermark)
+        ids.update((user, None) for user, name in news if name in events)
         return list(ids)
+
+    def with_event(self, ws: int, since: float, event: str) -> list[str]:
+        """The users with a new `event` (entry on an event). By time received, not by event
+        id: on PostgreSQL an id is taken at insert, so an event whose transaction commits
+        late could carry an id below one already seen; the watermark's lag covers it."""
+        return list(dict.fromkeys(u for u, name in self._events_since(ws, since) if name == event))
+
+    def _events_since(self, ws: int, since: float) -> list[tuple[str, str]]:
+        key = (ws, since)
+        if key not in self._events:
+            self._events[key] = self.store.event_users(ws, since)
+        return self._events[key]
 
 
 def plan_campaign(
@@ -81,7 +93,7 @@ def plan_campaign(
             # events since the last tick's watermark; a campaign never planned takes those
             # received since it was made
             since = row.watermark if row.watermark is not None else row.created_at
-            entering = store.event_entrants(ws, campaign.entry.on.event, since)
+            entering = changes.with_event(ws, since, campaign.entry.on.event)
         else:
             full = full_pass_at is None or now - full_pass_at >= full_pass_every
             reentry = campaign.entry.reentry

@@ -170,7 +170,7 @@ class Store(CampaignStore, OutboxStore, AttributeIndexStore, StoreCore):
     def write_events(self, ws: int, records: Sequence[EventRecord], now: float) -> int:
         """Append events received at `now` (a repeated message_id is ignored), creating the
         users not known yet; returns how many were new. Users who are known are not written:
-        the planner finds them by the events' `received_at` (`changed_users`)."""
+        the planner finds them by the events' `received_at` (`event_users`)."""
         with metrics.timed("store.write_events", len(records)), self.writing() as conn:
             inserted = self._insert_events(conn, ws, records, now)
             self._add_users(conn, ws, sorted({r.user_id for r in records}), now)

@@ -383,19 +383,6 @@ class CampaignStore(StoreCore):
                 query = select(given.c.value).where(holds(given.c.value))
                 yield from conn.execute(query).scalars().all()
 
-    def event_entrants(self, ws: int, event: str, since: float) -> list[str]:
-        """Users with an `event` received at or after `since` (a range of the events'
-        `received_at` index). By time, not by event id: on PostgreSQL an id is taken when
-        the row is inserted, so an event whose transaction commits late could carry an id
-        below one already seen and be skipped; the planner's watermark lag covers it."""
-        e = events.c
-        query = (
-            select(e.user_id)
-            .where(e.workspace_id == ws, e.received_at >= since, e.name == event)
-            .distinct()
-        )
-        return list(self._stream_ids(query, "planner.event_entrants"))
-
     # ---- workspace settings (frequency cap, the virtual clock) --------------------------
 
     def get_setting(self, ws: int, name: str) -> Any:

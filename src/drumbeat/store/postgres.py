@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from drumbeat.ingest.rows import row_of
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.store.base import Store
 
@@ -87,21 +88,6 @@ def _stage(
     return shapes, patches
 
 
-def _row(record: UserRecord) -> tuple[Any, ...]:
-    """A record as a checked row (`ingest/rows.py`)."""
-    fields, attributes = record.fields, record.attributes
-    return (
-        record.user_id,
-        fields.get("email"),
-        fields.get("timezone"),
-        fields.get("unsubscribed"),
-        fields.get("created_at"),
-        fields.get("last_seen_at"),
-        attributes,
-        None in attributes.values(),
-    )
-
-
 _INSERT_EVENTS = """
 INSERT INTO events (workspace_id, user_id, name, ts, properties, message_id, received_at)
 SELECT %(ws)s, user_id, name, ts, properties, message_id, %(now)s FROM staged_events
@@ -139,7 +125,8 @@ class PostgresStore(Store):
     def _upsert_users(
         self, conn: Connection, ws: int, rows: Sequence[UserRecord], now: float
     ) -> int:
-        return self._upsert_rows(conn, ws, [_row(record) for record in rows], now)
+        checked = [row_of(r.user_id, r.fields, r.attributes) for r in rows]
+        return self._upsert_rows(conn, ws, checked, now)
 
     def _upsert_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int:
         """Upsert checked rows (`ingest/rows.py`: user_id, email, timezone, unsubscribed,
