@@ -123,3 +123,16 @@ def world(database_url: str, workspace_name: str, tmp_path) -> Iterator[object]:
         yield w
     finally:
         w.close()
+
+
+@pytest.fixture(params=["checked here", "checked by two processes"])
+def check_processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A users import checked in the importing process, or (as a big file is) by two check
+    processes whatever the file's size (`ingest/check_processes.py`)."""
+    from drumbeat.ingest.user_import import UsersImport
+
+    if request.param == "checked here":
+        return 1
+    monkeypatch.setattr(UsersImport, "parallel_from", 0)
+    monkeypatch.setattr(UsersImport, "default_processes", 2)
+    return 2

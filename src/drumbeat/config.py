@@ -31,6 +31,13 @@ class Settings(BaseSettings):
         description="lines per batch of `drumbeat import` (large: each batch rewrites the "
         "pages of the users' time indexes it touches; ~80 MB of memory per 100,000 users)",
     )
+    import_processes: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="processes that check a users file of 8 MiB or more while the importing "
+        "one writes (1: check in the importing process)",
+    )
     tick_interval: float = Field(10.0, gt=0, description="seconds between ticks of `drumbeat run`")
     full_pass_every: float = Field(
         7 * 86400.0,

@@ -119,6 +119,19 @@ def test_demo_campaigns_pass_check(name, tmp_path, clean_env):
     assert "valid" in out
 
 
+def test_a_big_users_file_is_checked_by_processes_from_the_cli(tmp_path, clean_env):
+    users = tmp_path / "users.jsonl"
+    padding = "x" * 200  # 40,000 lines of ~250 bytes: over the 8 MiB that takes processes
+    with users.open("w") as out:
+        for i in range(40_000):
+            out.write(json.dumps({"user_id": f"u{i}", "traits": {"note": padding}}) + "\n")
+    db = ("--database-url", f"sqlite:///{tmp_path}/cli.db")
+    out = drumbeat(
+        *db, "import", "users", str(users), "--processes", "2", cwd=tmp_path, env=clean_env
+    )
+    assert "imported 40,000 users" in out and "checked by 2 processes" in out
+
+
 def test_import_from_the_cli_in_batches_of_the_import_batch_size(tmp_path, clean_env):
     users = tmp_path / "users.jsonl"
     users.write_text(

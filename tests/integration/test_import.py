@@ -8,6 +8,8 @@ import pytest
 from drumbeat.errors import InvalidInput
 from drumbeat.ingest.importer import import_file
 
+pytestmark = pytest.mark.usefixtures("check_processes")
+
 
 def write_jsonl(path, rows):
     path.write_text(

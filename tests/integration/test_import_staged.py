@@ -13,11 +13,14 @@ import sqlalchemy as sa
 from drumbeat.client import Drumbeat
 from drumbeat.errors import InvalidInput
 from drumbeat.ingest import batches, user_import
-from drumbeat.ingest.importer import import_file
+from drumbeat.ingest.checking import share_of
+from drumbeat.ingest.importer import ImportReport, Rejects, import_file
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.records import UserRecord
 from drumbeat.store import migrate
 from drumbeat.store.core import chunks
+
+pytestmark = pytest.mark.usefixtures("check_processes")
 
 CALLS = [  # in batches of 3
     {"user_id": "u1", "traits": {"email": "a@b.co", "plan": "free", "seats": 3, "beta": False}},
@@ -137,7 +140,7 @@ def counting_writes(monkeypatch, fail_at: int | None = None) -> list[int]:
 
 
 def test_a_bad_line_anywhere_stops_the_writes_and_rolls_back_the_rest(
-    client, tmp_path, monkeypatch
+    client, tmp_path, monkeypatch, check_processes
 ):
     written = counting_writes(monkeypatch)
     client.store.batch_size = 2
@@ -145,7 +148,9 @@ def test_a_bad_line_anywhere_stops_the_writes_and_rolls_back_the_rest(
     path = write_jsonl(tmp_path / "users.jsonl", calls)
     with pytest.raises(InvalidInput, match=r"line 9: traits\.seats"):
         import_file(client.store, client.ws, path, "users", now=client.clock())
-    assert 0 < sum(written) <= len(CALLS)  # written up to the first bad line, rolled back
+    if check_processes == 1:  # written up to the first bad line; with two, up to when the
+        assert 0 < sum(written) <= len(CALLS)  # other process's batches meet its news
+    assert sum(written) < len(calls)
     assert client.store.count_users(client.ws) == 0
     assert client.store.attribute_types(client.ws) == {}
 
@@ -249,3 +254,21 @@ def test_skip_invalid_stages_the_good_lines_and_keeps_bad_ones_as_they_were(clie
     assert report.rejects_path.read_bytes() == b"user_id,plan,seats\r\nu2,paid,three\r\n,free,1\r\n"
     assert [p.where for p in report.problems] == ["line 3: traits.seats", "line 4: user_id"]
     assert client.users(["u3"])["u3"].attributes == {"plan": "paid"}
+
+
+def test_check_processes_that_fix_a_type_differently_hand_the_file_back(client, tmp_path):
+    """Each check process fixes the types its own share of users shows first; when two
+    disagree, the file is checked again in one process, which names the line in file order."""
+    ids = [f"u{n}" for n in range(40)]
+    first, second = (next(i for i in ids if share_of({"user_id": i}, 2) == s) for s in (0, 1))
+    calls = [
+        {"user_id": first, "traits": {"seats": "many"}},  # fixes seats as a string
+        {"user_id": second, "traits": {"seats": 3}},  # its process fixes a number
+    ]
+    path = write_jsonl(tmp_path / "users.jsonl", calls)
+    users = user_import.UsersImport(client.store, client.ws, "jsonl", client.clock(), False)
+    users.parallel_from, users.processes = 0, 2
+    report = ImportReport(path, "users")
+    with pytest.raises(InvalidInput, match=r"line 2: traits\.seats.*expected string, got number"):
+        users.run(path, report, Rejects(tmp_path / "rejects", "jsonl", path), None)
+    assert client.store.count_users(client.ws) == 0

@@ -101,7 +101,12 @@ def floor_import(store: Store, path: Path) -> None:
 
 
 def run(
-    url: str, users: int, seed: int, batch_size: int, workdir: Path | None = None
+    url: str,
+    users: int,
+    seed: int,
+    batch_size: int,
+    processes: int,
+    workdir: Path | None = None,
 ) -> list[Figure]:
     """One backend: import rate (and peak memory), then the audience count."""
     store = open_store(url, batch_size=batch_size)
@@ -112,7 +117,9 @@ def run(
         write_users_file(path, users, seed)
         floor_seconds = timed(lambda: floor_import(store, path))
         rss_before = peak_rss_mib()
-        import_seconds = timed(lambda: import_file(store, ws, path, "users", now=DEMO_NOW))
+        import_seconds = timed(
+            lambda: import_file(store, ws, path, "users", now=DEMO_NOW, processes=processes)
+        )
         rss = peak_rss_mib()
     if backend == "postgresql":
         with store.writing() as conn:

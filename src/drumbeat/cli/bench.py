@@ -52,17 +52,19 @@ def store(
     write: WriteOpt = None,
 ) -> None:
     """Import rate, peak memory and audience count on SQLite (and PostgreSQL if given), the
-    import in batches of DRUMBEAT_IMPORT_BATCH_SIZE as `drumbeat import` makes them."""
+    import in batches of DRUMBEAT_IMPORT_BATCH_SIZE, checked by DRUMBEAT_IMPORT_PROCESSES,
+    as `drumbeat import` makes them."""
     import tempfile
 
     from drumbeat.bench.store import run
 
-    batch_size = state(ctx).settings().import_batch_size
+    settings = state(ctx).settings()
+    sizes = settings.import_batch_size, settings.import_processes
     figures = []
     with tempfile.TemporaryDirectory(dir=sqlite) as folder:
-        figures += run(f"sqlite:///{folder}/bench.db", users, seed, batch_size, Path(folder))
+        figures += run(f"sqlite:///{folder}/bench.db", users, seed, *sizes, Path(folder))
     if postgres:
-        figures += run(postgres, users, seed, batch_size)
+        figures += run(postgres, users, seed, *sizes)
     show("store", figures, write)
 
 

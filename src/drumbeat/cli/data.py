@@ -40,6 +40,15 @@ BatchOpt = Annotated[
         help="Lines per batch written [env DRUMBEAT_IMPORT_BATCH_SIZE, default 100000]",
     ),
 ]
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--processes",
+        min=1,
+        help="Processes that check a users file of 8 MiB or more "
+        "[env DRUMBEAT_IMPORT_PROCESSES, default 2]",
+    ),
+]
 
 
 def _import(
@@ -50,6 +59,7 @@ def _import(
     skip_invalid: bool,
     rejects: Path | None,
     batch_size: int | None,
+    processes: int | None = None,
 ) -> None:
     options = state(ctx)
     client = options.client()
@@ -73,10 +83,16 @@ def _import(
             rejects_path=rejects,
             progress=lambda n: progress.advance(task, n),
             batch_size=batch_size or options.settings().import_batch_size,
+            processes=processes or options.settings().import_processes,
         )
     console.print(
         f"imported {report.imported:,} {kind} from {path} "
-        f"({report.written:,} rows written or changed)"
+        f"({report.written:,} rows written or changed"
+        + (
+            f"; checked by {report.check_processes} processes)"
+            if report.check_processes > 1
+            else ")"
+        )
     )
     if report.rejected:
         console_err.print(
@@ -94,9 +110,10 @@ def import_users(
     skip_invalid: SkipOpt = False,
     rejects: RejectsOpt = None,
     batch_size: BatchOpt = None,
+    processes: ProcessesOpt = None,
 ) -> None:
     """Import identify calls: {"user_id": …, "traits": {…}} a line, or CSV with a user_id column."""
-    _import(ctx, path, "users", fmt, skip_invalid, rejects, batch_size)
+    _import(ctx, path, "users", fmt, skip_invalid, rejects, batch_size, processes)
 
 
 @import_app.command("events")

@@ -35,6 +35,7 @@ class ImportReport:
     rejected: int = 0
     problems: list[Problem] = field(default_factory=list)
     rejects_path: Path | None = None
+    check_processes: int = 1  # processes that checked a users file
 
 
 def _checked(
@@ -64,8 +65,11 @@ def import_file(
     rejects_path: Path | None = None,
     progress: Progress | None = None,
     batch_size: int | None = None,
+    processes: int | None = None,
 ) -> ImportReport:
-    """Import the calls of `path` in batches of `batch_size` (default: the store's)."""
+    """Import the calls of `path` in batches of `batch_size` (default: the store's); a big
+    users file is checked by `processes` child processes (`check_processes`; default:
+    `UsersImport.default_processes`, 1)."""
     size = batch_size or store.batch_size
     fmt = file_format(path, fmt)
     if not path.is_file():
@@ -74,7 +78,9 @@ def import_file(
     if kind == "users":
         rejects = Rejects(rejects_path or path.with_name(path.name + ".rejects"), fmt, path)
         try:
-            users = UsersImport(store, ws, fmt, now, skip_invalid, batch_size=size)
+            users = UsersImport(
+                store, ws, fmt, now, skip_invalid, batch_size=size, processes=processes
+            )
             users.run(path, report, rejects, progress)
         finally:
             report.rejects_path = rejects.close()

@@ -13,12 +13,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drumbeat.errors import InvalidInput, Problem
-from drumbeat.ingest.batches import Batch, BatchCutter, UserImport
-from drumbeat.ingest.files import read_calls
+from drumbeat.ingest.batches import Batch, UserImport
+from drumbeat.ingest.check_processes import CheckCommand, TypesDisagree, check_in_processes
+from drumbeat.ingest.checking import check_file
 from drumbeat.ingest.validate import Validator
 from drumbeat.ingest.writer import BackgroundWriter
 from drumbeat.store import Store
@@ -45,9 +47,13 @@ def no_cyclic_gc() -> Iterator[None]:
 
 class UsersImport:
     """One users file into one workspace; `run` fills the report. `route` picks a user's
-    lane (the same for every call of the user) from a hash of the user id."""
+    lane (the same for every call of the user) from a hash of the user id. A file of at
+    least `parallel_from` bytes is checked by `processes` child processes
+    (`check_processes`), each its share of the users, while this one writes."""
 
     route: Callable[[str], int] = hash
+    parallel_from = 8 << 20  # bytes: a smaller file is checked faster than processes start
+    default_processes = 1
 
     def __init__(
         self,
@@ -58,15 +64,40 @@ class UsersImport:
         skip_invalid: bool,
         *,
         batch_size: int | None = None,
+        processes: int | None = None,
     ) -> None:
         self.store, self.ws, self.fmt, self.now = store, ws, fmt, now
         self.skip_invalid = skip_invalid
         self.batch_size = batch_size or store.batch_size
-        self.validator = Validator(store.attribute_types(ws), now=now, text_values=fmt == "csv")
+        self.processes = processes or self.default_processes
+        self.validator = self._validator()
         self.imported = 0  # calls handed to the lanes
+
+    def _validator(self) -> Validator:
+        known = self.store.attribute_types(self.ws)
+        return Validator(known, now=self.now, text_values=self.fmt == "csv")
 
     def run(
         self, path: Path, report: ImportReport, rejects: Rejects, progress: Progress | None
+    ) -> None:
+        processes = self.processes if path.stat().st_size >= self.parallel_from else 1
+        if processes > 1:
+            try:
+                self._run(path, report, rejects, progress, processes)
+                return
+            except TypesDisagree:  # rare: checked again in one process, which says where
+                report.problems.clear()
+                self.imported = 0
+                self.validator = self._validator()
+        self._run(path, report, rejects, progress, 1)
+
+    def _run(
+        self,
+        path: Path,
+        report: ImportReport,
+        rejects: Rejects,
+        progress: Progress | None,
+        processes: int,
     ) -> None:
         target = UserImport(self.store, self.ws, self.now)
         written = [0] * target.lanes
@@ -83,14 +114,56 @@ class UsersImport:
                     )
                     for lane in range(target.lanes)
                 ]
-                self._check(path, report, rejects, writers, progress)
+                if processes > 1:
+                    self._check_in_processes(path, report, rejects, writers, progress, processes)
+                else:
+                    self._check(path, report, rejects, writers, progress)
             if report.problems and not self.skip_invalid:
                 what = f"users file {path} (nothing was imported)"
                 raise InvalidInput(report.problems, what=what)
             target.commit(self.validator.new_types)
             report.imported, report.written = self.imported, sum(written)
+            report.check_processes = processes
         finally:
             target.close()
+
+    def _check_in_processes(
+        self,
+        path: Path,
+        report: ImportReport,
+        rejects: Rejects,
+        writers: list[BackgroundWriter[Batch]],
+        progress: Progress | None,
+        processes: int,
+    ) -> None:
+        """Check the file in `processes` child processes, each its share of the users, their
+        batches spread over the lanes; raises TypesDisagree if they fixed an attribute's type
+        differently (each saw only its share: the file disagrees with itself)."""
+        lanes = len(writers)
+
+        def put(share: int, batch: Batch) -> None:
+            writers[share % lanes].put(replace(batch, lane=share % lanes))
+
+        outcome = check_in_processes(
+            CheckCommand(
+                str(path),
+                self.fmt,
+                self.validator.types,
+                self.now,
+                self.batch_size,
+                self.skip_invalid,
+            ),
+            processes,
+            put,
+            progress,
+        )
+        self.imported = outcome.calls
+        self.validator.new_types = outcome.new_types
+        report.problems.extend(outcome.problems)
+        if self.skip_invalid:
+            report.rejected += len(outcome.rejects)
+            for raw in outcome.rejects:
+                rejects.write_bytes(raw)
 
     def _check(
         self,
@@ -100,43 +173,29 @@ class UsersImport:
         writers: list[BackgroundWriter[Batch]],
         progress: Progress | None,
     ) -> None:
-        fast, check = self.validator.fast_row, self.validator.user_row
-        size, problems, skip_invalid = self.batch_size, report.problems, self.skip_invalid
-        lanes = len(writers)
-        cutters = [BatchCutter(lane) for lane in range(lanes)]
-        route = type(self).route
-        read = done = 0  # bytes of the file read, and told to `progress`
+        """Check the file in this process, handing batches to the lanes as they are cut."""
+        skip_invalid, problems = self.skip_invalid, report.problems
 
-        def hand_over(cutter: BatchCutter, read: int) -> None:
-            nonlocal done
-            batch = cutter.cut()
-            self.imported += batch.size
-            writers[batch.lane].put(batch)
+        def bad(number: int, raw: bytes, found: list[Problem]) -> None:
+            problems.extend(found)
+            if skip_invalid:
+                report.rejected += 1
+                rejects.write_bytes(raw)
+
+        done = 0  # bytes of the file told to `progress`
+        for batch, read in check_file(
+            path,
+            self.fmt,
+            self.validator,
+            size=self.batch_size,
+            lanes=len(writers),
+            route=type(self).route,
+            skip_invalid=skip_invalid,
+            bad=bad,
+        ):
+            if batch is not None:
+                self.imported += batch.size
+                writers[batch.lane].put(batch)
             if progress is not None and read > done:
                 progress(read - done)
                 done = read
-
-        for number, raw, call, error, read in read_calls(path, "users", self.fmt):
-            row = None if call is None else fast(call)
-            if row is None:  # the full way, which says what is wrong
-                try:
-                    if call is None:
-                        raise InvalidInput(Problem(f"line {number}", error))
-                    row = check(call, f"line {number}: ")
-                except InvalidInput as exc:
-                    problems.extend(exc.problems)
-                    if skip_invalid:
-                        report.rejected += 1
-                        rejects.write_bytes(raw)
-                    continue
-            if skip_invalid or not problems:  # else nothing will be imported: no need
-                cutter = cutters[route(row[0]) % lanes] if lanes > 1 else cutters[0]
-                cutter.add(row)
-                if cutter.size >= size:
-                    hand_over(cutter, read)
-        if skip_invalid or not problems:
-            for cutter in cutters:
-                if cutter.size:
-                    hand_over(cutter, read)
-        if progress is not None and read > done:
-            progress(read - done)  # lines no batch took: bad ones, or a file not imported

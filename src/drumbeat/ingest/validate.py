@@ -50,7 +50,7 @@ def from_text(text: str, known: AttrType | None) -> object:
     return text
 
 
-def _aliased(raw: Mapping[str, Any]) -> dict[str, Any]:
+def aliased(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {_ALIASES.get(key, key): value for key, value in raw.items()}
 
 
@@ -110,7 +110,7 @@ class Validator:
     def _user_checked(
         self, raw: Mapping[str, Any], where: str
     ) -> tuple[str, dict[str, Value], dict[str, Value | None]]:
-        raw = _aliased(raw)
+        raw = aliased(raw)
         problems: list[Problem] = []
         user_id = self._user_id(raw, problems, where)
         traits = raw.get("traits", {})
@@ -148,7 +148,7 @@ class Validator:
 
     def event(self, raw: Mapping[str, Any], where: str = "") -> EventRecord:
         """One track call; raises InvalidInput listing every problem in it."""
-        raw = _aliased(raw)
+        raw = aliased(raw)
         problems: list[Problem] = []
         user_id = self._user_id(raw, problems, where)
         name = raw.get("event")
