@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from typer.testing import CliRunner
 
 from drumbeat.campaigns import apply, plan_apply, set_status
@@ -20,7 +21,7 @@ from drumbeat.client import Drumbeat
 from drumbeat.model.campaign import parse_campaign
 from drumbeat.model.rules import parse_rule
 from drumbeat.rules.sql import compile_sql
-from drumbeat.store import Store
+from drumbeat.store import Store, migrate, open_store
 from drumbeat.store.schema import users
 
 ODD = "it's a plan ü 名'); DROP TABLE users; --"
@@ -101,6 +102,44 @@ def test_live_rules_get_indexes_and_archive_drops_them(client):
     assert indexed(client.store) == {"plan": (f"{ws}/also-plan",)}
     set_status(client.store, client.ws, "also-plan", "archived", client.clock())
     assert indexed(client.store) == {} and named_like_ours(client.store) == []
+
+
+def test_time_fields_are_indexed_while_a_live_rule_compares_them(client):
+    """SQLite indexes `created_at` / `last_seen_at` only for live rules (each entry is a random
+    insert for every user written); PostgreSQL keeps both indexes of the schema always."""
+    client.identify_many(people(100))
+    lapsed = {"attr": "last_seen_at", "before": "21d ago"}
+    if client.store.dialect == "postgresql":
+        sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'users'"
+        with client.store.engine.connect() as conn:
+            names = set(conn.exec_driver_sql(sql).scalars())
+        assert {"ix_users_workspace_id_created_at", "ix_users_workspace_id_last_seen_at"} <= names
+        return
+    now = client.clock()
+    assert "last_seen_at" not in query_plan(client.store, client.ws, lapsed, now)
+    put(client, definition("lapsed", lapsed))
+    ws = client.store.workspace_name(client.ws)
+    assert indexed(client.store) == {"last_seen_at": (f"{ws}/lapsed",)}
+    assert "INDEX ix_users_attr_last_seen_at_" in query_plan(client.store, client.ws, lapsed, now)
+    set_status(client.store, client.ws, "lapsed", "archived", client.clock())
+    assert indexed(client.store) == {} and named_like_ours(client.store) == []
+
+
+def test_a_migrated_sqlite_store_gets_the_time_index_a_live_rule_wants(client, database_url):
+    """Revision 0007 drops the schema's time indexes on SQLite; opening the store then builds
+    the ones live rules compare, so a live campaign never runs without its index."""
+    if client.store.dialect != "sqlite":
+        pytest.skip("PostgreSQL keeps both time indexes")
+    put(client, definition("new-users", {"attr": "created_at", "after": "3d ago"}))
+    (built,) = named_like_ours(client.store)
+    with client.store.engine.connect() as conn, conn.begin():  # as before revision 0007
+        conn.exec_driver_sql(f"DROP INDEX {built}")
+        command.stamp(migrate._config(conn), "0006")
+    reopened = open_store(database_url)
+    try:
+        assert named_like_ours(reopened) == [built]
+    finally:
+        reopened.close()
 
 
 RULES = [

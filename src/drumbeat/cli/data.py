@@ -153,11 +153,10 @@ def attributes_declare(
 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
-    """Apply pending migrations (opening the store does this too)."""
-    from drumbeat.store import connect, migrate
+    """Apply pending migrations (opening the store does this too, then syncs the indexes)."""
+    from drumbeat.store import migrate, open_store
 
-    engine = connect.create(state(ctx).settings().database_url)
-    migrate.upgrade(engine)
+    open_store(state(ctx).settings().database_url).close()
     console.print(f"schema at revision {migrate.head()}")
 
 
@@ -169,7 +168,8 @@ def db_indexes(
     ] = False,
     fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
 ) -> None:
-    """The indexes on custom attributes that live campaigns' rules compare (every workspace).
+    """The indexes on custom attributes and time fields that live campaigns' rules compare
+    (every workspace).
 
     `campaign apply` and status changes keep them in step; state `missing` or `unused` means
     that was interrupted, and --sync sets it right. SQLite only: PostgreSQL keeps none."""

@@ -10,15 +10,17 @@ from drumbeat.store.migrate import upgrade
 def open_store(url: str, *, batch_size: int = 1000, migrate: bool = True) -> Store:
     """Connect to the store at `url`, bringing its schema up to date first."""
     engine = create(url)
-    if migrate:
-        upgrade(engine)
+    migrated = migrate and upgrade(engine)
     if engine.dialect.name == "postgresql":
         from drumbeat.store.postgres import PostgresStore
 
         return PostgresStore(engine, batch_size=batch_size)
     from drumbeat.store.sqlite import SQLiteStore
 
-    return SQLiteStore(engine, batch_size=batch_size)
+    store = SQLiteStore(engine, batch_size=batch_size)
+    if migrated:  # a revision may have dropped an index a live rule wants (0007)
+        store.sync_attribute_indexes()
+    return store
 
 
 __all__ = ["Store", "open_store"]

@@ -1,4 +1,5 @@
-"""Indexes for the attributes that live rules read: expression indexes on `users`.
+"""Indexes for the attributes that live rules read: expression indexes on `users`, and the
+time fields (`created_at`, `last_seen_at`) alike.
 
 A custom attribute lives in the `attributes` JSON column, and SQLite reads it with the
 expression the rule compiler emits (`rules/sql_values.py`: `json_extract(attributes,
@@ -16,6 +17,13 @@ called, and an expression the compiler changes becomes a new index. Each index m
 upserts a little slower (one more entry to maintain per write), so only compared
 attributes get one: a condition that only tests `exists`, or that cannot match, reads no
 value an index could hold.
+
+The time fields are columns, indexed the same way on SQLite (`ix_users_attr_created_at_…`, on
+(workspace_id, created_at)) only while a live rule compares them ("created 3 days ago", "not
+seen for 21 days": `rules/flips.py` finds the users time moved across such a bound by a range
+on that index). Their values come in random order, so each entry costs a random insert: the
+two of them were half of a users import's SQLite time (revision 0007 dropped the indexes the
+schema kept on them always).
 
 PostgreSQL keeps none: `sync` is a no-op there. The compiled expressions (`attributes ->>
 'plan'`, `attributes -> 'seats'`) could use such indexes, but its parallel scan already
@@ -48,7 +56,11 @@ from drumbeat.store.core import ATTRIBUTE_INDEX_PREFIX, StoreCore
 from drumbeat.store.schema import campaigns, users, workspaces
 
 LIVE_STATUSES = ("active", "paused")
-_PATH = re.compile(r"""'\$\."([^"]*)"'""")  # the attribute in a built index's SQL
+# The standard fields kept in columns that live rules may compare: indexed like attributes
+# (on SQLite; PostgreSQL keeps both indexes always, `schema.py`).
+TIME_FIELDS = ("created_at", "last_seen_at")
+# The attribute (or time field) in a built index's SQL.
+_PATH = re.compile(r"""'\$\."([^"]*)"'|\(workspace_id, (created_at|last_seen_at)\)""")
 
 
 @dataclass(frozen=True)
@@ -87,10 +99,13 @@ def campaign_rules(campaign: Campaign) -> Iterator[Rule]:
 def compared_attributes(
     rule: Rule, types: Mapping[str, AttrType]
 ) -> Iterator[tuple[str, AttrType]]:
-    """(custom attribute, type it is read as) for each condition of `rule` the SQL compiler
-    turns into a comparison of the attribute's value (see `rules.sql._condition`)."""
+    """(custom attribute or time field, type it is read as) for each condition of `rule` the
+    SQL compiler turns into a comparison of the attribute's value (see
+    `rules.sql._condition`)."""
     for _, node in rule.walk():
-        if not isinstance(node, AttrCondition) or node.attr in STANDARD_FIELDS:
+        if not isinstance(node, AttrCondition) or (
+            node.attr in STANDARD_FIELDS and node.attr not in TIME_FIELDS
+        ):
             continue
         check = resolve(node, types)
         if check.constant is None and check.op is not Op.EXISTS and check.type is not None:
@@ -105,6 +120,7 @@ def _stand_in() -> Table:
         MetaData(),
         sa.Column("workspace_id", sa.Integer),
         sa.Column("attributes", users.c.attributes.type),
+        *(sa.Column(field, users.c[field].type) for field in TIME_FIELDS),
     )
 
 
@@ -138,9 +154,7 @@ class AttributeIndexStore(StoreCore):
         ]
         for name, sql in built.items():
             if name not in wanted:
-                path = _PATH.search(sql)
-                attribute = path.group(1).replace("''", "'") if path else None
-                found.append(AttributeIndex(name, attribute, sql, (), True))
+                found.append(AttributeIndex(name, _attribute_of(sql), sql, (), True))
         return sorted(found, key=lambda ix: (ix.attribute or "", ix.name))
 
     def sync_attribute_indexes(self) -> IndexSync:
@@ -187,7 +201,11 @@ class AttributeIndexStore(StoreCore):
         table = _stand_in()
         wanted: dict[str, _Wanted] = {}
         for (attribute, kind), readers in reads.items():
-            value = json_value(table.c.attributes, attribute, self.dialect).operand(kind)
+            value = (
+                table.c[attribute]
+                if attribute in TIME_FIELDS
+                else json_value(table.c.attributes, attribute, self.dialect).operand(kind)
+            )
             expression = str(
                 value.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
             )
@@ -199,6 +217,14 @@ class AttributeIndexStore(StoreCore):
             index = Index(name, table.c.workspace_id, value)
             wanted[name] = _Wanted(attribute, index, expression, set(readers))
         return wanted
+
+
+def _attribute_of(sql: str) -> str | None:
+    """The attribute or time field a built index holds, read back from its SQL."""
+    path = _PATH.search(sql)
+    if path is None:
+        return None
+    return path.group(2) or path.group(1).replace("''", "'")
 
 
 def _built_indexes(conn: Connection) -> dict[str, str]:

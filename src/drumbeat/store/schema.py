@@ -66,9 +66,11 @@ users = Table(
     Column("updated_at", Epoch, nullable=False),
     Column("version", Integer, nullable=False),
     Index(None, "workspace_id", "updated_at"),
-    # time-based audiences ("created 3 days ago", "not seen for 21 days") are found by range
-    Index(None, "workspace_id", "created_at"),
-    Index(None, "workspace_id", "last_seen_at"),
+    # Time-based audiences ("created 3 days ago", "not seen for 21 days") are found by range.
+    # On SQLite these are kept only while a live rule compares the field (store/indexes.py,
+    # revision 0007): each is a random insert for every user written.
+    Index(None, "workspace_id", "created_at").ddl_if(dialect="postgresql"),
+    Index(None, "workspace_id", "last_seen_at").ddl_if(dialect="postgresql"),
 )
 
 attribute_types = Table(
