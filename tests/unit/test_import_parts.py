@@ -265,3 +265,39 @@ def test_the_queue_is_bounded_and_a_failing_caller_drops_what_is_queued():
         blocked.join(5)
         raise RuntimeError("the caller fails")
     assert written[:1] == [0] and len(written) <= 3
+
+
+LINES = [
+    b'{"user_id":"u1","traits":{}}\n',
+    b'{"user_id":"u1","traits":{"plan":"free"}}\n',  # u1 again
+    b'{"traits":{},"user_id":"u1"}\n',
+    b'{"user_id":"\\u00fcml","traits":{}}\n',
+    '{"user_id":"üml","traits":{}}\n'.encode(),  # the same user, unescaped
+    b'{"user_id":"a","userId":"b","traits":{}}\n',  # aliases
+    b'{"user_id":"u2","traits":{"user_id":"x"}}\n',
+    b'{"user_id":42,"traits":{}}\n',
+    b"not json\n",
+]
+
+
+def test_check_processes_read_every_line_once_between_them(tmp_path):
+    """Each share checks only its users' lines; together they take every line, bad ones
+    included, and a user's lines however spelled go to one share."""
+    from drumbeat.ingest.checking import check_file
+
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(b"".join(LINES))
+    seen: list[int] = []
+    imported = 0
+    users: list[set[str]] = [set(), set()]
+    for share in range(2):
+        validator = Validator({}, now=0.0)
+        bad = lambda number, raw, problems: seen.append(number)  # noqa: E731
+        for batch, _read in check_file(
+            path, "jsonl", validator, size=100, skip_invalid=True, bad=bad, share=share, shares=2
+        ):
+            if batch is not None:
+                imported += batch.size
+                users[share] |= {row[0] for row in batch.rows}
+    assert seen == [9] and imported == len(LINES) - 1
+    assert users[0] | users[1] == {"u1", "üml", "b", "u2", "42"} and not users[0] & users[1]
