@@ -4,6 +4,7 @@ own, in a transaction that commits only once the whole file is known good): the 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import orjson
@@ -272,3 +273,53 @@ def test_check_processes_that_fix_a_type_differently_hand_the_file_back(client, 
     with pytest.raises(InvalidInput, match=r"line 2: traits\.seats.*expected string, got number"):
         users.run(path, report, Rejects(tmp_path / "rejects", "jsonl", path), None)
     assert client.store.count_users(client.ws) == 0
+
+
+def test_writers_queue_behind_an_import_instead_of_timing_out(
+    client, database_url, workspace_name, tmp_path, monkeypatch
+):
+    """A SQLite import holds the write lock until it ends: another writer waits its turn
+    for as long as that takes, rather than failing after SQLite's busy timeout."""
+    if client.store.dialect != "sqlite":
+        pytest.skip("PostgreSQL writers of other users do not wait for an import")
+    paused, go = threading.Event(), threading.Event()
+    real = batches.UserImport.write
+
+    def write(self, lane, rows):
+        written = real(self, lane, rows)
+        paused.set()
+        assert go.wait(30)
+        return written
+
+    monkeypatch.setattr(batches.UserImport, "write", write)
+    other = Drumbeat(database_url, workspace=f"{workspace_name}-other", clock=client.clock)
+    sa.event.listen(  # SQLite alone would give up after 50 ms
+        other.store.engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout=50")
+    )
+    other.store.engine.dispose()
+    path = write_jsonl(tmp_path / "users.jsonl", CALLS)
+    importing = threading.Thread(
+        target=import_file, args=(client.store, client.ws, path, "users"), kwargs={"now": 0.0}
+    )
+    errors: list[BaseException] = []
+
+    def identify() -> None:
+        try:
+            other.identify("w1", {"plan": "free"})
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=identify)
+    try:
+        importing.start()
+        assert paused.wait(30)  # the import holds the write lock
+        writer.start()
+        writer.join(0.5)  # well past the busy timeout
+        assert writer.is_alive() and errors == []
+    finally:
+        go.set()
+        importing.join(30)
+        writer.join(30)
+        other.close()
+    assert errors == [] and client.store.count_users(client.ws) == 5
+    assert other.store.count_users(other.ws) == 1

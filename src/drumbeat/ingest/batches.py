@@ -6,6 +6,7 @@ each batch as it comes in a transaction that commits only once the whole file is
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -63,6 +64,8 @@ class ImportingStore(Protocol):
     engine: Engine
     import_lanes: int
 
+    def _writers_turn(self) -> AbstractContextManager[None]: ...
+
     def _import_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int: ...
 
     def _register_types(
@@ -75,7 +78,12 @@ class UserImport:
     its own from its first batch on. `write` upserts a batch (on the lane's thread) as
     `write_users` would; `commit` registers the attribute types first seen in the file and
     commits lane after lane, lane 0 (which holds the types) first; `close` rolls back what
-    was not committed. Nothing is visible to others before `commit`."""
+    was not committed. Nothing is visible to others before `commit`.
+
+    On SQLite the import holds the write lock from its first batch to its end, so it takes
+    the writers' turn (`StoreCore._writers_turn`) for its whole life: other writers queue
+    behind it instead of giving up after SQLite's busy timeout (a minute; a big import takes
+    longer)."""
 
     def __init__(self, store: Store, ws: int, now: float) -> None:
         self.store = cast(ImportingStore, store)
@@ -83,7 +91,9 @@ class UserImport:
         self.lanes = self.store.import_lanes
         self._conns: list[Connection] = []
         self._transactions: list[RootTransaction | None] = [None] * self.lanes
+        self._turn = ExitStack()
         try:
+            self._turn.enter_context(self.store._writers_turn())
             for _ in range(self.lanes):  # BEGIN IMMEDIATE on SQLite: the writer's lock
                 self._conns.append(
                     self.store.engine.connect().execution_options(sqlite_immediate=True)
@@ -112,3 +122,4 @@ class UserImport:
     def close(self) -> None:
         for conn in self._conns:
             conn.close()  # rolls back a transaction still open
+        self._turn.close()
