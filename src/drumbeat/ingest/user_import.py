@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING
 
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.ingest.batches import Batch, UserImport
-from drumbeat.ingest.check_processes import CheckCommand, TypesDisagree, check_in_processes
+from drumbeat.ingest.check_processes import (
+    CheckCommand,
+    Outcome,
+    TypesDisagree,
+    check_in_processes,
+)
 from drumbeat.ingest.checking import check_file
 from drumbeat.ingest.validate import Validator
 from drumbeat.ingest.writer import BackgroundWriter
@@ -115,7 +120,8 @@ class UsersImport:
                     for lane in range(target.lanes)
                 ]
                 if processes > 1:
-                    self._check_in_processes(path, report, rejects, writers, progress, processes)
+                    outcome = self._check_in_processes(path, writers, progress, processes)
+                    self._take(outcome, report, rejects)
                 else:
                     self._check(path, report, rejects, writers, progress)
             if report.problems and not self.skip_invalid:
@@ -130,12 +136,10 @@ class UsersImport:
     def _check_in_processes(
         self,
         path: Path,
-        report: ImportReport,
-        rejects: Rejects,
         writers: list[BackgroundWriter[Batch]],
         progress: Progress | None,
         processes: int,
-    ) -> None:
+    ) -> Outcome:
         """Check the file in `processes` child processes, each its share of the users, their
         batches spread over the lanes; raises TypesDisagree if they fixed an attribute's type
         differently (each saw only its share: the file disagrees with itself)."""
@@ -144,19 +148,13 @@ class UsersImport:
         def put(share: int, batch: Batch) -> None:
             writers[share % lanes].put(replace(batch, lane=share % lanes))
 
-        outcome = check_in_processes(
-            CheckCommand(
-                str(path),
-                self.fmt,
-                self.validator.types,
-                self.now,
-                self.batch_size,
-                self.skip_invalid,
-            ),
-            processes,
-            put,
-            progress,
+        command = CheckCommand(
+            str(path), self.fmt, self.validator.types, self.now, self.batch_size, self.skip_invalid
         )
+        return check_in_processes(command, processes, put, progress)
+
+    def _take(self, outcome: Outcome, report: ImportReport, rejects: Rejects) -> None:
+        """What the check processes found, as `_check` would have kept it."""
         self.imported = outcome.calls
         self.validator.new_types = outcome.new_types
         report.problems.extend(outcome.problems)
