@@ -85,14 +85,12 @@ def _import(
             batch_size=batch_size or options.settings().import_batch_size,
             processes=processes or options.settings().import_processes,
         )
+    checked = (
+        f"; checked by {report.check_processes} processes" if report.check_processes > 1 else ""
+    )
     console.print(
         f"imported {report.imported:,} {kind} from {path} "
-        f"({report.written:,} rows written or changed"
-        + (
-            f"; checked by {report.check_processes} processes)"
-            if report.check_processes > 1
-            else ")"
-        )
+        f"({report.written:,} rows written or changed{checked})"
     )
     if report.rejected:
         console_err.print(
