@@ -30,7 +30,7 @@ import orjson
 
 from drumbeat.errors import Problem
 from drumbeat.ingest.batches import Batch
-from drumbeat.ingest.checking import check_file
+from drumbeat.ingest.checking import check_file, no_cyclic_gc
 from drumbeat.ingest.validate import Validator
 from drumbeat.model.attributes import AttrType
 
@@ -180,20 +180,21 @@ def main() -> None:
             problems.extend((number, p.where, p.message) for p in found)
 
         read = 0
-        for batch, read in check_file(
-            Path(command["path"]),
-            command["fmt"],
-            validator,
-            size=command["size"],
-            skip_invalid=command["skip_invalid"],
-            bad=bad,
-            share=command["share"],
-            shares=command["shares"],
-            first_seen=first_seen,
-        ):
-            if batch is not None:
-                out.write(orjson.dumps({"rows": batch.rows, "calls": batch.size, "read": read}))
-                out.write(b"\n")
+        with no_cyclic_gc():
+            for batch, read in check_file(
+                Path(command["path"]),
+                command["fmt"],
+                validator,
+                size=command["size"],
+                skip_invalid=command["skip_invalid"],
+                bad=bad,
+                share=command["share"],
+                shares=command["shares"],
+                first_seen=first_seen,
+            ):
+                if batch is not None:
+                    message = {"rows": batch.rows, "calls": batch.size, "read": read}
+                    out.write(orjson.dumps(message) + b"\n")
         learned = {name: (kind, first_seen[name]) for name, kind in validator.new_types.items()}
         answer = {"read": read, "problems": problems, "rejects": rejects, "learned": learned}
     except Exception as exc:  # the importing process raises it

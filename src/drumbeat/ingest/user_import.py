@@ -10,9 +10,8 @@ registered and the lanes commit. Nothing of the file is visible before that.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +24,7 @@ from drumbeat.ingest.check_processes import (
     TypesDisagree,
     check_in_processes,
 )
-from drumbeat.ingest.checking import check_file
+from drumbeat.ingest.checking import check_file, no_cyclic_gc
 from drumbeat.ingest.validate import Validator
 from drumbeat.ingest.writer import BackgroundWriter
 from drumbeat.store import Store
@@ -34,20 +33,6 @@ if TYPE_CHECKING:
     from drumbeat.ingest.importer import ImportReport, Rejects
 
 Progress = Callable[[int], None]
-
-
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """The check makes a few containers a line and keeps a batch of them alive, without
-    cycles: the cyclic collector would only walk them over and over (a fifth of the time of
-    a big import)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class UsersImport:
