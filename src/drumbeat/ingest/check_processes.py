@@ -89,9 +89,10 @@ def check_in_processes(
                 elif not failed.is_set():
                     put(share, Batch(share, message["rows"], message["calls"]))
                     answers[share]["calls"] = answers[share].get("calls", 0) + message["calls"]
-                if share == 0 and progress is not None and message["read"] > done:
-                    progress(message["read"] - done)
-                    done = message["read"]
+                read = message.get("read", done)  # bytes of the file this child has read
+                if share == 0 and progress is not None and read > done:
+                    progress(read - done)
+                    done = read
             if "learned" not in answers[share]:
                 code = children[share].wait()
                 raise RuntimeError(f"check process {share} exited with code {code}")
@@ -175,7 +176,7 @@ def main() -> None:
             if command["skip_invalid"]:
                 rejects.append((number, base64.b64encode(raw).decode()))
             elif not problems:  # nothing will be imported: the importer can stop writing
-                out.write(orjson.dumps({"bad": number, "read": 0}) + b"\n")
+                out.write(orjson.dumps({"bad": number}) + b"\n")
                 out.flush()
             problems.extend((number, p.where, p.message) for p in found)
 

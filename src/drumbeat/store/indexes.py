@@ -60,7 +60,7 @@ LIVE_STATUSES = ("active", "paused")
 # (on SQLite; PostgreSQL keeps both indexes always, `schema.py`).
 TIME_FIELDS = ("created_at", "last_seen_at")
 # The attribute (or time field) in a built index's SQL.
-_PATH = re.compile(r"""'\$\."([^"]*)"'|\(workspace_id, (created_at|last_seen_at)\)""")
+_PATH = re.compile(r"""'\$\."([^"]*)"'|\(workspace_id, (""" + "|".join(TIME_FIELDS) + r")\)")
 
 
 @dataclass(frozen=True)
