@@ -1,7 +1,8 @@
 """Campaign files in, stored versions out: `check` and `apply`.
 
 A definition is read (YAML or JSON), its templates are read from the file's folder, and it
-is checked whole — the schema, template syntax, rules against the workspace's attribute
+is checked whole — the schema, then what would fail every message (`campaign_checks.py`):
+unknown channels, refused webhook URLs, templates, rules against the workspace's attribute
 types. Nothing is stored from a definition with a problem. A new version of a campaign with
 members says, before it commits, what happens to members whose step no longer exists:
 they exit as `completed`. Applying a campaign or changing its status keeps the store's
@@ -11,7 +12,7 @@ attribute indexes in step with the rules of live campaigns (`store/indexes.py`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,8 @@ from typing import Any
 from sqlalchemy import and_, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from drumbeat.channels.render import syntax_problems
+from drumbeat.campaign_checks import check as check  # `campaign check` imports it here
 from drumbeat.engine.member import END, START
-from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.campaign import (
     Branch,
     Campaign,
@@ -36,7 +36,6 @@ from drumbeat.model.campaign import (
 )
 from drumbeat.model.documents import load_document
 from drumbeat.model.durations import format_duration
-from drumbeat.rules.resolve import type_problems
 from drumbeat.store import Store
 from drumbeat.store.indexes import IndexSync
 from drumbeat.store.schema import memberships
@@ -76,32 +75,6 @@ def _template_files(doc: dict[str, Any], folder: Path) -> Iterator[tuple[str, st
             yield name, file.read_text(encoding="utf-8")
 
 
-def check(campaign: Campaign, store: Store, ws: int) -> None:
-    """Everything a stored definition must pass beyond its schema; raises InvalidInput."""
-    problems: list[Problem] = []
-    types = store.attribute_types(ws)
-    rules = [("audience", campaign.audience)]
-    if campaign.goal:
-        rules.append(("goal.rule", campaign.goal.rule))
-    for path, _, step in walk_steps(campaign.steps):
-        if isinstance(step, Branch):
-            rules.append((f"{path}.branch.if", step.branch.if_))
-        elif isinstance(step, WaitUntil):
-            rules.append((f"{path}.wait_until.rule", step.wait_until.rule))
-        elif isinstance(step, Send):
-            problems += syntax_problems(step.send.subject, f"{path}.send.subject")
-            if step.send.body is not None:
-                problems += syntax_problems(step.send.body, f"{path}.send.body")
-            if step.send.channel == "webhook" and not step.send.url:
-                problems.append(Problem(f"{path}.send.url", "a webhook step needs a url"))
-    for name, text in campaign.templates.items():
-        problems += syntax_problems(text, f"templates.{name}")
-    for prefix, rule in rules:
-        problems += type_problems(rule, types, prefix)
-    if problems:
-        raise InvalidInput(problems, what=f"campaign {campaign.key!r} (nothing was stored)")
-
-
 @dataclass
 class ApplyPlan:
     campaign: Campaign
@@ -110,8 +83,11 @@ class ApplyPlan:
     kept: int = 0
 
 
-def plan_apply(campaign: Campaign, store: Store, ws: int) -> ApplyPlan:
-    check(campaign, store, ws)
+def plan_apply(
+    campaign: Campaign, store: Store, ws: int, *, webhook_allow: Sequence[str] | None = None
+) -> ApplyPlan:
+    """What storing `campaign` would do, once it passes `check` (else InvalidInput)."""
+    check(campaign, store, ws, webhook_allow=webhook_allow)
     current = store.campaign(ws, campaign.key)
     plan = ApplyPlan(campaign, 1 if current is None else current.version + 1)
     if current is None:

@@ -32,6 +32,13 @@ QUERY_ITEMS = Counter(
     registry=REGISTRY,
 )
 
+TEMPLATE_MISSING = Counter(
+    "drumbeat_template_missing_total",
+    "Messages sent with a value their template writes missing for the user (written empty).",
+    ["campaign", "step", "name"],
+    registry=REGISTRY,
+)
+
 SAMPLE_SIZE = 4096
 
 

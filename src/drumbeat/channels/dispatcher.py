@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
@@ -42,6 +42,23 @@ class DispatchReport:
 
     def add(self, status: str, n: int = 1) -> None:
         self.counts[status] += n
+
+
+def _note_missing(
+    results: list[SendResult], rows: Mapping[int, OutboxRow], missing: Mapping[int, set[str]]
+) -> list[SendResult]:
+    """A message sent with values its user lacks (written empty) is counted per name, and
+    says so in its row (`drumbeat outbox` shows it in the error column)."""
+    noted = []
+    for result in results:
+        names = sorted(missing.get(result.id, ()))
+        if result.status == "sent" and names:
+            row = rows[result.id]
+            for name in names:
+                metrics.TEMPLATE_MISSING.labels(row.campaign_key, row.step_id, name).inc()
+            result = replace(result, error=f"sent without {', '.join(names)} (written empty)")
+        noted.append(result)
+    return noted
 
 
 class Dispatcher:
@@ -98,6 +115,7 @@ class Dispatcher:
         name = self.store.workspace_name(ws)
         results: list[SendResult] = []
         ready: dict[str, list[tuple[OutboxRow, Message]]] = defaultdict(list)
+        missing: dict[int, set[str]] = defaultdict(set)  # row id → names written empty
         for row in rows:
             user = users.get(row.user_id)
             if user is None or user.unsubscribed:  # suppression, checked again at send time
@@ -111,15 +129,21 @@ class Dispatcher:
                 )
             else:
                 try:
-                    ready[row.channel].append((row, self._message(row, user, types, name)))
+                    message = self._message(row, user, types, name, missing[row.id])
+                    ready[row.channel].append((row, message))
                 except Exception as exc:  # a template that cannot render never will
                     results.append(SendResult(row.id, "failed", error=f"template: {exc}"))
         for channel, pairs in ready.items():
             results += self._deliver(self.channels[channel], pairs, now)
-        return results
+        return _note_missing(results, {row.id: row for row in rows}, missing)
 
     def _message(
-        self, row: OutboxRow, user: User, types: dict[str, AttrType], workspace: str
+        self,
+        row: OutboxRow,
+        user: User,
+        types: dict[str, AttrType],
+        workspace: str,
+        missing: set[str],
     ) -> Message:
         payload = row.payload
         token = unsubscribe_token(self.config.secret_key, workspace, user.user_id)
@@ -139,8 +163,8 @@ class Dispatcher:
             row.step_id,
             user.user_id,
             user.email,
-            render(payload.get("subject") or "", context),
-            render(payload.get("body") or "", context, html=html),
+            render(payload.get("subject") or "", context, missing=missing),
+            render(payload.get("body") or "", context, html=html, missing=missing),
             html,
             data,
         )

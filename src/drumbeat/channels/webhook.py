@@ -4,7 +4,8 @@ Body: `{message_id, workspace, campaign, step, user_id, subject, body, data}`. H
 `X-Drumbeat-Signature: sha256=<hex HMAC-SHA256(secret_key, raw body)>` and
 `X-Drumbeat-Message-Id` (the receiver's idempotency key: a message may come twice).
 
-SSRF rules, checked before anything is sent:
+SSRF rules, checked before anything is sent (`AllowList.check_static`, the part that needs
+no DNS, also when a campaign is checked):
 - https only, unless the host is allow-listed (`settings.webhook_allow`: host names, IP
   addresses or CIDRs; an IP literal inside a listed CIDR counts as listed);
 - the host is resolved (a name that does not exist FAILS, a DNS failure is RETRY); if any
@@ -110,24 +111,33 @@ class AllowList:
         literal = _ip_literal(host)
         return literal is not None and self.has_address(literal)
 
-    def check(self, raw_url: object) -> Target:
-        """Parse and check a URL, resolve its host and check every address (no request)."""
+    def check_static(self, raw_url: object) -> tuple[httpx.URL, str, bool]:
+        """The rules that need no DNS (form, https, a literal address): (url, host, listed)."""
         url = parse_url(raw_url)
         host = url.raw_host.decode("ascii").lower().rstrip(".")
         listed = self.has_host(host)
         if url.scheme != "https" and not listed:
             raise Refused(f"webhook url must use https (host {host} is not allow-listed)")
+        literal = _ip_literal(host)
+        if literal is not None and not listed:
+            self._check_address(host, literal)
+        return url, host, listed
+
+    def check(self, raw_url: object) -> Target:
+        """Parse and check a URL, resolve its host and check every address (no request)."""
+        url, host, listed = self.check_static(raw_url)
         addresses = resolve(host, url.port or (443 if url.scheme == "https" else 80))
         if not listed:
             for address in addresses:
-                reason = not_public(address)
-                if reason and not self.has_address(address):
-                    what = host if host == str(address) else f"{host} resolves to {address}, which"
-                    raise Refused(
-                        f"webhook host {what} is {reason}; allow-list it in"
-                        " DRUMBEAT_WEBHOOK_ALLOW to call it"
-                    )
+                self._check_address(host, address)
         return Target(url, host, addresses)
+
+    def _check_address(self, host: str, address: IPAddress) -> None:
+        reason = not_public(address)
+        if reason and not self.has_address(address):
+            what = host if host == str(address) else f"{host} resolves to {address}, which"
+            allow = "allow-list it in DRUMBEAT_WEBHOOK_ALLOW to call it"
+            raise Refused(f"webhook host {what} is {reason}; {allow}")
 
 
 def _ip_literal(host: str) -> IPAddress | None:

@@ -1,0 +1,89 @@
+"""Everything a campaign must pass beyond its schema before it is stored: what would
+otherwise fail every message at send time.
+
+- rules: values that cannot fit an attribute's type (`rules/resolve.py`);
+- sends: a channel no installed package provides; a webhook step without a URL, or with one
+  the webhook channel's SSRF guard refuses without DNS (scheme, literal addresses; a host
+  name is resolved at send time);
+- templates (subject, body, template files): syntax, what the sandbox refuses, variables and
+  attributes no user has (`channels/template_checks.py`).
+
+Known attributes are the standard user fields and the workspace's attribute types (declared,
+or first seen in imported data). All problems are reported together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from drumbeat.channels.registry import available
+from drumbeat.channels.template_checks import Fields, template_problems, unknown
+from drumbeat.channels.webhook import AllowList, Refused
+from drumbeat.config import settings
+from drumbeat.errors import InvalidInput, Problem
+from drumbeat.model.attributes import STANDARD_FIELDS
+from drumbeat.model.campaign import Branch, Campaign, Send, SendSpec, WaitUntil, walk_steps
+from drumbeat.rules.resolve import type_problems
+from drumbeat.store import Store
+
+USER_FIELDS = frozenset({"user_id", *STANDARD_FIELDS})
+
+
+def check(
+    campaign: Campaign, store: Store, ws: int, *, webhook_allow: Sequence[str] | None = None
+) -> None:
+    """Raise InvalidInput listing every problem; `webhook_allow` defaults to the setting
+    (DRUMBEAT_WEBHOOK_ALLOW)."""
+    types = store.attribute_types(ws)
+    fields: Fields = {
+        "user": USER_FIELDS | set(types),
+        "campaign": {"key"},
+        "unsubscribe_url": None,
+    }
+    allow = AllowList(settings().webhook_allow if webhook_allow is None else webhook_allow)
+    channels = available()
+    problems: list[Problem] = []
+    rules = [("audience", campaign.audience)]
+    if campaign.goal:
+        rules.append(("goal.rule", campaign.goal.rule))
+    for path, _, step in walk_steps(campaign.steps):
+        if isinstance(step, Branch):
+            rules.append((f"{path}.branch.if", step.branch.if_))
+        elif isinstance(step, WaitUntil):
+            rules.append((f"{path}.wait_until.rule", step.wait_until.rule))
+        elif isinstance(step, Send):
+            problems += _send_problems(step.send, f"{path}.send", fields, channels, allow)
+    for name, text in campaign.templates.items():
+        problems += template_problems(text, f"templates.{name}", fields)
+    for prefix, rule in rules:
+        problems += type_problems(rule, types, prefix)
+    if problems:
+        raise InvalidInput(problems, what=f"campaign {campaign.key!r} (nothing was stored)")
+
+
+def _send_problems(
+    send: SendSpec, where: str, fields: Fields, channels: list[str], allow: AllowList
+) -> list[Problem]:
+    problems = template_problems(send.subject, f"{where}.subject", fields)
+    if send.body is not None:
+        problems += template_problems(send.body, f"{where}.body", fields)
+    if send.channel not in channels:
+        problems.append(Problem(f"{where}.channel", unknown("channel", send.channel, channels)))
+    elif send.channel == "webhook":
+        problems += _webhook_problems(send, where, allow)
+    return problems
+
+
+def _webhook_problems(send: SendSpec, where: str, allow: AllowList) -> Iterator[Problem]:
+    """The URL the dispatcher will call (`url`, else `data.url`), through the channel's guard."""
+    if send.url is not None:
+        url, where = send.url, f"{where}.url"
+    elif "url" in send.data:
+        url, where = send.data["url"], f"{where}.data.url"
+    else:
+        yield Problem(f"{where}.url", "a webhook step needs a url")
+        return
+    try:
+        allow.check_static(url)
+    except Refused as exc:
+        yield Problem(where, str(exc))
