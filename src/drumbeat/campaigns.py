@@ -202,5 +202,5 @@ def step_tree(steps: list[Step], indent: str = "") -> Iterator[str]:
                 f"else {len(step.branch.else_)}"
             )
         elif isinstance(step, Split):
-            weights = ", ".join(f"{n} {p.weight:g}" for n, p in step.split.paths.items())
+            weights = ", ".join(f"{n} {p.weight:g}" for n, p in sorted(step.split.paths.items()))
             yield f"{pad}split {step_id}: {weights}"
