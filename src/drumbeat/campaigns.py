@@ -38,6 +38,7 @@ from drumbeat.model.documents import load_document
 from drumbeat.model.durations import format_duration
 from drumbeat.rules.resolve import type_problems
 from drumbeat.store import Store
+from drumbeat.store.campaigns import archived
 from drumbeat.store.indexes import IndexSync
 from drumbeat.store.schema import memberships
 
@@ -113,6 +114,8 @@ class ApplyPlan:
 def plan_apply(campaign: Campaign, store: Store, ws: int) -> ApplyPlan:
     check(campaign, store, ws)
     current = store.campaign(ws, campaign.key)
+    if current is not None and current.status == "archived":
+        raise archived(campaign.key)
     plan = ApplyPlan(campaign, 1 if current is None else current.version + 1)
     if current is None:
         return plan
