@@ -37,6 +37,7 @@ from drumbeat.model.campaign import (
 from drumbeat.model.documents import load_document
 from drumbeat.model.durations import format_duration
 from drumbeat.store import Store
+from drumbeat.store.campaigns import archived
 from drumbeat.store.indexes import IndexSync
 from drumbeat.store.schema import memberships
 
@@ -89,6 +90,8 @@ def plan_apply(
     """What storing `campaign` would do, once it passes `check` (else InvalidInput)."""
     check(campaign, store, ws, webhook_allow=webhook_allow)
     current = store.campaign(ws, campaign.key)
+    if current is not None and current.status == "archived":
+        raise archived(campaign.key)
     plan = ApplyPlan(campaign, 1 if current is None else current.version + 1)
     if current is None:
         return plan
@@ -178,5 +181,5 @@ def step_tree(steps: list[Step], indent: str = "") -> Iterator[str]:
                 f"else {len(step.branch.else_)}"
             )
         elif isinstance(step, Split):
-            weights = ", ".join(f"{n} {p.weight:g}" for n, p in step.split.paths.items())
+            weights = ", ".join(f"{n} {p.weight:g}" for n, p in sorted(step.split.paths.items()))
             yield f"{pad}split {step_id}: {weights}"

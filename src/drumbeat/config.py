@@ -1,14 +1,16 @@
 """Settings, read from DRUMBEAT_* environment variables; each is also a CLI option.
 
-Unset Redis and broker URLs mean the embedded shape (SQLite, in-process cache and workers).
+The Redis and broker URLs belong to the distributed shape, which is not built yet: a set one
+is refused rather than ignored (README.md, "The shapes").
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from drumbeat.errors import InvalidInput, Problem
@@ -20,8 +22,8 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///./drumbeat.db", description="store of record: sqlite:///path or postgresql://…"
     )
-    redis_url: str | None = Field(None, description="user cache; unset means in-process")
-    broker_url: str | None = Field(None, description="Celery broker; unset means in-process")
+    redis_url: str | None = Field(None, description="Redis user cache: not built yet, keep unset")
+    broker_url: str | None = Field(None, description="Celery broker: not built yet, keep unset")
     workspace: str = Field("default", description="the workspace (tenant) commands act on")
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
     import_batch_size: int = Field(
@@ -80,7 +82,47 @@ class Settings(BaseSettings):
     )
 
     # per-channel send rate limits, messages per second (e.g. {"email": 50})
-    rate_limits: dict[str, float] = Field(default_factory=dict, description="per channel msgs/s")
+    rate_limits: Annotated[dict[str, Annotated[float, Field(gt=0)]], NoDecode] = Field(
+        default_factory=dict, description="per channel msgs/s"
+    )
+
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _not_built(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            raise PydanticCustomError("not_built", NOT_BUILT[str(info.field_name)])
+        return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        """`DRUMBEAT_RATE_LIMITS={"email": 50}`: a JSON object of channel → messages/s."""
+        if isinstance(value, str):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                value = None
+            if not isinstance(value, dict):
+                raise PydanticCustomError(
+                    "json_object",
+                    'expected a JSON object of channel: messages/s, e.g. {"email": 50}',
+                )
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _known_channels(cls, value: dict[str, float]) -> dict[str, float]:
+        from drumbeat.channels.registry import available
+
+        known = available()
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise PydanticCustomError(
+                "unknown_channel",
+                "unknown channel {names}: the channels are {known}",
+                {"names": ", ".join(map(repr, unknown)), "known": ", ".join(known)},
+            )
+        return value
 
     @field_validator("webhook_allow", mode="before")
     @classmethod
@@ -94,6 +136,14 @@ class Settings(BaseSettings):
         return value
 
 
+NOT_BUILT = {
+    "redis_url": "the Redis user cache (distributed shape) is not built yet; unset it "
+    "(the cache is in-process)",
+    "broker_url": "the distributed shape (Celery) is not built yet; unset it "
+    "(workers are processes on this machine: DRUMBEAT_WORKERS)",
+}
+
+
 def settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit values (CLI options) taking precedence.
     A value that does not fit is refused with the setting's name (and its variable's)."""
@@ -102,12 +152,19 @@ def settings(**overrides: object) -> Settings:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = [
-            Problem(_setting_name(error["loc"]), f"{error['msg']} (given {error['input']!r})")
+            Problem(_setting_name(error["loc"]), f"{error['msg']}{_given(error)}")
             for error in exc.errors()
         ]
         raise InvalidInput(problems, what="settings") from None
 
 
 def _setting_name(location: tuple[int | str, ...]) -> str:
+    """`rate_limits (DRUMBEAT_RATE_LIMITS)`, then the key inside it, if any: `.email`."""
     name = str(location[0]) if location else ""
-    return f"{name} (DRUMBEAT_{name.upper()})" if name else "settings"
+    inner = "".join(f".{part}" for part in location[1:])
+    return f"{name} (DRUMBEAT_{name.upper()}){inner}" if name else "settings"
+
+
+def _given(error: Any) -> str:
+    """The value refused, except a URL refused whole (it may hold a password)."""
+    return "" if error["type"] == "not_built" else f" (given {error['input']!r})"

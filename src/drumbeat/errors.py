@@ -30,6 +30,9 @@ class InvalidInput(DrumbeatError):
             problems = [problems]
         self.problems = problems
         self.what = what
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"invalid {what}: {problems[0]}")
+            return
         lines = "\n".join(f"  {p}" for p in problems[:50])
         more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
         super().__init__(f"invalid {what}:\n{lines}{more}")

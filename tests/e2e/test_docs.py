@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
 from drumbeat.model.campaign import parse_campaign
+from drumbeat.model.documents import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +19,7 @@ def test_campaign_examples_parse():
     examples = blocks(ROOT / "docs" / "campaigns.md", "yaml") + blocks(ROOT / "README.md", "yaml")
     assert len(examples) >= 2
     for text in examples:
-        parse_campaign(yaml.safe_load(text))
+        parse_campaign(load_yaml(text))
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):

@@ -151,6 +151,47 @@ def test_a_split_gives_each_user_the_same_path_on_every_run_and_database(tmp_pat
     assert runs == [GOLDEN_PATHS] * 3
 
 
+# Paths written in an order that PostgreSQL's JSONB does not keep (it puts shorter keys first)
+REORDERED = campaign(
+    "offer-reordered",
+    [
+        send("intro"),
+        {
+            "split": {
+                "id": "offer",
+                "paths": {
+                    "treatment-long": {"weight": 50, "steps": [send("offer-treatment-long")]},
+                    "b": {"weight": 30, "steps": [send("offer-b")]},
+                    "control": {"weight": 20, "steps": []},
+                },
+            }
+        },
+    ],
+)
+
+
+def test_a_split_assigns_alike_on_both_stores_whatever_order_they_keep_its_paths_in(
+    tmp_path, pg_database
+):
+    runs = []
+    for name, url in [("sqlite", f"sqlite:///{tmp_path / 'one.db'}"), ("postgresql", pg_database)]:
+        (tmp_path / name).mkdir()
+        world = World(url, "split-order", tmp_path / name)
+        try:
+            users = [f"user-{i:03d}" for i in range(60)]
+            world.db.identify_many({"user_id": u, "traits": {"plan": "free"}} for u in users)
+            world.apply(REORDERED)
+            world.tick()
+            runs.append(_paths(world))
+        finally:
+            retire(world)
+            world.close()
+    sqlite_paths, postgresql_paths = runs
+    assert len(sqlite_paths) == 60
+    assert set(sqlite_paths.values()) == {"treatment-long", "b", "control"}
+    assert sqlite_paths == postgresql_paths
+
+
 @pytest.mark.parametrize("kind", ["event", "attribute"])
 def test_wait_until_goes_on_at_the_first_tick_after_the_rule_holds(world, kind):
     rule = (

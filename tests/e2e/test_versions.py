@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from drumbeat.campaigns import plan_apply
+from drumbeat.campaigns import ApplyPlan, apply, plan_apply, set_status
 from drumbeat.engine import State
 from drumbeat.errors import InvalidInput
 from drumbeat.model.campaign import parse_campaign
@@ -150,6 +150,27 @@ def test_a_paused_campaign_does_nothing_until_resumed(world):
     assert world.steps_sent("u1") == ["one", "two"]
     assert sent_at(world, "u1", "two") == MONDAY + 3 * DAY + HOUR
     assert world.steps_sent("u2") == ["one"]
+
+
+def test_an_archived_campaign_stays_archived_and_gets_no_new_version(world):
+    world.identify("u1", plan="free")
+    world.apply(V1)
+    world.tick()
+    set_status(world.store, world.ws, "drip", "archived", world.now())
+    for status in ("active", "paused", "draft"):
+        with pytest.raises(InvalidInput, match="campaign 'drip': archived, and archive is final"):
+            set_status(world.store, world.ws, "drip", status, world.now())
+    v2 = campaign("drip", [send("one"), send("two")])
+    with pytest.raises(InvalidInput, match="campaign 'drip': archived"):
+        world.apply(v2)
+    with pytest.raises(InvalidInput, match="campaign 'drip': archived"):  # a plan made before
+        apply(ApplyPlan(parse_campaign(v2), 2), world.store, world.ws, world.now())
+    set_status(world.store, world.ws, "drip", "archived", world.now())  # again: a no-op
+    row = world.store.campaign(world.ws, "drip")
+    assert row is not None and (row.status, row.version) == ("archived", 1)
+    world.identify("u2", plan="free")
+    world.advance(3 * DAY, every=12 * HOUR)
+    assert world.steps_sent("u1") == ["one"] and world.member("drip", "u2") is None
 
 
 def test_batches_left_from_before_a_pause_are_skipped(world):

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.attributes import AttrType
+from drumbeat.model.documents import load_yaml
 from drumbeat.model.durations import (
     InvalidDuration,
     InvalidTime,
@@ -88,21 +88,21 @@ all:
 
 
 def test_a_rule_parses_into_frozen_hashable_nodes() -> None:
-    rule = parse_rule(yaml.safe_load(AUDIENCE))
+    rule = parse_rule(load_yaml(AUDIENCE))
     assert isinstance(rule, AllOf)
     first = rule.rules[0]
     assert isinstance(first, AttrCondition)
     assert (first.attr, first.op, first.value) == ("plan", Op.EQ, "free")
-    assert hash(rule) == hash(parse_rule(yaml.safe_load(AUDIENCE)))
-    assert {rule: 1}[parse_rule(yaml.safe_load(AUDIENCE))] == 1
+    assert hash(rule) == hash(parse_rule(load_yaml(AUDIENCE)))
+    assert {rule: 1}[parse_rule(load_yaml(AUDIENCE))] == 1
     with pytest.raises(ValidationError):
         first.attr = "other"  # type: ignore[misc]
 
 
 def test_a_rule_dumps_back_to_what_it_reads() -> None:
-    data = yaml.safe_load(AUDIENCE)
+    data = load_yaml(AUDIENCE)
     data["all"][2]["any"][1]["within"] = "2w"  # 14d is two weeks: formatted with the largest unit
-    assert dump_rule(parse_rule(yaml.safe_load(AUDIENCE))) == data
+    assert dump_rule(parse_rule(load_yaml(AUDIENCE))) == data
     assert parse_rule(dump_rule(parse_rule(data))) == parse_rule(data)
 
 
@@ -246,4 +246,4 @@ def test_the_examples_in_the_reference_are_valid_rules() -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", docs.read_text(encoding="utf-8"), re.DOTALL)
     assert len(blocks) >= 20
     for block in blocks:
-        parse_rule(yaml.safe_load(block))
+        parse_rule(load_yaml(block))

@@ -10,7 +10,6 @@ from itertools import islice
 from typing import Any
 
 import pytest
-import yaml
 
 from drumbeat.demo.synthetic import (
     DAY,
@@ -21,6 +20,7 @@ from drumbeat.demo.synthetic import (
     timed_future_events,
 )
 from drumbeat.model.attributes import parse_timestamp
+from drumbeat.model.documents import load_yaml
 
 NOW = 1_772_409_600.0  # 2026-03-02T00:00:00Z
 STANDARD = {"email", "timezone", "created_at", "last_seen_at", "unsubscribed"}
@@ -269,13 +269,13 @@ def test_generators_stream() -> None:
 
 @pytest.mark.parametrize("name", ["free-engaged.yaml", "lapsed-paid.yaml", "three-conditions.yaml"])
 def test_example_rules_are_rules(name: str) -> None:
-    document = yaml.safe_load((RULES_DIR / name).read_text(encoding="utf-8"))
+    document = load_yaml((RULES_DIR / name).read_text(encoding="utf-8"))
     assert set(document) == {"all"}
     assert all(isinstance(condition, dict) for condition in document["all"])
 
 
 def test_three_conditions_are_attribute_only() -> None:
-    document = yaml.safe_load((RULES_DIR / "three-conditions.yaml").read_text(encoding="utf-8"))
+    document = load_yaml((RULES_DIR / "three-conditions.yaml").read_text(encoding="utf-8"))
     assert document == {
         "all": [
             {"attr": "plan", "eq": "free"},

@@ -9,8 +9,8 @@ the store they filter on the workspace.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import func, select, update
@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from drumbeat.channels.base import Message, Result
 from drumbeat.errors import DrumbeatError
+from drumbeat.pipeline.clock import store_now
 from drumbeat.store.schema import inbox
 
 if TYPE_CHECKING:
@@ -31,10 +32,12 @@ class InAppChannel:
     name: ClassVar[str] = "in_app"
 
     def __init__(
-        self, settings: Settings, store: Store, *, clock: Callable[[], float] = time.time
+        self, settings: Settings, store: Store, *, clock: Callable[[], float] | None = None
     ) -> None:
         self.store = store
-        self.clock = clock
+        # a message's time is on the campaign's timeline: the store's clock, virtual or real,
+        # read at each batch (one query), so `drumbeat advance` moves it
+        self.clock = clock or partial(store_now, store)
         self._workspaces: dict[str, int] = {}
         self._lock = threading.Lock()
 

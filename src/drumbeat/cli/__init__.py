@@ -15,7 +15,8 @@ def main() -> None:
     except DrumbeatError as exc:
         from drumbeat.cli.output import console_err
 
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # soft wrap: a line of the message stays one line, whatever the terminal's width
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

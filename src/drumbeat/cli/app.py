@@ -27,10 +27,12 @@ def options(
         ),
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option(help="Redis for the user cache [env DRUMBEAT_REDIS_URL]")
+        str | None,
+        typer.Option(help="Redis user cache: not built yet, refused [env DRUMBEAT_REDIS_URL]"),
     ] = None,
     broker_url: Annotated[
-        str | None, typer.Option(help="Celery broker [env DRUMBEAT_BROKER_URL]")
+        str | None,
+        typer.Option(help="Celery broker: not built yet, refused [env DRUMBEAT_BROKER_URL]"),
     ] = None,
     workspace: Annotated[
         str | None,

@@ -11,7 +11,6 @@ from rich.progress import Progress
 
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console, console_err
-from drumbeat.errors import InvalidInput
 
 DEMO_DATABASE = "drumbeat-demo.db"
 
@@ -22,19 +21,26 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data")] = 7,
     days: Annotated[int, typer.Option(min=1, help="Simulated days")] = 60,
     every: Annotated[float, typer.Option(help="Hours between ticks")] = 6.0,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="A new store for the demo [default: a fresh ./drumbeat-demo.db]"),
+    ] = None,
 ) -> None:
     """Import a synthetic SaaS user base, run three campaigns for 60 simulated days, report.
 
-    Without --database-url (or DRUMBEAT_DATABASE_URL) the demo starts a fresh SQLite file,
-    ./drumbeat-demo.db; a given database must not hold a demo already."""
+    The demo starts a fresh SQLite file, ./drumbeat-demo.db, whatever DRUMBEAT_DATABASE_URL
+    says. Given --database-url (here or before the command), it takes that store only if it
+    is new or a demo's that holds no campaigns yet: it refuses one with users it did not make."""
     from drumbeat.client import Drumbeat
+    from drumbeat.demo.claim import mark_demo_store, refuse_unless_demo_store
     from drumbeat.demo.report import print_report
     from drumbeat.demo.story import tell
     from drumbeat.pipeline.runner import Runner
 
     options = state(ctx)
+    url = database_url or options.database_url
     config = options.settings()
-    if options.database_url is None and "DRUMBEAT_DATABASE_URL" not in _environ():
+    if url is None:
         for suffix in ("", "-wal", "-shm", "-writer"):
             Path(DEMO_DATABASE + suffix).unlink(missing_ok=True)
         config = config.model_copy(
@@ -44,12 +50,11 @@ def demo(
             }
         )
         Path(config.outbox_file).unlink(missing_ok=True)
+    else:
+        refuse_unless_demo_store(url)
+        config = config.model_copy(update={"database_url": url})
     client = Drumbeat(config=config)
-    if client.store.campaigns(client.ws):
-        raise InvalidInput(
-            f"{config.database_url} already holds campaigns in workspace "
-            f"{config.workspace!r}: give the demo an empty database"
-        )
+    mark_demo_store(client.store)
     runner = Runner(client.store, config, client.clock, workers=config.workers)  # type: ignore[arg-type]
     console.print(
         f"store: {config.database_url}; email goes to {config.smtp_host or config.outbox_file}"
@@ -78,9 +83,3 @@ def demo(
     print_report(console, client)
     runner.close()
     client.close()
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

@@ -62,7 +62,8 @@ class SplitNode:
     total: float
 
     def pick(self, seed: str) -> tuple[str, str | None]:
-        """The path a user takes: a stable hash of (workspace, campaign, split, user)."""
+        """The path a user takes: a stable hash of (workspace, campaign, split, user), read
+        against the paths' weight ranges in name order."""
         digest = hashlib.sha256(seed.encode()).digest()
         point = int.from_bytes(digest[:8], "big") / 2**64 * self.total
         for name, upto, first in self.paths:
@@ -174,8 +175,11 @@ def compile_program(
 
 
 def _split(step: Split, node_id: str, following: str | None, path: str, build: Any) -> SplitNode:
+    """The paths take their weight ranges in name order, not in the order written: a store
+    may reorder an object's keys (PostgreSQL's JSONB puts shorter keys first), and the
+    ranges must be the same on every store for a user to get the same path."""
     paths, upto = [], 0.0
-    for name, branch in step.split.paths.items():
+    for name, branch in sorted(step.split.paths.items()):
         upto += branch.weight
         paths.append(
             (name, upto, build(branch.steps, following, f"{path}.split.paths.{name}.steps"))

@@ -11,6 +11,14 @@ CLOCK_SETTING = "virtual_now"
 CLOCK_WORKSPACE = 1  # the default workspace holds the store-wide virtual clock
 
 
+def store_now(store: Store) -> float:
+    """Now on the store's timeline, read afresh: its virtual time if one is set, else real
+    time. For a part built once and used across ticks, which a StoreClock's cached value
+    would leave behind."""
+    value = store.get_setting(CLOCK_WORKSPACE, CLOCK_SETTING)
+    return float(value) if value is not None else time.time()
+
+
 class StoreClock:
     """Callable clock: the virtual time kept in the store if one is set, else real time."""
 

@@ -165,6 +165,11 @@ class Store(CampaignStore, OutboxStore, AttributeIndexStore, StoreCore):
                 ).scalar_one()
             )
 
+    def holds_users(self) -> bool:
+        """Whether any workspace has a user."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(users.c.user_id).limit(1)).first() is not None
+
     # ---- events -------------------------------------------------------------------------
 
     def write_events(self, ws: int, records: Sequence[EventRecord], now: float) -> int:

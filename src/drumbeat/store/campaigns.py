@@ -26,7 +26,7 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 
 from drumbeat import metrics
 from drumbeat.engine.member import Member, State
-from drumbeat.errors import InvalidInput
+from drumbeat.errors import InvalidInput, Problem
 from drumbeat.store.core import StoreCore
 from drumbeat.store.schema import campaigns, events, memberships, settings, users
 
@@ -79,6 +79,18 @@ WHERE workspace_id = ? AND campaign_key = ? AND user_id IN_IDS
 """
 
 
+def archived(key: str) -> InvalidInput:
+    """The refusal of any change to an archived campaign: archive is final."""
+    return InvalidInput(
+        Problem(
+            f"campaign {key!r}",
+            "archived, and archive is final: nothing can pause, resume or change it "
+            "(apply the definition under a new key)",
+        ),
+        what="campaign change",
+    )
+
+
 def member_from_row(row: Any) -> Member:
     values = dict(zip(MEMBER_COLUMNS, row, strict=True))
     values["state"] = State(values["state"])
@@ -117,15 +129,19 @@ class CampaignStore(StoreCore):
         status: str,
         now: float,
     ) -> int:
-        """Insert version 1 or store the next version; returns the version written.
+        """Insert version 1 or store the next version; returns the version written. An
+        archived campaign gets no new version.
 
         A new campaign's event watermark starts at the newest event: `entry.on: {event}`
         takes events tracked from now on, not the history from before it existed."""
-        current = conn.execute(
-            select(campaigns.c.version).where(
-                campaigns.c.workspace_id == ws, campaigns.c.key == key
-            )
-        ).scalar()
+        found = conn.execute(
+            select(campaigns.c.version, campaigns.c.status)
+            .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
+            .with_for_update()  # an archive committing meanwhile waits, or is seen
+        ).first()
+        if found is not None and found.status == "archived":
+            raise archived(key)
+        current = None if found is None else found.version
         if current is None:
             conn.execute(
                 campaigns.insert().values(
@@ -155,16 +171,27 @@ class CampaignStore(StoreCore):
         return int(current) + 1
 
     def set_campaign_status(self, ws: int, key: str, status: str, now: float) -> None:
+        """Change a campaign's status; an archived campaign stays archived (archiving it
+        again changes nothing)."""
         if status not in STATUSES:
             raise InvalidInput(f"status {status!r}: use one of {', '.join(STATUSES)}")
         with self.writing() as conn:
-            done = conn.execute(
+            current = conn.execute(
+                select(campaigns.c.status)
+                .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
+                .with_for_update()  # two status changes at once: the second sees the first
+            ).scalar()
+            if current is None:
+                raise InvalidInput(f"no campaign {key!r} in this workspace")
+            if current == "archived":
+                if status == "archived":
+                    return
+                raise archived(key)
+            conn.execute(
                 update(campaigns)
                 .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
                 .values(status=status, updated_at=now)
             )
-            if done.rowcount == 0:
-                raise InvalidInput(f"no campaign {key!r} in this workspace")
 
     def set_watermarks(
         self,
