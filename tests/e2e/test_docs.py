@@ -12,9 +12,10 @@ page shows only the example):
 
 - `<!-- file: NAME -->`: the block (any language) is a file the examples read; the test
   writes it to NAME in the document's directory, so the reader sees it and it cannot drift.
+  (A ```sh block may also write one itself: `cat > rule.yaml <<'EOF'` … `EOF`.)
 - `<!-- no-run: REASON -->`: a shell or Python block shown but not run (it runs forever,
   needs PostgreSQL, takes minutes). Nothing else is skipped, and these are counted: most
-  blocks must run.
+  blocks must run. Keep such lines (`drumbeat run`) in a block of their own.
 - `<!-- exit: N -->`: the shell block must exit with status N (an example of refused input).
 - `<!-- output -->`: the block is what the runnable block before it prints; the test checks
   that it does (whitespace collapsed, since Rich wraps to the terminal's width).
@@ -42,7 +43,7 @@ SHELL = {"sh", "bash", "shell"}
 PYTHON = {"python", "py"}
 BLOCK_TIMEOUT = 100  # seconds; the whole document runs within the 120 s test timeout
 
-FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+-]*)")
+FENCE = re.compile(r"^( *)(`{3,}|~{3,})\s*([\w+-]*)")  # indented inside a list item too
 MARKER = re.compile(r"^<!--\s*(file|no-run|exit|output)\s*(?::\s*(.*?))?\s*-->$")
 
 
@@ -81,11 +82,12 @@ def parse_blocks(document: Path) -> list[Block]:
             markers[marker[1]] = marker[2] or ""
         elif fence:
             end = next(
-                (i for i in range(number + 1, len(lines)) if lines[i].strip() == fence[1]), None
+                (i for i in range(number + 1, len(lines)) if lines[i].strip() == fence[2]), None
             )
             assert end is not None, f"{shown(document)}:{number + 1}: unclosed fence"
-            text = "\n".join(lines[number + 1 : end]) + "\n"
-            found.append(Block(document, number + 1, fence[2].lower(), text, markers))
+            indent = len(fence[1])
+            text = "".join(f"{line[indent:]}\n" for line in lines[number + 1 : end])
+            found.append(Block(document, number + 1, fence[3].lower(), text, markers))
             markers, number = {}, end
         elif line:
             markers = {}
@@ -201,7 +203,8 @@ def test_the_conventions_are_seen(tmp_path: Path) -> None:
     sample.write_text(
         "<!-- file: a/b.yaml -->\n```yaml\nx: 1\n```\n\ntext\n\n"
         "<!-- no-run: forever -->\n\n```sh\ndrumbeat run\n```\n"
-        "<!-- exit: 2 -->\n```sh\nfalse\n```\n",
+        "<!-- exit: 2 -->\n```sh\nfalse\n```\n"
+        "- a list item:\n\n  ```python\n  print(1)\n  ```\n",
         encoding="utf-8",
     )
     blocks = parse_blocks(sample)
@@ -209,7 +212,9 @@ def test_the_conventions_are_seen(tmp_path: Path) -> None:
         (2, "yaml", {"file": "a/b.yaml"}, False),
         (10, "sh", {"no-run": "forever"}, False),
         (14, "sh", {"exit": "2"}, True),
+        (19, "python", {}, True),
     ]
+    assert blocks[-1].text == "print(1)\n"
 
 
 def test_a_failure_names_the_document_line_and_output(tmp_path: Path) -> None:
