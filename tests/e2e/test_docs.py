@@ -250,3 +250,14 @@ def test_a_block_past_the_deadline_is_ended_and_named(tmp_path: Path) -> None:
         run_document(sample, tmp_path, timeout=1.0)
     assert "started" in str(failed.value)
     assert time.monotonic() - started < 10  # the background sleep did not hold the pipe open
+
+
+def test_the_complete_campaign_example_is_the_demo_file() -> None:
+    """docs/campaigns.md says its complete example is the demo's trial-to-paid.yaml."""
+    demo = ROOT / "src" / "drumbeat" / "demo" / "campaigns" / "trial-to-paid.yaml"
+    shown_data = [
+        data
+        for block in parse_blocks(ROOT / "docs" / "campaigns.md")
+        if block.language == "yaml" and isinstance(data := yaml.safe_load(block.text), dict)
+    ]
+    assert yaml.safe_load(demo.read_text(encoding="utf-8")) in shown_data
