@@ -98,7 +98,10 @@ class Dispatcher:
             if wait > self.config.advance_retry_wait:
                 break
             time.sleep(max(0.0, wait))
-            report.merge(self.dispatch(now))
+            sent = self.dispatch(now)
+            if not sent.counts:
+                break  # nothing this dispatcher can claim (another one holds it)
+            report.merge(sent)
         return report
 
     def _allowance(self, channel: str | None, now: float) -> int:
