@@ -246,8 +246,8 @@ class OutboxStore(StoreCore):
         held: set[int] = set()
         for part in _chunks(sorted(fences), self.batch_size):
             query = select(o.id, o.fence).where(o.id.in_(part), o.status == "sending")
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
+            if self.dialect == "postgresql":  # locked in id order: no deadlock between two
+                query = query.order_by(o.id).with_for_update()
             held.update(row_id for row_id, fence in conn.execute(query) if fences[row_id] == fence)
         return held
 
