@@ -1,6 +1,8 @@
 """The outbox (one row per message, unique by dedupe key) and the batches table (units of
 planned work with a lease and a fence). Claims are atomic: a row or batch goes to one
-worker at a time, and comes back when its lease runs out."""
+worker at a time, and comes back when its lease runs out. An outbox row is due by the store's
+clock (`available_at`); its lease and its retry time count real time (`lease_until`,
+`retry_at`), which the caller passes as `real_now`."""
 
 from __future__ import annotations
 
@@ -50,10 +52,6 @@ class OutboxRow:
     payload: dict[str, Any]
     attempts: int
     fence: int  # the claim's: its results are recorded only while the row still has it
-
-    @property
-    def claim(self) -> Claim:
-        return (self.id, self.fence)
 
 
 @dataclass(frozen=True)
