@@ -69,8 +69,38 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(30.0, description="seconds before an SMTP call gives up")
     email_from: str = Field("Drumbeat <drumbeat@localhost>", description="From: of every email")
 
+    # delivery (real seconds, whatever the store's clock does)
+    send_lease: float = Field(
+        300.0,
+        gt=0,
+        description="seconds a dispatcher holds the outbox rows it claimed; kept while they "
+        "are sent, so it only runs out when the dispatcher died or stalled",
+    )
+    send_attempts: int = Field(
+        12, ge=1, le=100, description="tries before a transiently failing message is dead"
+    )
+    retry_after: float = Field(
+        5.0, gt=0, description="seconds before the first retry; each next one waits twice as long"
+    )
+    retry_max: float = Field(3600.0, gt=0, description="the longest wait between two tries")
+    advance_retry_wait: float = Field(
+        60.0,
+        ge=0,
+        description="`drumbeat advance` waits at its end for the retries due within this "
+        "many seconds; later ones are sent by the next run",
+    )
+
     # webhook
-    webhook_timeout: float = Field(10.0, description="seconds before a webhook call gives up")
+    webhook_timeout: float = Field(
+        10.0, gt=0, description="seconds a webhook call may take in all, from DNS to the reply"
+    )
+    webhook_concurrency: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="webhook calls in flight at once per dispatcher (a slow endpoint holds "
+        "one each, so it delays only its own messages)",
+    )
     webhook_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="hosts or CIDRs a webhook may reach despite being private or plain http",

@@ -11,8 +11,9 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import pytest
@@ -50,12 +51,14 @@ contract = pytest.mark.parametrize(("kind", "database_url"), CASES, indirect=["d
 class Peer:
     """A channel wired to its real peer. Each good message's body is its message_id, and
     `seen()` lists the bodies the peer received, in order. `bad` makes a message the channel
-    must fail by itself (None where the channel has no such case)."""
+    must fail by itself (None where the channel has no such case). `keys()` lists the outbox
+    keys the peer was given, decoded (None where the channel's transport has no place for it)."""
 
     channel: Channel
     good: Callable[[int], Message]
     bad: Callable[[int], Message] | None
     seen: Callable[[], list[str]]
+    keys: Callable[[], list[str]] | None = None
 
 
 def make_message(workspace: str, n: int, **fields: Any) -> Message:
@@ -82,6 +85,10 @@ def _email(stack: ExitStack, store: Any, ws: str) -> Peer:
         lambda n: make_message(ws, n),
         lambda n: make_message(ws, n, email=None),
         lambda: [str(e.get_content()).strip() for e in smtp.handler.emails()],
+        lambda: [
+            unquote(str(e["Message-ID"]).strip().removeprefix("<").removesuffix("@drumbeat>"))
+            for e in smtp.handler.emails()
+        ],
     )
 
 
@@ -94,6 +101,7 @@ def _webhook(stack: ExitStack, store: Any, ws: str) -> Peer:
         lambda n: make_message(ws, n, data={"url": server.url()}),
         lambda n: make_message(ws, n),  # no url
         lambda: [orjson.loads(r["body"])["body"] for r in server.requests],
+        lambda: [unquote(r["headers"]["Idempotency-Key"]) for r in server.requests],
     )
 
 
@@ -124,7 +132,10 @@ def _file(stack: ExitStack, store: Any, ws: str, path: Any) -> Peer:
             return []
         return [orjson.loads(line)["body"] for line in path.read_bytes().splitlines()]
 
-    return Peer(channel, lambda n: make_message(ws, n), None, seen)
+    def keys() -> list[str]:
+        return [orjson.loads(line)["message_id"] for line in path.read_bytes().splitlines()]
+
+    return Peer(channel, lambda n: make_message(ws, n), None, seen, keys)
 
 
 @pytest.fixture
@@ -140,6 +151,15 @@ def peer(kind, database_url, tmp_path, workspace_name) -> Iterator[Peer]:
             yield _in_app(stack, store, workspace_name)
         else:
             yield _file(stack, store, workspace_name, tmp_path / "out" / "messages.jsonl")
+
+
+@contract
+def test_the_outbox_key_reaches_the_peer(peer, kind):
+    if peer.keys is None:
+        pytest.skip(f"{kind} has no place for the key (the inbox row is the message)")
+    odd = replace(peer.good(1), message_id=peer.good(1).message_id + "/ann.lee@x.test 100%/é")
+    assert [r.outcome for r in peer.channel.send_batch([odd, peer.good(2)])] == [Outcome.SENT] * 2
+    assert peer.keys() == [odd.message_id, peer.good(2).message_id]
 
 
 @contract

@@ -10,6 +10,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -140,7 +141,7 @@ def channel(smtp):
 def test_headers_body_and_unsubscribe_link(smtp, channel):
     [result] = channel.send_batch([message(7)])
     [email] = smtp.handler.emails()
-    expected_id = f"<{hashlib.sha256(b'ws/trial/welcome/u7/1').hexdigest()[:32]}@drumbeat>"
+    expected_id = "<ws/trial/welcome/u7/1@drumbeat>"  # the outbox key
     assert result.outcome is Outcome.SENT
     assert result.provider_id == email["Message-ID"] == expected_id
     assert email["From"] == "Drumbeat <hello@drumbeat.test>"
@@ -161,6 +162,18 @@ def test_a_resend_carries_the_same_message_id(smtp, channel):
     assert first.provider_id == again.provider_id != other.provider_id
     ids = [email["Message-ID"] for email in smtp.handler.emails()]
     assert ids == [first.provider_id, first.provider_id, other.provider_id]
+
+
+def test_the_message_id_is_the_outbox_key_made_header_safe(smtp, channel):
+    odd = message(message_id="ws/trial/welcome/ann.lee@x.test/zoë 100%/1", user_id="ann")
+    long = message(message_id="ws/trial/welcome/" + "é" * 400 + "/1", user_id="long")
+    sent = channel.send_batch([odd, long])
+    ids = [str(email["Message-ID"]).strip() for email in smtp.handler.emails()]  # may be folded
+    assert ids == [r.provider_id for r in sent]
+    assert ids[0] == "<ws/trial/welcome/ann%2Elee%40x%2Etest/zo%C3%AB%20100%25/1@drumbeat>"
+    assert unquote(ids[0][1:-10]) == odd.message_id  # the key comes back from the header
+    digest = hashlib.sha256(long.message_id.encode()).hexdigest()  # too long for one line
+    assert ids[1] == f"<{digest}@drumbeat>"
 
 
 def test_html_is_sent_with_a_plain_text_alternative(smtp, channel):

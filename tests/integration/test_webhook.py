@@ -6,8 +6,11 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+import socketserver
 import ssl
 import threading
+import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -138,7 +141,7 @@ def test_body_and_signature_verify_on_the_receiving_side(server, channel):
     body, headers = request["body"], request["headers"]
     expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["X-Drumbeat-Signature"], expected)
-    assert headers["X-Drumbeat-Message-Id"] == "ws/trial/ping/u1/1"
+    assert headers["X-Drumbeat-Message-Id"] == headers["Idempotency-Key"] == "ws/trial/ping/u1/1"
     assert headers["Content-Type"] == "application/json"
     assert headers["Host"] == f"127.0.0.1:{server.port}"
     assert orjson.loads(body) == {
@@ -296,3 +299,84 @@ def test_data_that_is_not_json_fails(server, channel):
     assert result.outcome is Outcome.FAILED
     assert "not JSON-serializable" in (result.error or "")
     assert server.requests == []
+
+
+class Trickle:
+    """A server that answers one byte every `pause` seconds: no read ever waits long, so only
+    a deadline over the whole call ends it."""
+
+    RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, pause: float) -> None:
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.recv(65536)
+                try:
+                    for byte in Trickle.RESPONSE:
+                        self.request.sendall(bytes([byte]))
+                        time.sleep(pause)  # the slow provider itself
+                except OSError:
+                    pass  # the client gave up
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
+
+    def __enter__(self) -> Trickle:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+def timed_batch(batch: list[Message], **overrides: Any) -> tuple[list[Outcome], float]:
+    channel = WebhookChannel(settings(webhook_allow=["127.0.0.1"], **overrides), None)
+    started = time.monotonic()
+    try:
+        results = channel.send_batch(batch)
+    finally:
+        channel.close()
+    return [r.outcome for r in results], time.monotonic() - started
+
+
+def test_a_server_trickling_its_reply_is_cut_at_the_overall_deadline():
+    with Trickle(pause=0.2) as trickle:  # 40 bytes: 8 s, though no read waits 1 s
+        channel = WebhookChannel(settings(webhook_allow=["127.0.0.1"], webhook_timeout=1.0))
+        started = time.monotonic()
+        [result] = channel.send_batch([message(trickle.url())])
+        elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.RETRY
+    assert "timed out after 1.0s in all" in (result.error or "")
+    assert elapsed < 2.0
+
+
+def test_hanging_calls_hold_their_own_slots_and_the_others_go_on(server):
+    hanging = [message(server.url("/slow"), n) for n in range(3)]
+    fast = [message(server.url(), n) for n in range(3, 15)]
+    outcomes, elapsed = timed_batch(hanging + fast, webhook_timeout=1.0, webhook_concurrency=4)
+    assert outcomes == [Outcome.RETRY] * 3 + [Outcome.SENT] * 12
+    assert elapsed < 2.0  # one deadline for all three hanging calls, not one after another
+
+
+def test_no_more_calls_are_in_flight_than_the_limit(server):
+    hanging = [message(server.url("/slow"), n) for n in range(5)]
+    outcomes, elapsed = timed_batch(hanging, webhook_timeout=0.5, webhook_concurrency=2)
+    assert outcomes == [Outcome.RETRY] * 5
+    assert 1.5 <= elapsed < 2.5  # three rounds of two: 2, 2, then 1
+
+
+def test_the_outbox_key_is_the_idempotency_key_made_header_safe(server, channel):
+    odd = replace(message(server.url()), message_id="ws/trial/ping/ann.lee@x.test/zoë/1")
+    [result] = channel.send_batch([odd])
+    assert result.outcome is Outcome.SENT
+    [request] = server.requests
+    key = "ws/trial/ping/ann%2Elee%40x%2Etest/zo%C3%AB/1"
+    assert request["headers"]["Idempotency-Key"] == key
+    assert request["headers"]["X-Drumbeat-Message-Id"] == key
+    assert orjson.loads(request["body"])["message_id"] == odd.message_id

@@ -2,13 +2,15 @@
 
 A channel is a class registered under the `drumbeat.channels` entry-point group (see
 `registry.py`), built once per dispatcher with its settings, and given batches of rendered
-messages. It must be idempotent for a given `Message.message_id` where its transport allows
-(e.g. a deterministic Message-ID header), since a message whose result was not recorded
-(a crash between send and record) is sent again after its lease.
+messages. It must carry `Message.message_id` (the outbox key) to the provider where its
+transport allows (email Message-ID, webhook Idempotency-Key; `header_key` makes it fit a
+header), since a message whose result was not recorded (a crash between send and record)
+is sent again after its lease: the receiver drops the duplicate by that key.
 """
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,6 +31,19 @@ class Message:
     body: str
     html: bool = False
     data: Mapping[str, Any] = field(default_factory=dict)  # channel options from the step
+
+
+_ATEXT = frozenset(string.ascii_letters + string.digits + "!#$&'*+-/=?^_`{|}~")
+
+
+def header_key(message_id: str) -> str:
+    """The outbox key in characters any header may carry (RFC 5322 atext, so it also fits
+    a Message-ID): every other character, `%` and `.` included, percent-encoded in UTF-8.
+    One key gives one value and two keys never the same one."""
+    return "".join(
+        char if char in _ATEXT else "".join(f"%{byte:02X}" for byte in char.encode())
+        for char in message_id
+    )
 
 
 class Outcome(StrEnum):

@@ -5,9 +5,9 @@ verified) when `smtp_starttls`, then login when `smtp_username` is set. A connec
 server dropped while idle is reopened once, transparently; a failure to connect makes the
 rest of the batch RETRY without waiting on the server again for every message.
 
-Each email has a deterministic `Message-ID` derived from the outbox key, so a message sent
-twice (a crash between send and record) is recognisable as one, and one-click unsubscribe
-headers (RFC 8058) pointing at `{public_url}/unsubscribe/{token}`.
+Each email's `Message-ID` is the outbox key (`<key@drumbeat>`, the key made header-safe),
+so a message sent twice (a crash between send and record) is recognisable as one, and
+one-click unsubscribe headers (RFC 8058) pointing at `{public_url}/unsubscribe/{token}`.
 
 Outcomes: no address or an address that cannot be written in a header → FAILED; a 4xx
 reply, a disconnect, a timeout or a failure to connect or log in → RETRY; a 5xx reply →
@@ -27,7 +27,7 @@ from email.utils import formatdate
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, ClassVar
 
-from drumbeat.channels.base import Message, Result
+from drumbeat.channels.base import Message, Result, header_key
 from drumbeat.channels.tokens import unsubscribe_token
 
 if TYPE_CHECKING:
@@ -35,8 +35,16 @@ if TYPE_CHECKING:
     from drumbeat.store.base import Store
 
 
+MAX_MESSAGE_ID = 900  # a header line holds 998 characters, and a msg-id is never folded
+
+
 def message_id_header(message_id: str) -> str:
-    return f"<{hashlib.sha256(message_id.encode()).hexdigest()[:32]}@drumbeat>"
+    """`<key@drumbeat>` with the outbox key made header-safe (`header_key`); a key that would
+    not fit one header line is hashed instead."""
+    key = header_key(message_id)
+    if len(key) > MAX_MESSAGE_ID:
+        key = hashlib.sha256(message_id.encode()).hexdigest()
+    return f"<{key}@drumbeat>"
 
 
 class _TextOf(HTMLParser):

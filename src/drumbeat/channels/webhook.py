@@ -1,8 +1,13 @@
 """The webhook channel: a signed JSON POST to the URL a campaign step gives (`data.url`).
 
 Body: `{message_id, workspace, campaign, step, user_id, subject, body, data}`. Headers:
-`X-Drumbeat-Signature: sha256=<hex HMAC-SHA256(secret_key, raw body)>` and
-`X-Drumbeat-Message-Id` (the receiver's idempotency key: a message may come twice).
+`X-Drumbeat-Signature: sha256=<hex HMAC-SHA256(secret_key, raw body)>`, and the outbox key
+made header-safe (`header_key`) as `Idempotency-Key` and `X-Drumbeat-Message-Id` (the
+receiver's idempotency key: a message may come twice).
+
+A batch's calls go out concurrently, up to `webhook_concurrency` at once, each under one
+deadline of `webhook_timeout` seconds from DNS to the last byte of the reply (httpx's own
+timeouts are per read: a server sending a byte a second would never trip them).
 
 SSRF rules, checked before anything is sent (`AllowList.check_static`, the part that needs
 no DNS, also when a campaign is checked):
@@ -15,8 +20,8 @@ no DNS, also when a campaign is checked):
 - the request goes to the checked address (the URL carries the IP; the Host header and TLS
   SNI carry the name, and the certificate is verified against the name), so a second DNS
   answer cannot swap in another address; redirects are never followed.
-Each host name gets its own pooled client, so a TLS connection made for one name is never
-reused for another name that happens to share its address.
+Each host name gets its own pooled client (for the batch), so a TLS connection made for one
+name is never reused for another name that happens to share its address.
 
 Outcomes: 2xx → SENT; 429, 5xx, timeouts and connection errors → RETRY; 3xx → FAILED
 ("redirects are not followed"); other 4xx → FAILED; a missing or refused URL → FAILED.
@@ -24,12 +29,11 @@ Outcomes: 2xx → SENT; 429, 5xx, timeouts and connection errors → RETRY; 3xx 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
 import socket
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -38,7 +42,7 @@ from typing import TYPE_CHECKING, ClassVar
 import httpx
 import orjson
 
-from drumbeat.channels.base import Message, Result
+from drumbeat.channels.base import Message, Result, header_key
 
 if TYPE_CHECKING:
     from drumbeat.config import Settings
@@ -47,7 +51,6 @@ if TYPE_CHECKING:
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-MAX_CLIENTS = 64  # pooled clients kept, one per host name, least recently used dropped
 
 
 class Refused(Exception):
@@ -196,7 +199,7 @@ def _payload(message: Message) -> bytes:
     )
 
 
-def _outcome(response: httpx.Response) -> Result:
+async def _outcome(response: httpx.Response) -> Result:
     status = response.status_code
     if 200 <= status < 300:
         return Result.sent()
@@ -204,7 +207,7 @@ def _outcome(response: httpx.Response) -> Result:
         where = response.headers.get("location", "")
         return Result.failed(f"HTTP {status}: redirects are not followed (to {where!r})")
     snippet = b""
-    for chunk in response.iter_raw():
+    async for chunk in response.aiter_raw():
         snippet += chunk
         if len(snippet) >= 200:
             break
@@ -221,36 +224,49 @@ class WebhookChannel:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.secret = settings.secret_key
         self.timeout = settings.webhook_timeout
+        self.concurrency = settings.webhook_concurrency
         self.allow = AllowList(settings.webhook_allow)
         self._ssl = httpx.create_ssl_context(trust_env=True)  # honours SSL_CERT_FILE
-        self._clients: OrderedDict[str, httpx.Client] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _client(self, host: str) -> httpx.Client:
-        with self._lock:
-            client = self._clients.pop(host, None)
-            if client is None:
-                client = httpx.Client(
-                    timeout=self.timeout,
-                    follow_redirects=False,
-                    trust_env=False,  # no proxy from the environment: it would undo the pinning
-                    verify=self._ssl,
-                    cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # stateless
-                )
-            self._clients[host] = client
-            stale = []
-            while len(self._clients) > MAX_CLIENTS:
-                stale.append(self._clients.popitem(last=False)[1])
-        for old in stale:
-            old.close()
-        return client
 
     def send_batch(self, messages: Sequence[Message]) -> list[Result]:
-        return [self._send(message) for message in messages]
+        """Up to `concurrency` calls at once, each within `timeout` seconds in all."""
+        return asyncio.run(self._send_all(messages))
 
-    def _send(self, message: Message) -> Result:
+    async def _send_all(self, messages: Sequence[Message]) -> list[Result]:
+        clients: dict[str, httpx.AsyncClient] = {}
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def send(message: Message) -> Result:
+            async with slots:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        return await self._send(message, clients)
+                except TimeoutError:
+                    return Result.retry(f"webhook timed out after {self.timeout}s in all")
+
         try:
-            target = self.allow.check(message.data.get("url"))
+            return list(await asyncio.gather(*(send(message) for message in messages)))
+        finally:
+            for client in clients.values():
+                await client.aclose()
+
+    def _client(self, clients: dict[str, httpx.AsyncClient], host: str) -> httpx.AsyncClient:
+        """The batch's pooled client for `host` (one a host name, see the module's doc)."""
+        client = clients.get(host)
+        if client is None:
+            client = clients[host] = httpx.AsyncClient(
+                timeout=self.timeout,
+                limits=httpx.Limits(max_connections=self.concurrency),
+                follow_redirects=False,
+                trust_env=False,  # no proxy from the environment: it would undo the pinning
+                verify=self._ssl,
+                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # stateless
+            )
+        return client
+
+    async def _send(self, message: Message, clients: dict[str, httpx.AsyncClient]) -> Result:
+        try:  # the name is resolved in a thread: the other calls go on meanwhile
+            target = await asyncio.to_thread(self.allow.check, message.data.get("url"))
         except Refused as exc:
             return Result.failed(str(exc))
         except Unresolved as exc:
@@ -259,16 +275,18 @@ class WebhookChannel:
             body = _payload(message)
         except TypeError as exc:
             return Result.failed(f"webhook data is not JSON-serializable: {exc}")
+        key = header_key(message.message_id)
         headers = {
             "Host": target.url.netloc.decode("ascii"),
             "Content-Type": "application/json",
             "Accept-Encoding": "identity",
             "User-Agent": "drumbeat-webhook",
             "X-Drumbeat-Signature": sign(self.secret, body),
-            "X-Drumbeat-Message-Id": message.message_id,
+            "X-Drumbeat-Message-Id": key,
+            "Idempotency-Key": key,
         }
         extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
-        client = self._client(target.host)
+        client = self._client(clients, target.host)
         error = "no address to connect to"
         for address in target.addresses:  # the next address only if nothing was sent
             pinned = target.url.copy_with(host=str(address))
@@ -276,7 +294,7 @@ class WebhookChannel:
                 "POST", pinned, content=body, headers=headers, extensions=extensions
             )
             try:
-                response = client.send(request, stream=True)
+                response = await client.send(request, stream=True)
             except httpx.ConnectError as exc:
                 error = f"cannot connect to {target.host} ({address}): {exc}"
                 continue
@@ -285,16 +303,12 @@ class WebhookChannel:
             except httpx.TransportError as exc:
                 return Result.retry(f"webhook {type(exc).__name__}: {exc}")
             try:
-                return _outcome(response)
+                return await _outcome(response)
             except httpx.TransportError as exc:  # reading the error body failed
                 return Result.retry(f"webhook HTTP {response.status_code}: {exc}")
             finally:
-                response.close()
+                await response.aclose()
         return Result.retry(error)
 
     def close(self) -> None:
-        with self._lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
-        for client in clients:
-            client.close()
+        """Nothing held: each batch's clients are closed with it."""

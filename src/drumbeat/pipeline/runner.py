@@ -69,7 +69,8 @@ class Runner:
     def advance(
         self, to: float, every: float, *, between: Callable[[float, float], None] | None = None
     ) -> list[TickReport]:
-        """Move the virtual clock to `to` in steps of `every`, ticking at each step.
+        """Move the virtual clock to `to` in steps of `every`, ticking at each step, then wait
+        for the retries due within `advance_retry_wait` real seconds and send them.
         `between(start, end)` runs before each tick (the demo replays user activity there)."""
         if not self.clock.virtual:
             self.clock.set(time.time())
@@ -82,6 +83,10 @@ class Runner:
             self.clock.set(step)
             reports.append(self.tick(step))
             now = step
+        if reports:  # retries count real time: wait for the near ones rather than leave them
+            settled = self.dispatcher.settle(now).counts
+            for status, n in settled.items():
+                reports[-1].sent[status] = reports[-1].sent.get(status, 0) + n
         return reports
 
     def run(self, interval: float, *, stop: Callable[[], bool] = lambda: False) -> None:

@@ -1,10 +1,12 @@
 """The outbox (one row per message, unique by dedupe key) and the batches table (units of
 planned work with a lease and a fence). Claims are atomic: a row or batch goes to one
-worker at a time, and comes back when its lease runs out."""
+worker at a time, and comes back when its lease runs out. An outbox row is due by the store's
+clock (`available_at`); its lease and its retry time count real time (`lease_until`,
+`retry_at`), which the caller passes as `real_now`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,13 @@ from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
 from drumbeat.store.core import StoreCore
 from drumbeat.store.schema import batches, outbox
+
+Claim = tuple[int, int]  # (outbox row id, fence)
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -42,15 +51,18 @@ class OutboxRow:
     channel: str
     payload: dict[str, Any]
     attempts: int
+    fence: int  # the claim's: its results are recorded only while the row still has it
 
 
 @dataclass(frozen=True)
 class SendResult:
-    """What happened to one claimed row: status sent, pending (retry), failed or dead."""
+    """What happened to one claimed row: status sent, pending (retry at `retry_at`, real
+    time), failed or dead; recorded only if the row is still held under `fence`."""
 
     id: int
+    fence: int
     status: str
-    available_at: float | None = None
+    retry_at: float | None = None
     provider_id: str | None = None
     error: str | None = None
 
@@ -134,13 +146,19 @@ class OutboxStore(StoreCore):
         conn.exec_driver_sql(_LOCK_USERS, (keys,))
 
     def claim_messages(
-        self, now: float, limit: int, lease: float, channel: str | None = None
+        self, now: float, real_now: float, limit: int, lease: float, channel: str | None = None
     ) -> list[OutboxRow]:
-        """Lease up to `limit` due rows (pending, or sending with a lapsed lease)."""
+        """Lease up to `limit` rows: pending ones due at `now` (the store's clock) whose
+        retry time (real) has come, and sending ones whose lease (real) ran out. Each claimed
+        row's fence moves on, so the claim it was taken from cannot record a result."""
         o = outbox.c
         due = or_(
-            and_(o.status == "pending", o.available_at <= now),
-            and_(o.status == "sending", o.lease_until < now),
+            and_(
+                o.status == "pending",
+                o.available_at <= now,
+                or_(o.retry_at.is_(None), o.retry_at <= real_now),
+            ),
+            and_(o.status == "sending", o.lease_until < real_now),
         )
         pick = select(o.id).where(due).order_by(o.available_at, o.id).limit(limit)
         if channel is not None:
@@ -150,7 +168,12 @@ class OutboxStore(StoreCore):
         claim = (
             update(outbox)
             .where(o.id.in_(pick.scalar_subquery()))
-            .values(status="sending", lease_until=now + lease, attempts=o.attempts + 1)
+            .values(
+                status="sending",
+                lease_until=real_now + lease,
+                fence=o.fence + 1,
+                attempts=o.attempts + 1,
+            )
             .returning(
                 o.id,
                 o.workspace_id,
@@ -161,42 +184,80 @@ class OutboxStore(StoreCore):
                 o.channel,
                 o.payload,
                 o.attempts,
+                o.fence,
             )
         )
         with metrics.timed("store.claim_messages"), self.writing() as conn:
             rows = [OutboxRow(*row) for row in conn.execute(claim)]
         return sorted(rows, key=lambda r: r.id)
 
-    def record_results(self, results: Sequence[SendResult], now: float) -> None:
-        """Write each claimed row's outcome: one executemany, in one transaction."""
+    def extend_leases(self, claims: Sequence[Claim], until: float) -> set[int]:
+        """Move the lease of the rows still held under `claims` to `until` (real time);
+        the ids of those rows (a row missing was taken over by another claim)."""
+        with metrics.timed("store.extend_leases", len(claims)), self.writing() as conn:
+            held = self._held(conn, claims)
+            for part in _chunks(sorted(held), self.batch_size):
+                conn.execute(update(outbox).where(outbox.c.id.in_(part)).values(lease_until=until))
+        return held
+
+    def record_results(self, results: Sequence[SendResult], now: float) -> int:
+        """Write the outcome of each row its claim still holds (same fence, still sending),
+        in one transaction; a stale claim's results are dropped. How many were dropped."""
         if not results:
-            return
+            return 0
         o = outbox.c
-        rows = [
-            {
-                "row_id": r.id,
-                "new_status": r.status,
-                "error": (r.error or "")[:1000] or None,
-                "sent": now if r.status == "sent" else None,
-                "provider": r.provider_id,
-                "available": r.available_at,
-            }
-            for r in results
-        ]
         statement = (
             update(outbox)
             .where(o.id == bindparam("row_id"))
             .values(
                 status=bindparam("new_status"),
                 lease_until=None,
+                retry_at=bindparam("retry"),
                 last_error=bindparam("error"),
                 sent_at=func.coalesce(bindparam("sent"), o.sent_at),
                 provider_id=func.coalesce(bindparam("provider"), o.provider_id),
-                available_at=func.coalesce(bindparam("available"), o.available_at),
             )
         )
         with metrics.timed("store.record_results", len(results)), self.writing() as conn:
-            conn.execute(statement, rows)
+            held = self._held(conn, [(r.id, r.fence) for r in results])
+            rows = [
+                {
+                    "row_id": r.id,
+                    "new_status": r.status,
+                    "retry": r.retry_at,
+                    "error": (r.error or "")[:1000] or None,
+                    "sent": now if r.status == "sent" else None,
+                    "provider": r.provider_id,
+                }
+                for r in results
+                if r.id in held
+            ]
+            if rows:
+                conn.execute(statement, rows)
+        return len(results) - len(rows)
+
+    def _held(self, conn: Connection, claims: Sequence[Claim]) -> set[int]:
+        """Which of the (id, fence) claims still hold their row, locked until `conn`'s
+        transaction ends (SQLite: the write transaction holds the database already)."""
+        fences = dict(claims)
+        o = outbox.c
+        held: set[int] = set()
+        for part in _chunks(sorted(fences), self.batch_size):
+            query = select(o.id, o.fence).where(o.id.in_(part), o.status == "sending")
+            if self.dialect == "postgresql":  # locked in id order: no deadlock between two
+                query = query.order_by(o.id).with_for_update()
+            held.update(row_id for row_id, fence in conn.execute(query) if fences[row_id] == fence)
+        return held
+
+    def next_retry(self, now: float) -> float | None:
+        """The earliest real retry time of the rows due at `now` that wait for one."""
+        o = outbox.c
+        query = select(func.min(o.retry_at)).where(
+            o.status == "pending", o.available_at <= now, o.retry_at.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else float(found)
 
     def outbox_rows(
         self,

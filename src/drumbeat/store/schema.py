@@ -153,8 +153,10 @@ outbox = Table(
     Column("payload", Json, nullable=False),  # subject, body/template, channel options
     Column("status", String(16), nullable=False),  # pending, sending, sent, failed, dead
     Column("attempts", Integer, nullable=False),
-    Column("available_at", Epoch, nullable=False),
-    Column("lease_until", Epoch),
+    Column("available_at", Epoch, nullable=False),  # campaign time (the store's clock)
+    Column("lease_until", Epoch),  # real time
+    Column("retry_at", Epoch),  # real time: a transient failure's next try
+    Column("fence", Integer, nullable=False, server_default="0"),  # moves on with every claim
     Column("created_at", Epoch, nullable=False),
     Column("sent_at", Epoch),
     Column("provider_id", String(255)),
