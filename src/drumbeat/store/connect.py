@@ -71,7 +71,7 @@ def _reason(exc: DBAPIError) -> str:
     """psycopg's first line, without its preamble: `connection failed: connection to server
     at "…", port … failed: FATAL:  database "x" does not exist` → `database "x" does not
     exist`."""
-    first = str(exc.orig).strip().splitlines()[0]
+    first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
     reason = first.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
     return reason[:1].lower() + reason[1:]
 
