@@ -45,8 +45,8 @@ def read_lines(path: Path, kind: Kind, fmt: str, progress: Any = None) -> Iterat
 
 
 def raw_lines(handle: IO[bytes]) -> Iterator[bytes]:
-    """The lines of a file opened in binary, cut as text mode (newline="") cuts them: at \n,
-    \r\n or a lone \r. Bytes, so that a line that is not UTF-8 is one bad line, not the end
+    """The lines of a file opened in binary, cut as text mode (newline="") cuts them: at LF,
+    CR LF or a lone CR. Bytes, so that a line that is not UTF-8 is one bad line, not the end
     of the file."""
     for chunk in handle:
         if b"\r" in chunk:
@@ -103,9 +103,10 @@ def _decoded(lines: Iterable[bytes], progress: Any, start: int = 1) -> Iterator[
             progress(len(raw))
         try:
             # The first line may open with a byte-order mark (as Excel writes UTF-8 CSV).
-            yield number, raw, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            text: str | None = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError:
-            yield number, raw, None
+            text = None
+        yield number, raw, text
 
 
 def _jsonl(lines: Iterator[Decoded]) -> Iterator[Line]:
