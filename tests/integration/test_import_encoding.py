@@ -68,6 +68,10 @@ def test_a_file_that_opens_with_a_byte_order_mark_is_read(client, tmp_path, chec
     users.write_bytes(BOM + b"user_id,plan\r\nu1,free\r\n")
     import_file(client.store, client.ws, users, "users", now=client.clock())
     assert client.users(["u1"])["u1"].attributes == {"plan": "free"}
+    users = tmp_path / "users.jsonl"
+    users.write_bytes(BOM + b'{"user_id":"u2","traits":{"plan":"paid"}}\n')
+    import_file(client.store, client.ws, users, "users", now=client.clock())
+    assert client.users(["u2"])["u2"].attributes == {"plan": "paid"}
     events = tmp_path / "events.jsonl"
     events.write_bytes(BOM + b'{"user_id":"u1","event":"login"}\n')
     import_file(client.store, client.ws, events, "events", now=client.clock())
