@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from drumbeat.config import Settings, settings
-from drumbeat.errors import InvalidInput
-from drumbeat.ingest.validate import Validator
+from drumbeat.errors import InvalidInput, Problem
+from drumbeat.ingest.validate import HAS_NUL, NUL, Validator, shown
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
@@ -110,6 +110,8 @@ class Drumbeat:
         )
 
     def declare_attribute(self, name: str, kind: str | AttrType) -> None:
+        if NUL in name:  # as in a call's traits
+            raise InvalidInput(Problem(shown(name), f"the name {HAS_NUL}"))
         try:
             attr_type = AttrType(kind)
         except ValueError:

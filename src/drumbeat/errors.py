@@ -38,6 +38,15 @@ class InvalidInput(DrumbeatError):
         super().__init__(f"invalid {what}:\n{lines}{more}")
 
 
+class BadSetting(DrumbeatError):
+    """A setting that cannot work, such as a database URL that does not connect: one line
+    naming its environment variable and why."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {reason}")
+
+
 class MissingExtra(DrumbeatError):
     """An optional part was asked for without its extra installed."""
 

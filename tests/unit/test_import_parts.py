@@ -90,6 +90,7 @@ def _agree(types: dict[str, AttrType], calls: list[dict[str, object]]) -> None:
 _KNOWN = {"plan": AttrType.STRING, "seats": AttrType.NUMBER, "beta": AttrType.BOOLEAN}
 _ODD_VALUES = [None, True, 0, 1.5, -(2**53), 2**53 + 1, float("inf"), "", "x", "a@b.co", [1], {}]
 _ODD_VALUES += ["Europe/Paris", "Mars/Olympus", "2026-01-02T03:04:05Z", "2026-01-02T03:04:05"]
+_ODD_VALUES += ["fr\x00ee", "a@b\x00.co", "UTC\x00", "2026-01-02T03:04:0\x00Z"]
 
 
 @pytest.mark.parametrize("types", [{}, _KNOWN], ids=["first-sight", "declared"])
@@ -112,6 +113,10 @@ def test_the_fast_path_agrees_with_the_full_check_trait_by_trait(types):
         {"user_id": "u1", "traits": {**base["traits"], name: odd}}
         for name in base["traits"]
         for odd in _ODD_VALUES
+    ]
+    calls += [
+        {**base, "user_id": "u\x001"},
+        {"user_id": "u1", "traits": {**base["traits"], "pl\x00an": "free"}},
     ]
     for call in calls:  # each on its own, then all in a row (types fixed as they go)
         _agree(types, [call])
@@ -209,7 +214,7 @@ def test_jsonl_lines_are_cut_and_numbered_as_text_mode_cuts_them(tmp_path):
     )
     fast = [(n, raw, call, error) for n, raw, call, error, _ in read_calls(path, "users", "jsonl")]
     slow = [
-        (line.number, line.text.encode(), line.call, line.error)
+        (line.number, line.raw, line.call, line.error)
         for line in read_lines(path, "users", "jsonl")
     ]
     assert fast == slow

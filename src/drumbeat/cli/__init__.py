@@ -13,10 +13,13 @@ def main() -> None:
     try:
         app()
     except DrumbeatError as exc:
+        from rich.text import Text
+
         from drumbeat.cli.output import console_err
 
-        # soft wrap: a line of the message stays one line, whatever the terminal's width
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # The message as it is (no markup read in it), a line unwrapped however narrow the
+        # terminal: scripts and logs read it whole.
+        console_err.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
         sys.exit(2)
 
 

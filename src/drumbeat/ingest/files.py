@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import orjson
 
@@ -15,14 +15,15 @@ from drumbeat.ingest.validate import from_text
 
 Kind = Literal["users", "events"]
 EVENT_COLUMNS = ("user_id", "userId", "event", "timestamp", "message_id", "messageId")
+NOT_UTF8 = "not valid UTF-8"
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One line of a file: its number, its text as read, and the call it holds (or why not)."""
+    """One line of a file: its number, its bytes as read, and the call it holds (or why not)."""
 
     number: int
-    text: str
+    raw: bytes
     call: dict[str, Any] | None
     error: str = ""
 
@@ -38,9 +39,20 @@ def file_format(path: Path, given: str | None = None) -> str:
 
 def read_lines(path: Path, kind: Kind, fmt: str, progress: Any = None) -> Iterator[Line]:
     """Every non-blank line of `path` as a call; `progress(n)` is told the bytes read."""
-    with path.open("r", encoding="utf-8", newline="") as handle:
-        counted = _counting(handle, progress)
-        yield from (_jsonl(counted) if fmt == "jsonl" else _csv(counted, kind))
+    with path.open("rb") as handle:
+        lines = _decoded(raw_lines(handle), progress)
+        yield from (_jsonl(lines) if fmt == "jsonl" else _csv(lines, kind))
+
+
+def raw_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a file opened in binary, cut as text mode (newline="") cuts them: at LF,
+    CR LF or a lone CR. Bytes, so that a line that is not UTF-8 is one bad line, not the end
+    of the file."""
+    for chunk in handle:
+        if b"\r" in chunk:
+            yield from chunk.splitlines(keepends=True)
+        else:
+            yield chunk
 
 
 Call = tuple[int, bytes, dict[str, Any] | None, str, int]
@@ -59,72 +71,84 @@ def _csv_calls(path: Path, kind: Kind) -> Iterator[Call]:
         read[0] += size
 
     for line in read_lines(path, kind, "csv", count):
-        yield line.number, line.text.encode("utf-8"), line.call, line.error, read[0]
+        yield line.number, line.raw, line.call, line.error, read[0]
 
 
 def _jsonl_bytes(path: Path) -> Iterator[Call]:
-    """JSONL read as bytes (orjson takes them as they are), lines as `read_lines` cuts them."""
-    read = number = 0
+    """JSONL read as bytes (orjson takes them as they are); a line orjson refuses is read
+    again as `read_lines` reads it, which says why (or skips it if blank)."""
+    read = 0
     with path.open("rb") as handle:
-        for chunk in handle:
-            # Text mode (newline="") also ends a line at a lone \r; bytes end lines at \n only.
-            for raw in chunk.splitlines(keepends=True) if b"\r" in chunk else (chunk,):
-                number += 1
-                read += len(raw)
-                try:
-                    call = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    text = raw.decode("utf-8")  # as `read_lines` would, bad UTF-8 included
-                    if not text.strip():
-                        continue
-                    line = next(_jsonl(iter([(number, text)])))
+        for number, raw in enumerate(raw_lines(handle), start=1):
+            read += len(raw)
+            try:
+                call = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                for line in _jsonl(_decoded([raw], None, number)):
                     yield number, raw, line.call, line.error, read
-                    continue
-                if type(call) is dict:
-                    yield number, raw, call, "", read
-                else:
-                    yield number, raw, None, "expected a JSON object", read
+                continue
+            if type(call) is dict:
+                yield number, raw, call, "", read
+            else:
+                yield number, raw, None, "expected a JSON object", read
 
 
-def _counting(handle: Any, progress: Any) -> Iterator[tuple[int, str]]:
-    for number, text in enumerate(handle, start=1):
+Decoded = tuple[int, bytes, str | None]
+"""(line number, the line's bytes, its text, or None if they are not UTF-8)."""
+
+
+def _decoded(lines: Iterable[bytes], progress: Any, start: int = 1) -> Iterator[Decoded]:
+    for number, raw in enumerate(lines, start=start):
         if progress is not None:
-            progress(len(text.encode("utf-8")))
-        yield number, text
+            progress(len(raw))
+        try:
+            # The first line may open with a byte-order mark (as Excel writes UTF-8 CSV).
+            text: str | None = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            text = None
+        yield number, raw, text
 
 
-def _jsonl(lines: Iterator[tuple[int, str]]) -> Iterator[Line]:
-    for number, text in lines:
+def _jsonl(lines: Iterator[Decoded]) -> Iterator[Line]:
+    for number, raw, text in lines:
+        if text is None:
+            yield Line(number, raw, None, NOT_UTF8)
+            continue
         if not text.strip():
             continue
         try:
             call = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            yield Line(number, text, None, f"not valid JSON: {exc}")
+            yield Line(number, raw, None, f"not valid JSON: {exc}")
             continue
         if not isinstance(call, dict):
-            yield Line(number, text, None, "expected a JSON object")
+            yield Line(number, raw, None, "expected a JSON object")
             continue
-        yield Line(number, text, call)
+        yield Line(number, raw, call)
 
 
-def _csv(lines: Iterator[tuple[int, str]], kind: Kind) -> Iterator[Line]:
+def _csv(lines: Iterator[Decoded], kind: Kind) -> Iterator[Line]:
     header: list[str] | None = None
-    for number, text in lines:
+    for number, raw, text in lines:
+        if text is None:
+            yield Line(number, raw, None, NOT_UTF8)
+            if header is None:  # no header, no columns
+                return
+            continue
         if not text.strip():
             continue
         cells = next(csv.reader([text]))
         if header is None:
             header = [cell.strip() for cell in cells]
             if "user_id" not in header and "userId" not in header:
-                yield Line(number, text, None, "the header has no user_id column")
+                yield Line(number, raw, None, "the header has no user_id column")
                 return
             continue
         if len(cells) != len(header):
-            yield Line(number, text, None, f"{len(cells)} cells, the header has {len(header)}")
+            yield Line(number, raw, None, f"{len(cells)} cells, the header has {len(header)}")
             continue
         row = dict(zip(header, cells, strict=True))
-        yield Line(number, text, _csv_call(row, kind))
+        yield Line(number, raw, _csv_call(row, kind))
 
 
 def _csv_call(row: dict[str, str], kind: Kind) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from drumbeat.errors import InvalidInput, Problem
-from drumbeat.ingest.files import Kind, Line, file_format, read_lines
+from drumbeat.ingest.files import Kind, Line, file_format, raw_lines, read_lines
 from drumbeat.ingest.user_import import UsersImport
 from drumbeat.ingest.validate import Validator
 from drumbeat.model.records import EventRecord, UserRecord
@@ -139,15 +139,15 @@ class Rejects:
         self.handle: Any = None
 
     def write(self, line: Line) -> None:
-        self.write_bytes(line.text.encode("utf-8"))
+        self.write_bytes(line.raw)
 
     def write_bytes(self, raw: bytes) -> None:
         """One bad line, as it was read (a missing final newline added)."""
         if self.handle is None:
             self.handle = self.path.open("wb")
             if self.fmt == "csv":
-                with self.source.open(encoding="utf-8", newline="") as source:
-                    self.handle.write(next(text for text in source if text.strip()).encode())
+                with self.source.open("rb") as source:
+                    self.handle.write(next(raw for raw in raw_lines(source) if raw.strip()))
         self.handle.write(raw if raw.endswith(b"\n") else raw + b"\n")
 
     def close(self) -> Path | None:

@@ -32,6 +32,7 @@ _TEXT, _NUM, _BOOL, _TIME = AttrType.STRING, AttrType.NUMBER, AttrType.BOOLEAN, 
 _EMAIL, _ZONE, _FLAG = FIELD_SLOTS["email"], FIELD_SLOTS["timezone"], FIELD_SLOTS["unsubscribed"]
 _ALIASES = ("userId", "messageId", "originalTimestamp")
 _NO_TRAITS: dict[str, Any] = {}
+_NUL = "\x00"
 _match_email = EMAIL_PATTERN.match
 
 
@@ -57,6 +58,7 @@ def fast_user_row(
         or not user_id
         or len(user_id) > MAX_ID
         or user_id.isspace()
+        or _NUL in user_id
         or type(traits) is not dict
     ):
         return None
@@ -65,7 +67,7 @@ def fast_user_row(
     for name, value in traits.items():
         kind = kinds.get(name)
         if kind is _TEXT:
-            if type(value) is str:
+            if type(value) is str and _NUL not in value:
                 attributes[name] = value
                 continue
         elif kind is _NUM:
@@ -83,6 +85,8 @@ def fast_user_row(
         elif type(kind) is int:  # a standard field: its slot in the row
             if value is None:
                 continue  # not given
+            if type(value) is str and _NUL in value:
+                return None  # the full way refuses it
             if kind > _FLAG:  # created_at, last_seen_at
                 row[kind] = parse_timestamp(value)
             elif (
@@ -94,7 +98,10 @@ def fast_user_row(
             else:
                 row[kind] = check_standard(name, value)  # the general way, or TypeMismatch
             continue
-        # Anything else (None, floats, first sightings, mismatches) the general way.
+        # Anything else (None, floats, first sightings, mismatches) the general way, but a
+        # NUL (in a name first seen, or a value) the full way, which refuses it.
+        if type(name) is not str or _NUL in name or (type(value) is str and _NUL in value):
+            return None
         if value is None:
             attributes[name] = None
             row[NULLS] = True

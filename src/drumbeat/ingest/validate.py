@@ -27,6 +27,8 @@ from drumbeat.model.attributes import (
 from drumbeat.model.records import EventRecord, UserRecord
 
 MAX_NAME = 200
+NUL = "\x00"
+HAS_NUL = "contains a NUL character (\\u0000): not allowed"
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 # Segment's camelCase spellings, accepted as aliases.
 _ALIASES = {"userId": "user_id", "messageId": "message_id", "originalTimestamp": "timestamp"}
@@ -48,6 +50,29 @@ def from_text(text: str, known: AttrType | None) -> object:
             else number
         )
     return text
+
+
+def nul_problems(value: object, where: str) -> list[Problem]:
+    """Where `value` (a string, or names and strings in objects and lists, nested) holds a
+    NUL character: PostgreSQL keeps none in text or JSON, so neither store takes one."""
+    if isinstance(value, str):
+        return [Problem(where, HAS_NUL)] if NUL in value else []
+    if isinstance(value, Mapping):
+        found = []
+        for name, item in value.items():
+            path = f"{where}.{shown(name)}"
+            if NUL in str(name):
+                found.append(Problem(path, f"the name {HAS_NUL}"))
+            found += nul_problems(item, path)
+        return found
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in nul_problems(item, f"{where}[{i}]")]
+    return []
+
+
+def shown(name: object) -> str:
+    """A name as a problem's path shows it: a NUL as the escape JSON spells it."""
+    return str(name).replace(NUL, "\\u0000")
 
 
 def aliased(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,6 +100,8 @@ class Validator:
             return ""
         if len(user_id) > MAX_ID:
             problems.append(Problem(f"{where}user_id", f"longer than {MAX_ID} characters"))
+        if NUL in user_id:
+            problems.append(Problem(f"{where}user_id", HAS_NUL))
         return user_id
 
     def user(self, raw: Mapping[str, Any], where: str = "") -> UserRecord:
@@ -127,6 +154,9 @@ class Validator:
                 if value == "":
                     continue
                 value = from_text(value, STANDARD_FIELDS.get(name) or self.types.get(name))
+            if NUL in str(name) or (isinstance(value, str) and NUL in value):
+                problems += nul_problems({name: value}, f"{where}traits")
+                continue
             try:
                 if name in STANDARD_FIELDS:
                     if value is not None:
@@ -159,6 +189,8 @@ class Validator:
                     f"required: a non-empty string of at most {MAX_NAME} characters",
                 )
             )
+        elif NUL in name:
+            problems.append(Problem(f"{where}event", HAS_NUL))
         ts = self.now
         if raw.get("timestamp") not in (None, ""):
             try:
@@ -175,11 +207,15 @@ class Validator:
                     f"{where}properties", f"expected an object, got {json_type_name(properties)}"
                 )
             )
+        else:
+            problems += nul_problems(properties, f"{where}properties")
         message_id = raw.get("message_id")
         if message_id is not None and (not isinstance(message_id, str) or len(message_id) > MAX_ID):
             problems.append(
                 Problem(f"{where}message_id", f"expected a string of at most {MAX_ID} characters")
             )
+        elif message_id is not None and NUL in message_id:
+            problems.append(Problem(f"{where}message_id", HAS_NUL))
         if problems:
             raise InvalidInput(problems)
         return EventRecord(user_id, str(name), ts, dict(properties), message_id or None)

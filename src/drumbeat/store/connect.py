@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from drumbeat.errors import InvalidInput, require
+from drumbeat.errors import BadSetting, require
+
+SETTING = "DRUMBEAT_DATABASE_URL"
+_USE = "use sqlite:///path or postgresql://user@host/database"
 
 
 def _json_dumps(value: Any) -> str:
@@ -17,7 +23,10 @@ def _json_dumps(value: Any) -> str:
 
 def normalize_url(url: str) -> str:
     """Accept `postgresql://` and `postgres://` for psycopg 3; refuse databases we don't support."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise BadSetting(SETTING, f"not a database URL: {_hidden(url)!r}; {_USE}") from None
     backend = parsed.get_backend_name()
     if backend == "postgres":
         parsed = parsed.set(drivername="postgresql")
@@ -25,22 +34,59 @@ def normalize_url(url: str) -> str:
     if backend == "postgresql":
         require("psycopg", feature="PostgreSQL", extra="postgres")
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    if backend == "sqlite":
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
         return parsed.render_as_string(hide_password=False)
-    raise InvalidInput(
-        f"database URL {parsed.drivername!r}: use sqlite:///… or postgresql://…",
-        what="DRUMBEAT_DATABASE_URL",
-    )
+    raise BadSetting(SETTING, f"unknown database {parsed.drivername!r}; {_USE}")
 
 
 def create(url: str) -> Engine:
-    url = normalize_url(url)
+    """An engine for `url`, connected once: a URL that cannot work fails here, in one line
+    that says why, rather than in the middle of a command."""
+    engine = _engine(normalize_url(url))
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = _sqlite_reason(engine, exc) if engine.dialect.name == "sqlite" else _reason(exc)
+        raise BadSetting(SETTING, f"cannot connect to {shown}: {reason}") from None
+    return engine
+
+
+def _engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, **kwargs)
+    # A server that does not answer fails the command in seconds (unless the URL says).
+    timeout = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 5}
+    return create_engine(
+        url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=timeout, **kwargs
+    )
+
+
+def _reason(exc: DBAPIError) -> str:
+    """psycopg's first line, without its preamble: `connection failed: connection to server
+    at "…", port … failed: FATAL:  database "x" does not exist` → `database "x" does not
+    exist`."""
+    first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    reason = first.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
+    return reason[:1].lower() + reason[1:]
+
+
+def _sqlite_reason(engine: Engine, exc: DBAPIError) -> str:
+    path = engine.url.database
+    folder = Path(path).resolve().parent if path and path != ":memory:" else None
+    if folder is not None and not folder.is_dir():
+        return f"no directory {folder}"
+    return str(exc.orig)
+
+
+def _hidden(text: str) -> str:
+    """A URL-like string with what looks like a password masked, as SQLAlchemy masks it."""
+    return re.sub(r":[^/@]*@", ":***@", text)
 
 
 def _sqlite_setup(engine: Engine) -> None:
