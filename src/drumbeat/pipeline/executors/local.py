@@ -27,13 +27,13 @@ def drain(
     lock = threading.Lock()
 
     def work() -> None:
-        batch = store.claim_batch(lane, clock(), BATCH_LEASE)
+        batch = store.claim_batch(lane, BATCH_LEASE)
         while batch is not None:
             try:
                 report, batch = process_batch(store, programs, batch, clock(), claim_from=lane)
             except LeaseLost as exc:  # rolled back, the next claim with it
                 log.warning("%s", exc)
-                batch = store.claim_batch(lane, clock(), BATCH_LEASE)
+                batch = store.claim_batch(lane, BATCH_LEASE)
                 continue
             except BaseException as exc:
                 with lock:
