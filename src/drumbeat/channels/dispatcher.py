@@ -9,6 +9,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
@@ -63,17 +64,26 @@ class Dispatcher:
         """Send everything due at `now` (within each channel's rate limit)."""
         report = DispatchReport()
         for channel in [None] if not self.config.rate_limits else sorted(self.channels):
-            while rows := self.store.claim_messages(
-                now, self._allowance(channel, now), MESSAGE_LEASE, channel
-            ):
+            while rows := self._claim(channel, now):
                 with metrics.timed("stage.dispatch", len(rows)):
                     results = self._send(rows, now)
-                    self.store.record_results(results, now)
+                    # the same outcomes written twice are written once
+                    record = partial(self.store.record_results, results, now)
+                    self.store.retrying(record, "recording sends")
                 for result in results:
                     report.add(result.status)
                 if channel is not None and channel in self.config.rate_limits:
                     break  # this round's allowance is spent
         return report
+
+    def _claim(self, channel: str | None, now: float) -> list[OutboxRow]:
+        """Claim the next rows, again if the connection is lost: rows claimed unseen come
+        back when their lease runs out."""
+        limit = self._allowance(channel, now)
+        return self.store.retrying(
+            lambda: self.store.claim_messages(now, limit, MESSAGE_LEASE, channel),
+            "claiming messages",
+        )
 
     def _allowance(self, channel: str | None, now: float) -> int:
         rate = self.config.rate_limits.get(channel or "")
@@ -93,9 +103,14 @@ class Dispatcher:
         return results
 
     def _send_workspace(self, ws: int, rows: Sequence[OutboxRow], now: float) -> list[SendResult]:
-        users = self.store.load_users(ws, sorted({row.user_id for row in rows}))
-        types = self.store.attribute_types(ws)
-        name = self.store.workspace_name(ws)
+        users, types, name = self.store.retrying(
+            lambda: (
+                self.store.load_users(ws, sorted({row.user_id for row in rows})),
+                self.store.attribute_types(ws),
+                self.store.workspace_name(ws),
+            ),
+            "reading the recipients",
+        )
         results: list[SendResult] = []
         ready: dict[str, list[tuple[OutboxRow, Message]]] = defaultdict(list)
         for row in rows:
