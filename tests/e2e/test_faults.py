@@ -22,6 +22,8 @@ from sqlalchemy import select
 from drumbeat.model.attributes import format_timestamp
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.store import open_store
+from drumbeat.store.core import StoreUnavailable
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, send, wait
 from tests.world import DAY, HOUR, World
@@ -112,7 +114,7 @@ def test_a_worker_process_killed_in_a_drain_loses_nothing_and_the_run_goes_on(wo
     run = advance(
         world,
         tmp_path,
-        2,
+        1,
         DRUMBEAT_FAULT_USER=victim,
         DRUMBEAT_FAULT_SIGNAL="SIGSTOP",  # stops holding its batch, for us to kill
         DRUMBEAT_FAULT_ONCE=str(tmp_path / "stopped"),
@@ -193,3 +195,18 @@ def test_a_user_in_an_unfinished_batch_is_not_planned_again(world):
     assert sent(world) == Counter({("one", f"u{i:03d}"): 1 for i in range(USERS)})
     plans = plan_all(store, programs, world.now() + DAY, full_pass_every=DAY)
     assert [p.advancing for p in plans if p.campaign == "drip"] == [USERS]  # due, once
+
+
+def test_a_store_out_of_reach_longer_than_the_retry_time_is_a_clear_error(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no connection to lose: its errors are never retried")
+    store = open_store(
+        "postgresql://postgres@127.0.0.1:9/nowhere", migrate=False, retry_seconds=0.5
+    )
+    started = time.monotonic()
+    with pytest.raises(
+        StoreUnavailable, match=r"unreachable for 0.5 s \(DRUMBEAT_DB_RETRY_SECONDS\)"
+    ):
+        store.claim_batch(DEFAULT_LANE, 300.0)
+    assert time.monotonic() - started >= 0.4  # tried again meanwhile
+    store.close()

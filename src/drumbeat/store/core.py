@@ -86,13 +86,14 @@ class StoreCore:
             except DBAPIError as exc:
                 if not self._lost_connection(exc):
                     raise
-                if time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise StoreUnavailable(
                         f"{what}: the database stayed unreachable for "
                         f"{self.retry_seconds:g} s (DRUMBEAT_DB_RETRY_SECONDS): {exc.orig}"
                     ) from exc
                 log.warning("%s: connection lost (%s); trying again", what, exc.orig)
-            time.sleep(delay)
+            time.sleep(min(delay, remaining))
             delay = min(delay * 2, 2.0)
 
     def _lost_connection(self, exc: DBAPIError) -> bool:

@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from drumbeat import metrics
+from drumbeat.errors import DrumbeatError
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import DB_RETRY_SECONDS
@@ -34,7 +35,7 @@ from drumbeat.store.outbox import process_owner
 log = logging.getLogger(__name__)
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(DrumbeatError, RuntimeError):
     """A worker process kept failing or dying during a drain without holding a batch to
     blame (it cannot open the store, say)."""
 
