@@ -44,8 +44,10 @@ def world(world: World) -> World:
     return world
 
 
-def advance(world: World, tmp: Path, days: float, **env: str) -> subprocess.Popen[bytes]:
-    """`drumbeat advance --workers 2` by `days` on the world's store, in its own process;
+def advance(
+    world: World, tmp: Path, days: float, workers: int = 2, **env: str
+) -> subprocess.Popen[bytes]:
+    """`drumbeat advance --workers N` by `days` on the world's store, in its own process;
     `env` adds variables (the faults'); its output goes to files in `tmp`."""
     variables = {k: v for k, v in os.environ.items() if not k.startswith("DRUMBEAT_")}
     variables.update(
@@ -57,7 +59,7 @@ def advance(world: World, tmp: Path, days: float, **env: str) -> subprocess.Pope
         **env,
     )
     to = format_timestamp(world.now() + days * DAY)
-    command = ["advance", "--to", to, "--every", "12h", "--workers", "2"]
+    command = ["advance", "--to", to, "--every", "12h", "--workers", str(workers)]
     with (tmp / "advance.out").open("wb") as out, (tmp / "advance.err").open("wb") as err:
         return subprocess.Popen(
             [sys.executable, "-m", "drumbeat", *command], env=variables, stdout=out, stderr=err
@@ -153,10 +155,11 @@ def terminate_backends(url: str, stop: threading.Event, terminated: list[int]) -
             terminated.append(int(killed[0]) if killed else 0)
 
 
-def test_a_run_whose_postgresql_connections_are_terminated_goes_on(world, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_whose_postgresql_connections_are_terminated_goes_on(world, tmp_path, workers):
     if world.store.dialect != "postgresql":
         pytest.skip("pg_terminate_backend is PostgreSQL's")
-    run = advance(world, tmp_path, 3)
+    run = advance(world, tmp_path, 3, workers)
     b = batches.c
     started = select(b.id).where(b.workspace_id == world.ws).limit(1)
     with psycopg.connect(world.config.database_url) as conn:  # the run has begun planning
