@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -134,3 +136,28 @@ def test_processes_on_other_virtual_clocks_leave_a_live_batch_alone(world: World
         ).one()
     assert status == "running" and abs(lease - (time.time() + BATCH_LEASE)) < 60
     assert world.store.claim_batch(DEFAULT_LANE, BATCH_LEASE) is None  # not at an earlier clock
+
+
+CLAIM_AND_EXIT = """
+import sys
+from drumbeat.store import open_store
+print(open_store(sys.argv[1], migrate=False).claim_batch(sys.argv[2], 300.0).id)
+"""
+
+
+def test_a_batch_whose_worker_process_is_gone_runs_at_the_next_drain(
+    world: World, executor: Executor
+) -> None:
+    """A process claims a batch and exits (a run killed whole): the next drain on this host
+    lets go of the batch at once instead of waiting out its lease."""
+    plan_all(world.store, world.runner.programs, world.now(), full_pass_every=7 * DAY)
+    claimed = subprocess.run(
+        [sys.executable, "-c", CLAIM_AND_EXIT, world.config.database_url, DEFAULT_LANE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    orphan = int(claimed.stdout)
+    reports = executor.drain(DEFAULT_LANE, world.now())
+    assert orphan in {r.batch_id for r in reports}

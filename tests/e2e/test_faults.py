@@ -116,7 +116,7 @@ def test_a_worker_process_killed_in_a_drain_loses_nothing_and_the_run_goes_on(wo
     run = advance(
         world,
         tmp_path,
-        1,
+        2,
         DRUMBEAT_FAULT_USER=victim,
         DRUMBEAT_FAULT_SIGNAL="SIGSTOP",  # stops holding its batch, for us to kill
         DRUMBEAT_FAULT_ONCE=str(tmp_path / "stopped"),

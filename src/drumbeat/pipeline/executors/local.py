@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def drain(
     store: Store, programs: Programs, lane: str, clock: Callable[[], float], *, workers: int = 1
 ) -> list[BatchReport]:
-    """Claim and process batches until the lane is empty; returns what each batch did."""
+    """Claim and process batches until the lane is empty; returns what each batch did.
+    Batches whose worker process is gone are let go of first (`release_orphaned_batches`)."""
     reports: list[BatchReport] = []
     failures: list[BaseException] = []
     lock = threading.Lock()
@@ -42,6 +43,7 @@ def drain(
             with lock:
                 reports.append(report)
 
+    store.release_orphaned_batches()
     if workers <= 1:
         work()
     else:

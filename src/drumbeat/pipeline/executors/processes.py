@@ -29,8 +29,8 @@ from drumbeat import metrics
 from drumbeat.errors import DrumbeatError
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store, open_store
+from drumbeat.store.batches import process_owner
 from drumbeat.store.core import DB_RETRY_SECONDS
-from drumbeat.store.outbox import process_owner
 
 log = logging.getLogger(__name__)
 
