@@ -48,7 +48,11 @@ class Drumbeat:
         self.config = config or settings(
             database_url=database_url, workspace=workspace, batch_size=batch_size
         )
-        self.store: Store = open_store(self.config.database_url, batch_size=self.config.batch_size)
+        self.store: Store = open_store(
+            self.config.database_url,
+            batch_size=self.config.batch_size,
+            retry_seconds=self.config.db_retry_seconds,
+        )
         # the store's virtual clock when one is set (`drumbeat advance`), else real time
         self.clock: Clock = clock or StoreClock(self.store)
         self.ws = self.store.workspace_id(self.config.workspace, now=self.clock())

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         le=64,
         description="worker processes of `drumbeat run` (1: work in the same process)",
     )
+    db_retry_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="seconds a lost database connection is waited for (work is tried again "
+        "with backoff meanwhile) before a command gives up",
+    )
     secret_key: str = Field(
         "change-me", description="signs unsubscribe tokens and webhook bodies (HMAC-SHA256)"
     )

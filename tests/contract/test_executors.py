@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from drumbeat.pipeline.executors import Executor, make_executor
 from drumbeat.pipeline.executors.local import ThreadExecutor
 from drumbeat.pipeline.executors.processes import ProcessExecutor, WorkerDied
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.pipeline.worker import BATCH_LEASE
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, retire, send, wait
 from tests.world import DAY, World
@@ -115,3 +119,45 @@ def test_an_in_memory_store_is_worked_in_process(world: World, tmp_path: Path) -
     executor = make_executor(memory.store, memory.runner.programs, 4)
     assert isinstance(executor, ThreadExecutor)
     memory.close()
+
+
+def test_processes_on_other_virtual_clocks_leave_a_live_batch_alone(world: World) -> None:
+    """Leases count real time: a worker whose virtual clock is a month ahead (another
+    `advance`) does not take a batch this process holds, nor the other way round."""
+    plan_all(world.store, world.runner.programs, world.now(), full_pass_every=7 * DAY)
+    held = world.store.claim_batch(DEFAULT_LANE, BATCH_LEASE)
+    assert held is not None
+    with ProcessExecutor(world.config.database_url, processes=1, batch_size=BATCH) as ahead:
+        reports = ahead.drain(DEFAULT_LANE, world.now() + 30 * DAY)
+    assert held.id not in {r.batch_id for r in reports}
+    with world.store.engine.connect() as conn:
+        status, lease = conn.execute(
+            select(batches.c.status, batches.c.lease_until).where(batches.c.id == held.id)
+        ).one()
+    assert status == "running" and abs(lease - (time.time() + BATCH_LEASE)) < 60
+    assert world.store.claim_batch(DEFAULT_LANE, BATCH_LEASE) is None  # not at an earlier clock
+
+
+CLAIM_AND_EXIT = """
+import sys
+from drumbeat.store import open_store
+print(open_store(sys.argv[1], migrate=False).claim_batch(sys.argv[2], 300.0).id)
+"""
+
+
+def test_a_batch_whose_worker_process_is_gone_runs_at_the_next_drain(
+    world: World, executor: Executor
+) -> None:
+    """A process claims a batch and exits (a run killed whole): the next drain on this host
+    lets go of the batch at once instead of waiting out its lease."""
+    plan_all(world.store, world.runner.programs, world.now(), full_pass_every=7 * DAY)
+    claimed = subprocess.run(
+        [sys.executable, "-c", CLAIM_AND_EXIT, world.config.database_url, DEFAULT_LANE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    orphan = int(claimed.stdout)
+    reports = executor.drain(DEFAULT_LANE, world.now())
+    assert orphan in {r.batch_id for r in reports}

@@ -83,10 +83,11 @@ def test_a_batch_whose_lease_was_lost_commits_nothing_and_its_rerun_commits_once
     world.apply(DRIP)
     now, store, programs = world.now(), world.store, world.runner.programs
     plan_all(store, programs, now, full_pass_every=world.config.full_pass_every)
-    slow = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
+    slow = store.claim_batch(DEFAULT_LANE, BATCH_LEASE)
     assert slow is not None and slow.kind == "enter"
     # the first worker stalls past its lease; a second one claims the batch (a new fence)
-    fast = store.claim_batch(DEFAULT_LANE, now + BATCH_LEASE + 1, BATCH_LEASE)
+    real_time_passes(store, BATCH_LEASE + 1)
+    fast = store.claim_batch(DEFAULT_LANE, BATCH_LEASE)
     assert fast is not None and fast.id == slow.id and fast.fence == slow.fence + 1
     with pytest.raises(LeaseLost):
         process_batch(store, programs, slow, now)  # the engine ran; the commit is refused
@@ -94,7 +95,8 @@ def test_a_batch_whose_lease_was_lost_commits_nothing_and_its_rerun_commits_once
     assert world.member("drip", "u1") is None
     process_batch(store, programs, fast, now)
     process_batch(store, programs, fast, now)  # delivered twice (a broker redelivery)
-    assert store.claim_batch(DEFAULT_LANE, now + 2 * BATCH_LEASE + 2, BATCH_LEASE) is None
+    real_time_passes(store, BATCH_LEASE + 1)
+    assert store.claim_batch(DEFAULT_LANE, BATCH_LEASE) is None
     world.advance(2 * DAY, every=6 * HOUR)
     keys = outbox_keys(world)
     assert sorted((step, user, entry) for _, step, user, entry, _ in keys) == [
@@ -118,24 +120,25 @@ def two_planned_batches(world: World) -> tuple[float, Store, Programs]:
 
 def test_a_worker_claims_its_next_batch_in_the_transaction_that_finishes_one(world):
     now, store, programs = two_planned_batches(world)
-    first = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
+    first = store.claim_batch(DEFAULT_LANE, BATCH_LEASE)
     assert first is not None
     _, following = process_batch(store, programs, first, now, claim_from=DEFAULT_LANE)
     assert following is not None and following.id != first.id
     assert (batch_status(world, first.id), batch_status(world, following.id)) == ("done", "running")
-    assert store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE) is None  # this worker holds it
+    assert store.claim_batch(DEFAULT_LANE, BATCH_LEASE) is None  # this worker holds it
     _, after = process_batch(store, programs, following, now, claim_from=DEFAULT_LANE)
     assert after is None and batch_status(world, following.id) == "done"
 
 
 def test_a_lost_lease_rolls_back_the_claim_of_the_next_batch_too(world):
     now, store, programs = two_planned_batches(world)
-    slow = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
-    stolen = store.claim_batch(DEFAULT_LANE, now + BATCH_LEASE + 1, BATCH_LEASE)
+    slow = store.claim_batch(DEFAULT_LANE, BATCH_LEASE)
+    real_time_passes(store, BATCH_LEASE + 1)
+    stolen = store.claim_batch(DEFAULT_LANE, BATCH_LEASE)
     assert slow is not None and stolen is not None and stolen.id == slow.id
     with pytest.raises(LeaseLost):
         process_batch(store, programs, slow, now, claim_from=DEFAULT_LANE)
-    pending = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)  # still there to claim
+    pending = store.claim_batch(DEFAULT_LANE, BATCH_LEASE)  # still there to claim
     assert pending is not None and pending.id != slow.id and pending.fence == 1
 
 
@@ -144,20 +147,29 @@ def batch_status(world: World, batch_id: int) -> str:
         return str(conn.execute(select(batches.c.status).where(batches.c.id == batch_id)).scalar())
 
 
+def real_time_passes(store: Store, seconds: float) -> None:
+    """Move the real clock the store's leases count by `seconds` (the virtual one stays)."""
+    earlier = store.real_clock
+    store.real_clock = lambda: earlier() + seconds
+
+
 def test_a_batch_whose_worker_died_runs_after_its_lease_and_adds_nothing_twice(world):
     world.identify("u1", plan="free")
     world.apply(DRIP)
     now = world.now()
     plan_all(world.store, world.runner.programs, now, full_pass_every=world.config.full_pass_every)
-    dead = world.store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)  # and its worker dies
+    dead = world.store.claim_batch(DEFAULT_LANE, BATCH_LEASE)  # and its worker dies
     assert dead is not None
-    world.tick()  # u1 is still no member, so this tick plans (and runs) u1 again
-    assert world.steps_sent("u1") == ["one"]
+    world.advance(DAY)  # u1 waits for its batch: not planned again meanwhile
+    assert world.steps_sent("u1") == []
     assert batch_status(world, dead.id) == "running"
-    world.advance(BATCH_LEASE + 60)
+    real_time_passes(world.store, BATCH_LEASE + 1)  # the lease counts real time
+    world.tick()
     assert batch_status(world, dead.id) == "done"  # claimed again once the lease ran out
     assert world.steps_sent("u1") == ["one"]
-    assert world.member("drip", "u1").entered_at == now
+    assert world.member("drip", "u1").entered_at == now + DAY
+    world.advance(2 * DAY)
+    assert world.steps_sent("u1") == ["one", "two"]
 
 
 # ---- property: the tick schedule changes when messages go, never which ----------------------

@@ -109,8 +109,8 @@ def test_the_cap_holds_when_another_campaigns_batch_queues_a_message_in_between(
     world.apply(campaign("beta", [send("b1")]))
     now, store, programs = world.now(), world.store, world.runner.programs
     plan_all(store, programs, now, full_pass_every=world.config.full_pass_every)
-    first = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
-    second = store.claim_batch(DEFAULT_LANE, now, BATCH_LEASE)
+    first = store.claim_batch(DEFAULT_LANE, BATCH_LEASE)
+    second = store.claim_batch(DEFAULT_LANE, BATCH_LEASE)
     assert first is not None and second is not None
     program = programs.get(first.workspace_id, first.campaign_key)
     assert program is not None

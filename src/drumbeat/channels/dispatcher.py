@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
@@ -89,15 +90,16 @@ class Dispatcher:
         report = DispatchReport()
         lease = self.config.send_lease
         for channel in [None] if not self.config.rate_limits else sorted(self.channels):
-            while rows := self.store.claim_messages(
-                now, self.clock(), self._allowance(channel, now), lease, channel
-            ):
+            while rows := self._claim(channel, now, lease):
                 with (
                     metrics.timed("stage.dispatch", len(rows)),
                     LeaseKeeper(self.store, rows, lease, self.clock) as keeper,
                 ):
                     results = self._send(rows, keeper)
-                dropped = self.store.record_results(results, now) + len(rows) - len(results)
+                # retried after a lost connection: the fence writes each result once
+                record = partial(self.store.record_results, results, now)
+                recorded = self.store.retrying(record, "recording sends")
+                dropped = recorded + len(rows) - len(results)
                 for result in results:
                     report.add(result.status)
                 if dropped:
@@ -121,6 +123,15 @@ class Dispatcher:
             report.merge(sent)
         return report
 
+    def _claim(self, channel: str | None, now: float, lease: float) -> list[OutboxRow]:
+        """Claim the next rows, again if the connection is lost: rows claimed unseen come
+        back when their lease runs out."""
+        limit = self._allowance(channel, now)
+        return self.store.retrying(
+            lambda: self.store.claim_messages(now, self.clock(), limit, lease, channel),
+            "claiming messages",
+        )
+
     def _allowance(self, channel: str | None, now: float) -> int:
         rate = self.config.rate_limits.get(channel or "")
         if rate is None:
@@ -141,9 +152,14 @@ class Dispatcher:
     def _send_workspace(
         self, ws: int, rows: Sequence[OutboxRow], keeper: LeaseKeeper
     ) -> list[SendResult]:
-        users = self.store.load_users(ws, sorted({row.user_id for row in rows}))
-        types = self.store.attribute_types(ws)
-        name = self.store.workspace_name(ws)
+        users, types, name = self.store.retrying(
+            lambda: (
+                self.store.load_users(ws, sorted({row.user_id for row in rows})),
+                self.store.attribute_types(ws),
+                self.store.workspace_name(ws),
+            ),
+            "reading the recipients",
+        )
         results: list[SendResult] = []
         ready: dict[str, list[tuple[OutboxRow, Message]]] = defaultdict(list)
         missing: dict[int, set[str]] = defaultdict(set)  # row id → names written empty

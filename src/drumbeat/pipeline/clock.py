@@ -27,7 +27,9 @@ class StoreClock:
         self._now: float | None = self._read()
 
     def _read(self) -> float | None:
-        value = self.store.get_setting(CLOCK_WORKSPACE, CLOCK_SETTING)
+        value = self.store.retrying(
+            lambda: self.store.get_setting(CLOCK_WORKSPACE, CLOCK_SETTING), "reading the clock"
+        )
         return float(value) if value is not None else None
 
     @property
@@ -38,7 +40,9 @@ class StoreClock:
         return self._now if self._now is not None else time.time()
 
     def set(self, now: float) -> None:
-        self.store.set_setting(CLOCK_WORKSPACE, CLOCK_SETTING, now)
+        self.store.retrying(
+            lambda: self.store.set_setting(CLOCK_WORKSPACE, CLOCK_SETTING, now), "setting the clock"
+        )
         self._now = now
 
     def reset(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 
 from drumbeat import metrics
@@ -111,8 +112,11 @@ def plan_campaign(
             full_pass_at = now if full else full_pass_at
         due = store.due_members(ws, key, now)
         members = store.changed_members(ws, key, changed)
-        advancing = sorted(set(chain(due, members)) - set(entering))
-        entering = sorted(set(entering))
+        # Users an unfinished batch of the campaign will work already are left out: a run
+        # killed over and over planned them again each time (thousands of stale batches).
+        busy = store.busy_users(ws, key)
+        advancing = sorted(set(chain(due, members)) - set(entering) - busy)
+        entering = sorted(set(entering) - busy)
         with store.writing() as conn:
             result.batches += store.create_batches(
                 conn, ws, key, lane, "enter", list(chunks(entering, store.batch_size)), now, now
@@ -140,12 +144,14 @@ def plan_all(
     lane: str = DEFAULT_LANE,
 ) -> list[Plan]:
     """Plan every active campaign of every workspace, from a fresh snapshot of them (the
-    workers of this tick use the same snapshot)."""
-    programs.refresh()
+    workers of this tick use the same snapshot). A campaign whose planning loses its
+    connection is planned again (`Store.retrying`): its batches, if they were written,
+    are pending and hold its users (`Store.busy_users`), so none is planned twice."""
+    store.retrying(programs.refresh, "reading the campaigns")
     changes = Changes(store)
+    rows = store.retrying(lambda: store.campaigns(status="active"), "reading the campaigns")
+    plan = partial(plan_campaign, store, programs, full_pass_every=full_pass_every, lane=lane)
     return [
-        plan_campaign(
-            store, programs, row, now, full_pass_every=full_pass_every, lane=lane, changes=changes
-        )
-        for row in store.campaigns(status="active")
+        store.retrying(partial(plan, row, now, changes=changes), f"planning {row.key}")
+        for row in rows
     ]

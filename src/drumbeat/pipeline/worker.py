@@ -19,9 +19,9 @@ from drumbeat import metrics
 from drumbeat.engine import Decision, Program, Subject, decide
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
-from drumbeat.store.outbox import Batch
+from drumbeat.store.batches import Batch, claim_owner
 
-BATCH_LEASE = 300.0  # seconds a worker may hold a batch before another may take it
+BATCH_LEASE = 300.0  # real seconds a worker may hold a batch before another may take it
 CAP_ATTEMPTS = 5  # times a batch is worked again when other sends overtook its cap check
 
 
@@ -59,17 +59,39 @@ def process_batch(
     store: Store, programs: Programs, batch: Batch, now: float, *, claim_from: str | None = None
 ) -> tuple[BatchReport, Batch | None]:
     """Run a batch; with `claim_from`, also claim that lane's next batch in the transaction
-    that finishes this one (see `Store.claim_batch`). Returns the report and that batch."""
+    that finishes this one (see `Store.claim_batch`). Returns the report and that batch.
+
+    Done again from the start if the connection is lost (`Store.retrying`): if the commit
+    went through unseen, the batch's writes are done again from the state they left (its
+    fence still holds; members already moved on decide nothing new, messages are kept once
+    by their key), and the next batch's claim, under the same owner, takes up the batch
+    that commit claimed."""
+    owner = claim_owner()
+    return store.retrying(
+        lambda: _process_batch(store, programs, batch, now, claim_from, owner), f"batch {batch.id}"
+    )
+
+
+def _process_batch(
+    store: Store,
+    programs: Programs,
+    batch: Batch,
+    now: float,
+    claim_from: str | None,
+    owner: str,
+) -> tuple[BatchReport, Batch | None]:
     report = BatchReport(batch.id, len(batch.user_ids))
     program = programs.get(batch.workspace_id, batch.campaign_key)
     if program is None:  # paused or archived since it was planned
         with store.writing() as conn:
             store.finish_batch(conn, batch, now, 0.0, status="skipped")
-            return report, _claim_next(store, conn, claim_from, now)
+            return report, _claim_next(store, conn, claim_from, owner)
     for _ in range(CAP_ATTEMPTS):
         staged = stage_batch(store, program, batch, now)
         try:
-            report.messages, following = commit_batch(store, staged, now, claim_from=claim_from)
+            report.messages, following = commit_batch(
+                store, staged, now, claim_from=claim_from, owner=owner
+            )
         except CapOvertaken:
             continue
         report.changed = len(staged.decisions)
@@ -109,7 +131,12 @@ def stage_batch(store: Store, program: Program, batch: Batch, now: float) -> Sta
 
 
 def commit_batch(
-    store: Store, staged: Staged, now: float, *, claim_from: str | None = None
+    store: Store,
+    staged: Staged,
+    now: float,
+    *,
+    claim_from: str | None = None,
+    owner: str | None = None,
 ) -> tuple[int, Batch | None]:
     """Write a staged batch in one transaction: memberships, outbox rows, the batch done
     (if its fence still holds: else LeaseLost), and the next batch of `claim_from` claimed.
@@ -130,8 +157,10 @@ def commit_batch(
         queued = store.insert_messages(conn, ws, key, messages)
         if not store.finish_batch(conn, batch, now, time.perf_counter() - staged.started):
             raise LeaseLost(f"batch {batch.id} was claimed by another worker")
-        return queued, _claim_next(store, conn, claim_from, now)
+        return queued, _claim_next(store, conn, claim_from, owner)
 
 
-def _claim_next(store: Store, conn: Connection, lane: str | None, now: float) -> Batch | None:
-    return None if lane is None else store.claim_batch(lane, now, BATCH_LEASE, conn)
+def _claim_next(
+    store: Store, conn: Connection, lane: str | None, owner: str | None
+) -> Batch | None:
+    return None if lane is None else store.claim_batch(lane, BATCH_LEASE, conn, owner=owner)

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from drumbeat.store.base import Store
 from drumbeat.store.connect import create
+from drumbeat.store.core import DB_RETRY_SECONDS
 from drumbeat.store.migrate import upgrade
 
 
-def open_store(url: str, *, batch_size: int = 1000, migrate: bool = True) -> Store:
-    """Connect to the store at `url`, bringing its schema up to date first."""
+def open_store(
+    url: str,
+    *,
+    batch_size: int = 1000,
+    migrate: bool = True,
+    retry_seconds: float = DB_RETRY_SECONDS,
+) -> Store:
+    """Connect to the store at `url`, bringing its schema up to date first. Work that
+    loses its connection is tried again for `retry_seconds` (`StoreCore.retrying`)."""
     engine = create(url)
     migrated = migrate and upgrade(engine)
     if engine.dialect.name == "postgresql":
         from drumbeat.store.postgres import PostgresStore
 
-        return PostgresStore(engine, batch_size=batch_size)
+        return PostgresStore(engine, batch_size=batch_size, retry_seconds=retry_seconds)
     from drumbeat.store.sqlite import SQLiteStore
 
-    store = SQLiteStore(engine, batch_size=batch_size)
+    store = SQLiteStore(engine, batch_size=batch_size, retry_seconds=retry_seconds)
     if migrated:  # a revision may have dropped an index a live rule wants (0007)
         store.sync_attribute_indexes()
     return store

@@ -5,20 +5,35 @@ are mixins over this core, put together in `base.Store`."""
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from drumbeat.errors import InvalidInput
+from drumbeat.errors import DrumbeatError, InvalidInput
 from drumbeat.model.attributes import AttrType
 from drumbeat.store.schema import attribute_types, users, workspaces
 
 if TYPE_CHECKING:
     from drumbeat.model.rules import Rule
+
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DB_RETRY_SECONDS = 60.0  # DRUMBEAT_DB_RETRY_SECONDS: how long a lost database is waited for
+# SQLSTATEs of a lost or refused connection: class 08, and the server shutting down or
+# terminating the backend (pg_terminate_backend), crashing, or starting.
+_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+class StoreUnavailable(DrumbeatError):
+    """The database stayed out of reach for longer than the retry time."""
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -48,9 +63,50 @@ def _values_row(rest: str) -> tuple[str, str]:
 class StoreCore:
     dialect: str = ""
 
-    def __init__(self, engine: Engine, *, batch_size: int = 1000) -> None:
+    def __init__(
+        self, engine: Engine, *, batch_size: int = 1000, retry_seconds: float = DB_RETRY_SECONDS
+    ) -> None:
         self.engine = engine
         self.batch_size = batch_size
+        self.retry_seconds = retry_seconds
+        # Leases count real time, whatever the store's clock (tests move this one by hand).
+        self.real_clock: Callable[[], float] = time.time
+
+    def retrying(self, work: Callable[[], T], what: str) -> T:
+        """`work()`, done again after a lost connection (PostgreSQL restarted, the backend
+        terminated) with backoff, until it succeeds or `retry_seconds` have passed without
+        success: then StoreUnavailable. `work` must be safe to do again: it may have
+        committed before the connection was lost. The pool's pre-ping replaces a connection
+        that died idle; this covers one that dies in use."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return work()
+            except DBAPIError as exc:
+                if not self._lost_connection(exc):
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StoreUnavailable(
+                        f"{what}: the database stayed unreachable for "
+                        f"{self.retry_seconds:g} s (DRUMBEAT_DB_RETRY_SECONDS): {exc.orig}"
+                    ) from exc
+                log.warning("%s: connection lost (%s); trying again", what, exc.orig)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+
+    def _lost_connection(self, exc: DBAPIError) -> bool:
+        """Whether `exc` means the connection was lost or refused (SQLite has none to lose:
+        its errors are never retried)."""
+        if self.dialect != "postgresql":
+            return False
+        if exc.connection_invalidated:
+            return True
+        state = getattr(exc.orig, "sqlstate", None)
+        if state is None:  # psycopg could not connect at all
+            return isinstance(exc, OperationalError)
+        return str(state).startswith("08") or state in _LOST_STATES
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:

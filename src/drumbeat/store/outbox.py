@@ -1,12 +1,11 @@
-"""The outbox (one row per message, unique by dedupe key) and the batches table (units of
-planned work with a lease and a fence). Claims are atomic: a row or batch goes to one
-worker at a time, and comes back when its lease runs out. An outbox row is due by the store's
+"""The outbox: one row per message, unique by dedupe key. Claims are atomic: a row goes to
+one worker at a time, and comes back when its lease runs out. A row is due by the store's
 clock (`available_at`); its lease and its retry time count real time (`lease_until`,
 `retry_at`), which the caller passes as `real_now`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
 from drumbeat.store.core import StoreCore
-from drumbeat.store.schema import batches, outbox
+from drumbeat.store.schema import outbox
 
 Claim = tuple[int, int]  # (outbox row id, fence)
 
@@ -25,19 +24,6 @@ Claim = tuple[int, int]  # (outbox row id, fence)
 def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-@dataclass(frozen=True)
-class Batch:
-    id: int
-    workspace_id: int
-    campaign_key: str
-    lane: str
-    kind: str  # enter: the users may enter; advance: members to move on
-    user_ids: list[str]
-    due_at: float
-    fence: int
-    attempts: int
 
 
 @dataclass(frozen=True)
@@ -297,94 +283,3 @@ class OutboxStore(StoreCore):
         )
         with self.engine.connect() as conn:
             return {(c, s, st): int(n) for c, s, st, n in conn.execute(query)}
-
-    # ---- batches ------------------------------------------------------------------------
-
-    def create_batches(
-        self,
-        conn: Connection,
-        ws: int,
-        key: str,
-        lane: str,
-        kind: str,
-        parts: Sequence[Sequence[str]],
-        due_at: float,
-        now: float,
-    ) -> int:
-        rows = [
-            {
-                "workspace_id": ws,
-                "campaign_key": key,
-                "lane": lane,
-                "kind": kind,
-                "user_ids": list(part),
-                "status": "pending",
-                "due_at": due_at,
-                "fence": 0,
-                "attempts": 0,
-                "created_at": now,
-            }
-            for part in parts
-            if part
-        ]
-        if rows:
-            conn.execute(batches.insert(), rows)
-        return len(rows)
-
-    def claim_batch(
-        self, lane: str, now: float, lease: float, conn: Connection | None = None
-    ) -> Batch | None:
-        """Lease the oldest claimable batch of `lane`; the fence moves on with every claim.
-        In `conn`'s transaction if given (a worker claims its next batch in the transaction
-        that finishes the last: one write lock taken a batch, not two), else in its own."""
-        b = batches.c
-        claimable = or_(b.status == "pending", and_(b.status == "running", b.lease_until < now))
-        pick = select(b.id).where(b.lane == lane, claimable).order_by(b.id).limit(1)
-        if self.dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        claim = (
-            update(batches)
-            .where(b.id == pick.scalar_subquery())
-            .values(
-                status="running",
-                lease_until=now + lease,
-                fence=b.fence + 1,
-                attempts=b.attempts + 1,
-            )
-            .returning(
-                b.id,
-                b.workspace_id,
-                b.campaign_key,
-                b.lane,
-                b.kind,
-                b.user_ids,
-                b.due_at,
-                b.fence,
-                b.attempts,
-            )
-        )
-        with metrics.timed("store.claim_batch"):
-            if conn is not None:
-                row = conn.execute(claim).first()
-            else:
-                with self.writing() as own:
-                    row = own.execute(claim).first()
-        return Batch(*row) if row is not None else None
-
-    def finish_batch(
-        self, conn: Connection, batch: Batch, now: float, seconds: float, status: str = "done"
-    ) -> bool:
-        """Mark the batch finished if this worker still holds it (same fence); else False
-        and the caller must roll back: another worker owns the batch now."""
-        b = batches.c
-        done = conn.execute(
-            update(batches)
-            .where(b.id == batch.id, b.fence == batch.fence)
-            .values(status=status, finished_at=now, seconds=seconds, lease_until=None)
-        )
-        return bool(done.rowcount == 1)
-
-    def batch_counts(self) -> Mapping[str, int]:
-        query = select(batches.c.status, func.count()).group_by(batches.c.status)
-        with self.engine.connect() as conn:
-            return {status: int(n) for status, n in conn.execute(query)}

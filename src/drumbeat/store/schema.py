@@ -174,9 +174,11 @@ batches = Table(
     Column("lane", String(32), nullable=False),
     Column("kind", String(16), nullable=False),  # enter, advance
     Column("user_ids", Json, nullable=False),
-    Column("status", String(16), nullable=False),  # pending, running, done, failed
+    Column("status", String(16), nullable=False),  # pending, running, done, skipped, dead
     Column("due_at", Epoch, nullable=False),  # the virtual or real time the batch is for
-    Column("lease_until", Epoch),
+    Column("lease_until", Epoch),  # real time, whatever the store's clock
+    Column("owner", String(200)),  # the worker holding it: "host:pid:thread"
+    Column("last_error", String(1000)),  # why its last holder let go of it
     Column("fence", Integer, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("created_at", Epoch, nullable=False),

@@ -39,4 +39,6 @@ def make_executor(store: Store, programs: Programs, workers: int) -> Executor:
     from drumbeat.pipeline.executors.processes import ProcessExecutor
 
     url = store.engine.url.render_as_string(hide_password=False)
-    return ProcessExecutor(url, processes=workers, batch_size=store.batch_size)
+    return ProcessExecutor(
+        url, processes=workers, batch_size=store.batch_size, retry_seconds=store.retry_seconds
+    )

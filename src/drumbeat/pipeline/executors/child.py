@@ -23,16 +23,22 @@ from drumbeat.store import open_store
 
 def main() -> None:
     settings = Settings()
-    store = open_store(settings.database_url, batch_size=settings.batch_size, migrate=False)
+    store = open_store(
+        settings.database_url,
+        batch_size=settings.batch_size,
+        migrate=False,
+        retry_seconds=settings.db_retry_seconds,
+    )
     programs = Programs(store)
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         command = orjson.loads(line)
         try:
-            programs.refresh()  # campaigns may have changed since the last drain
+            # campaigns may have changed since the last drain
+            store.retrying(programs.refresh, "reading the campaigns")
             reports = drain(store, programs, command["lane"], _fixed(float(command["now"])))
             answer = report_line(reports)
-        except Exception as exc:  # the parent raises it; the batch is claimed again later
+        except Exception as exc:  # the parent lets go of the batch it held, and asks again
             traceback.print_exc()
             answer = orjson.dumps({"error": f"{type(exc).__name__}: {exc}"}) + b"\n"
         metrics.reset()

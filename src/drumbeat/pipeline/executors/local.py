@@ -21,19 +21,20 @@ log = logging.getLogger(__name__)
 def drain(
     store: Store, programs: Programs, lane: str, clock: Callable[[], float], *, workers: int = 1
 ) -> list[BatchReport]:
-    """Claim and process batches until the lane is empty; returns what each batch did."""
+    """Claim and process batches until the lane is empty; returns what each batch did.
+    Batches whose worker process is gone are let go of first (`release_orphaned_batches`)."""
     reports: list[BatchReport] = []
     failures: list[BaseException] = []
     lock = threading.Lock()
 
     def work() -> None:
-        batch = store.claim_batch(lane, clock(), BATCH_LEASE)
+        batch = store.claim_batch(lane, BATCH_LEASE)
         while batch is not None:
             try:
                 report, batch = process_batch(store, programs, batch, clock(), claim_from=lane)
             except LeaseLost as exc:  # rolled back, the next claim with it
                 log.warning("%s", exc)
-                batch = store.claim_batch(lane, clock(), BATCH_LEASE)
+                batch = store.claim_batch(lane, BATCH_LEASE)
                 continue
             except BaseException as exc:
                 with lock:
@@ -42,6 +43,7 @@ def drain(
             with lock:
                 reports.append(report)
 
+    store.release_orphaned_batches()
     if workers <= 1:
         work()
     else:
