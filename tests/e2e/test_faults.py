@@ -23,6 +23,7 @@ from drumbeat.model.attributes import format_timestamp
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.store import open_store
+from drumbeat.store.connect import _engine
 from drumbeat.store.core import StoreUnavailable
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, send, wait
@@ -203,9 +204,10 @@ def test_a_user_in_an_unfinished_batch_is_not_planned_again(world):
 def test_a_store_out_of_reach_longer_than_the_retry_time_is_a_clear_error(database_url):
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no connection to lose: its errors are never retried")
-    store = open_store(
-        "postgresql://postgres@127.0.0.1:9/nowhere", migrate=False, retry_seconds=0.5
-    )
+    store = open_store(database_url, migrate=False, retry_seconds=0.5)
+    # the server goes away once the store is open (opening refuses a URL that cannot work)
+    store.engine.dispose()
+    store.engine = _engine("postgresql://postgres@127.0.0.1:9/nowhere")
     started = time.monotonic()
     with pytest.raises(
         StoreUnavailable, match=r"unreachable for 0.5 s \(DRUMBEAT_DB_RETRY_SECONDS\)"

@@ -26,7 +26,7 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from drumbeat import metrics
-from drumbeat.errors import DrumbeatError
+from drumbeat.errors import BadSetting, DrumbeatError
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store, open_store
 from drumbeat.store.batches import process_owner
@@ -118,7 +118,7 @@ class ProcessExecutor:
             if self._store is None:
                 self._store = open_store(self.url, migrate=False, retry_seconds=self.retry_seconds)
             return self._store.release_batches(process_owner(pid), why)
-        except (SQLAlchemyError, OSError) as exc:  # a store no process can open holds none
+        except (SQLAlchemyError, OSError, BadSetting) as exc:  # a store none can open holds none
             log.warning("cannot release the batches of worker process %s: %s", pid, exc)
             return {}
 
