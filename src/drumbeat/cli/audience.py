@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from drumbeat.choices import Format
 from drumbeat.cli.context import state
-from drumbeat.cli.output import console, print_rows
-from drumbeat.model.attributes import format_timestamp
+from drumbeat.cli.output import console, print_rows, when
 
 app = typer.Typer(no_args_is_help=True, help="Preview an audience rule against the store.")
 RuleArg = Annotated[Path, typer.Argument(help="A YAML or JSON file holding one rule")]
@@ -30,7 +30,7 @@ def sample(
     ctx: typer.Context,
     rule: RuleArg,
     n: Annotated[int, typer.Option("-n", min=1, help="How many users")] = 10,
-    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format")] = Format.TABLE,
 ) -> None:
     """The first N matching users (by id), with their attributes."""
     client = state(ctx).client()
@@ -38,11 +38,10 @@ def sample(
     rows = []
     for user in client.audience_sample(rule, n):
         shown = {
-            name: format_timestamp(value)
+            name: when(value)
             if types.get(name) == "timestamp" and isinstance(value, int | float)
             else value
             for name, value in sorted(user.attributes.items())
         }
-        created = format_timestamp(user.created_at) if user.created_at is not None else None
-        rows.append((user.user_id, user.email, created, shown))
+        rows.append((user.user_id, user.email, when(user.created_at), shown))
     print_rows(("user_id", "email", "created_at", "attributes"), rows, fmt)

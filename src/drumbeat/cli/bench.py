@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from drumbeat.bench import report
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console, table
+
+if TYPE_CHECKING:
+    from drumbeat.bench.report import Figure
 
 app = typer.Typer(no_args_is_help=True, help="Measure Drumbeat against raw floors.")
 
@@ -23,7 +25,9 @@ WriteOpt = Annotated[
 ]
 
 
-def show(name: str, figures: list[report.Figure], write: Path | None) -> None:
+def show(name: str, figures: list[Figure], write: Path | None) -> None:
+    from drumbeat.bench import report
+
     rows = [
         (
             f.what,

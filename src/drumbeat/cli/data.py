@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from drumbeat.choices import FileFormat, Format
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console, console_err, print_rows
-from drumbeat.ingest.files import Kind
-from drumbeat.ingest.importer import import_file
+
+if TYPE_CHECKING:
+    from drumbeat.ingest.files import Kind
 
 import_app = typer.Typer(no_args_is_help=True, help="Import users or events from JSONL or CSV.")
 attributes_app = typer.Typer(no_args_is_help=True, help="Attribute types of the workspace.")
@@ -20,7 +21,9 @@ db_app = typer.Typer(
 )
 
 FileArg = Annotated[Path, typer.Argument(help="A .jsonl or .csv file", exists=False)]
-FormatOpt = Annotated[str | None, typer.Option("--format", help="jsonl or csv (default: suffix)")]
+FormatOpt = Annotated[
+    FileFormat | None, typer.Option("--format", help="File format [default: from the suffix]")
+]
 SkipOpt = Annotated[
     bool,
     typer.Option(
@@ -61,6 +64,10 @@ def _import(
     batch_size: int | None,
     processes: int | None = None,
 ) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from drumbeat.ingest.importer import import_file
+
     options = state(ctx)
     client = options.client()
     size = path.stat().st_size if path.is_file() else 0
@@ -130,7 +137,7 @@ def import_events(
 @attributes_app.command("list")
 def attributes_list(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format")] = Format.TABLE,
 ) -> None:
     """Every custom attribute with its type."""
     client = state(ctx).client()
@@ -164,7 +171,7 @@ def db_indexes(
     sync: Annotated[
         bool, typer.Option("--sync", help="First build the missing indexes and drop unused ones")
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format")] = Format.TABLE,
 ) -> None:
     """The indexes on custom attributes and time fields that live campaigns' rules compare
     (every workspace).

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console, console_err
@@ -27,6 +26,8 @@ def demo(
 
     Without --database-url (or DRUMBEAT_DATABASE_URL) the demo starts a fresh SQLite file,
     ./drumbeat-demo.db; a given database must not hold a demo already."""
+    from rich.progress import Progress
+
     from drumbeat.client import Drumbeat
     from drumbeat.demo.report import print_report
     from drumbeat.demo.story import tell
