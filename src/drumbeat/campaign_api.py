@@ -60,21 +60,16 @@ class Campaigns:
         removes a step makes the members waiting there exit as completed (see `moved`)."""
         client = self._client
         plans = self._plans(definitions)
-        versions: builtins.list[int | None] = [plan.version for _, plan in plans]
+        versions = [plan.version for _, plan in plans]
         statuses: builtins.list[str | None] = [None] * len(plans)
         if not dry_run:
-            versions = list(
-                apply_all(
-                    [p for _, p in plans],
-                    client.store,
-                    client.ws,
-                    client.clock(),
-                    activate=activate,
-                )
+            now = client.clock()
+            versions = apply_all(
+                [p for _, p in plans], client.store, client.ws, now, activate=activate
             )
             statuses = [self.require(plan.campaign.key).status for _, plan in plans]
         return [
-            Applied(source, plan.campaign.key, version or 0, status, plan.kept, dict(plan.moved))
+            Applied(source, plan.campaign.key, version, status, plan.kept, dict(plan.moved))
             for (source, plan), version, status in zip(plans, versions, statuses, strict=True)
         ]
 

@@ -211,8 +211,9 @@ class Drumbeat:
         step = interval(every, "every")
         clock = self.clock if isinstance(self.clock, StoreClock) else StoreClock(self.store)
         if clock.virtual and target < clock():
+            now = format_timestamp(clock())
             raise InvalidInput(
-                f"to: {to} is before the virtual clock ({format_timestamp(clock())})"
+                f"to: {format_timestamp(target)} is before the virtual clock ({now})"
             )
         runner = Runner(self.store, self.config, clock, workers=workers)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -28,3 +29,14 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     (code,) = blocks(ROOT / "README.md", "python")
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "drumbeat.db").exists()
+
+
+def test_python_md_examples_run(tmp_path, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("DRUMBEAT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    examples = blocks(ROOT / "docs" / "python.md", "python")
+    assert len(examples) == 2
+    for code in examples:
+        exec(compile(code, "docs/python.md", "exec"), {})
+    assert (tmp_path / "campaigns" / "welcome.yaml").exists()

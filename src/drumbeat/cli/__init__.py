@@ -15,7 +15,7 @@ def main() -> None:
     except DrumbeatError as exc:
         from drumbeat.cli.output import console_err
 
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console_err().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

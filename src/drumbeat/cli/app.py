@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain Click help and errors: one line per error, `[env …]` hints shown as written, and
+    # no Rich help renderer to import (a tenth of a second)
+    rich_markup_mode=None,
     help="Drumbeat: campaigns that stay cheap from a thousand users to millions.",
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +12,9 @@ from drumbeat.choices import Format
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console, print_rows, when
 
-app = typer.Typer(no_args_is_help=True, help="Preview an audience rule against the store.")
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Preview an audience rule against the store."
+)
 RuleArg = Annotated[Path, typer.Argument(help="A YAML or JSON file holding one rule")]
 
 
@@ -22,7 +24,7 @@ def count(ctx: typer.Context, rule: RuleArg) -> None:
     client = state(ctx).client()
     start = time.perf_counter()
     total = client.audience_count(rule)
-    console.print(f"{total:,} users match {rule} ({time.perf_counter() - start:.3f} s)")
+    console().print(f"{total:,} users match {rule} ({time.perf_counter() - start:.3f} s)")
 
 
 @app.command("sample")
@@ -43,5 +45,18 @@ def sample(
             else value
             for name, value in sorted(user.attributes.items())
         }
-        rows.append((user.user_id, user.email, when(user.created_at), shown))
+        # an object for scripts; `plan=free, seats=3` for people
+        attributes = (
+            shown if fmt == Format.JSONL else ", ".join(f"{k}={v}" for k, v in shown.items())
+        )
+        rows.append((user.user_id, user.email, when(user.created_at), attributes))
     print_rows(("user_id", "email", "created_at", "attributes"), rows, fmt)
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    """`plan=free, beta=true, seats=3`: strings as they are, other values as JSON."""
+    import orjson
+
+    return ", ".join(
+        f"{k}={v if isinstance(v, str) else orjson.dumps(v).decode()}" for k, v in values.items()
+    )

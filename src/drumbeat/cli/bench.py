@@ -13,7 +13,9 @@ from drumbeat.cli.output import console, table
 if TYPE_CHECKING:
     from drumbeat.bench.report import Figure
 
-app = typer.Typer(no_args_is_help=True, help="Measure Drumbeat against raw floors.")
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Measure Drumbeat against raw floors."
+)
 
 UsersOpt = Annotated[int, typer.Option(min=100, help="How many synthetic users")]
 PostgresOpt = Annotated[
@@ -38,10 +40,10 @@ def show(name: str, figures: list[Figure], write: Path | None) -> None:
         )
         for f in figures
     ]
-    console.print(table(name, ("what", "Drumbeat", "raw floor", "ratio", "target"), rows))
+    console().print(table(name, ("what", "Drumbeat", "raw floor", "ratio", "target"), rows))
     if write is not None:
         report.write_section(write, name, report.markdown(name, report.command_line(), figures))
-        console.print(f"written to {write}")
+        console().print(f"written to {write}")
 
 
 @app.command("store")

@@ -12,7 +12,9 @@ from drumbeat.choices import Format
 from drumbeat.cli.context import client
 from drumbeat.cli.output import console, counts, print_rows, when
 
-app = typer.Typer(no_args_is_help=True, help="Campaign definitions: check, apply, inspect.")
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Campaign definitions: check, apply, inspect."
+)
 PathsArg = Annotated[
     list[Path],
     typer.Argument(
@@ -26,10 +28,10 @@ KeyArg = Annotated[str, typer.Argument(help="The campaign's key")]
 def check_cmd(ctx: typer.Context, paths: PathsArg) -> None:
     """Validate campaign files together; print each one's step tree and audience size now."""
     for checked in client(ctx).campaigns.check(paths):
-        console.print(f"[bold]{checked.key}[/]: {checked.name} — valid ({checked.source})")
+        console().print(f"[bold]{checked.key}[/]: {checked.name} — valid ({checked.source})")
         for line in checked.steps:
-            console.print(f"  {line}", markup=False)
-        console.print(f"  audience now: {checked.audience:,} users")
+            console().print(f"  {line}", markup=False)
+        console().print(f"  audience now: {checked.audience:,} users")
 
 
 @app.command("apply")
@@ -46,19 +48,19 @@ def apply_cmd(
     index on SQLite: a one-off build of a few seconds per million users."""
     for done in client(ctx).campaigns.apply(paths, activate=activate, dry_run=dry_run):
         if done.version > 1:
-            console.print(
+            console().print(
                 f"{done.key}: version {done.version}; {done.kept:,} active members keep their step"
             )
         for position, n in sorted(done.moved.items()):
-            console.print(
+            console().print(
                 f"  {n:,} members wait at {position!r}, which this version "
                 "removes: they will exit as completed",
                 markup=False,
             )
         stored = f"stored, {done.status}" if done.status is not None else "not stored"
-        console.print(f"{done.key}: version {done.version} {stored}")
+        console().print(f"{done.key}: version {done.version} {stored}")
     if dry_run:
-        console.print("dry run: nothing stored")
+        console().print("dry run: nothing stored")
 
 
 @app.command("list")
@@ -78,15 +80,15 @@ def list_cmd(
 def show_cmd(ctx: typer.Context, key: KeyArg) -> None:
     """A campaign's definition, members by state and position, messages by step."""
     shown = client(ctx).campaigns.show(key)
-    console.print(
+    console().print(
         f"[bold]{key}[/]: {shown.name} — {shown.status}, version {shown.version}, "
         f"updated {when(shown.updated_at)}"
     )
     for line in shown.steps:
-        console.print(f"  {line}", markup=False)
-    console.print(f"members: {counts(shown.members)}")
+        console().print(f"  {line}", markup=False)
+    console().print(f"members: {counts(shown.members)}")
     waiting = ", ".join(f"{n:,} at {step}" for step, n in sorted(shown.positions.items()))
-    console.print(f"active members: {waiting or 'none'}", markup=False)
+    console().print(f"active members: {waiting or 'none'}", markup=False)
     statuses = sorted({status for by_status in shown.messages.values() for status in by_status})
     rows = [
         (step, *(by_status.get(status, 0) for status in statuses))
@@ -100,14 +102,14 @@ def show_cmd(ctx: typer.Context, key: KeyArg) -> None:
 def pause_cmd(ctx: typer.Context, key: KeyArg) -> None:
     """Stop planning and running the campaign; members stay where they are."""
     client(ctx).campaigns.pause(key)
-    console.print(f"{key}: paused")
+    console().print(f"{key}: paused")
 
 
 @app.command("resume")
 def resume_cmd(ctx: typer.Context, key: KeyArg) -> None:
     """Make a draft or paused campaign active."""
     client(ctx).campaigns.resume(key)
-    console.print(f"{key}: active")
+    console().print(f"{key}: active")
 
 
 @app.command("archive")
@@ -115,4 +117,4 @@ def archive_cmd(ctx: typer.Context, key: KeyArg) -> None:
     """Retire the campaign for good: nothing runs; its history stays; attribute indexes no
     other live campaign reads are dropped."""
     client(ctx).campaigns.archive(key)
-    console.print(f"{key}: archived")
+    console().print(f"{key}: archived")

@@ -14,10 +14,16 @@ from drumbeat.cli.output import console, console_err, print_rows
 if TYPE_CHECKING:
     from drumbeat.ingest.files import Kind
 
-import_app = typer.Typer(no_args_is_help=True, help="Import users or events from JSONL or CSV.")
-attributes_app = typer.Typer(no_args_is_help=True, help="Attribute types of the workspace.")
+import_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Import users or events from JSONL or CSV."
+)
+attributes_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Attribute types of the workspace."
+)
 db_app = typer.Typer(
-    no_args_is_help=True, help="The store of record's schema and attribute indexes."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="The store of record's schema and attribute indexes.",
 )
 
 FileArg = Annotated[Path, typer.Argument(help="A .jsonl or .csv file", exists=False)]
@@ -77,7 +83,7 @@ def _import(
         DownloadColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console_err, transient=True) as progress:
+    with Progress(*columns, console=console_err(), transient=True) as progress:
         task = progress.add_task(f"importing {kind}", total=size)
         report = import_file(
             client.store,
@@ -95,16 +101,16 @@ def _import(
     checked = (
         f"; checked by {report.check_processes} processes" if report.check_processes > 1 else ""
     )
-    console.print(
+    console().print(
         f"imported {report.imported:,} {kind} from {path} "
         f"({report.written:,} rows written or changed{checked})"
     )
     if report.rejected:
-        console_err.print(
+        console_err().print(
             f"[yellow]skipped {report.rejected:,} bad lines, written to {report.rejects_path}:[/]"
         )
         for problem in report.problems[:50]:
-            console_err.print(f"  {problem}", markup=False)
+            console_err().print(f"  {problem}", markup=False)
 
 
 @import_app.command("users")
@@ -153,7 +159,7 @@ def attributes_declare(
 ) -> None:
     """Fix an attribute's type before data arrives (e.g. a zip code as a string)."""
     state(ctx).client().declare_attribute(name, kind)
-    console.print(f"{name}: {kind}")
+    console().print(f"{name}: {kind}")
 
 
 @db_app.command("upgrade")
@@ -162,7 +168,7 @@ def db_upgrade(ctx: typer.Context) -> None:
     from drumbeat.store import migrate, open_store
 
     open_store(state(ctx).settings().database_url).close()
-    console.print(f"schema at revision {migrate.head()}")
+    console().print(f"schema at revision {migrate.head()}")
 
 
 @db_app.command("indexes")
@@ -181,9 +187,11 @@ def db_indexes(
     store = state(ctx).client().store
     if sync:
         done = store.sync_attribute_indexes()
-        console_err.print(f"created {len(done.created)}, dropped {len(done.dropped)}")
+        console_err().print(f"created {len(done.created)}, dropped {len(done.dropped)}")
     if store.dialect != "sqlite":
-        console_err.print("PostgreSQL keeps no attribute indexes: its parallel scan serves counts")
+        console_err().print(
+            "PostgreSQL keeps no attribute indexes: its parallel scan serves counts"
+        )
         return
     rows = [
         (

@@ -52,11 +52,11 @@ def demo(
             f"{config.workspace!r}: give the demo an empty database"
         )
     runner = Runner(client.store, config, client.clock, workers=config.workers)  # type: ignore[arg-type]
-    console.print(
+    console().print(
         f"store: {config.database_url}; email goes to {config.smtp_host or config.outbox_file}"
     )
     started = time.perf_counter()
-    with Progress(console=console_err, transient=True) as progress:
+    with Progress(console=console_err(), transient=True) as progress:
         tasks = {
             "users": progress.add_task("users", total=users),
             "events": progress.add_task("events", total=None),
@@ -72,11 +72,11 @@ def demo(
             progress=lambda kind, n: progress.advance(tasks[kind], n),
         )
     took = time.perf_counter() - started
-    console.print(
+    console().print(
         f"{users:,} users, {story.events:,} past events, {story.activity:,} events "
         f"during {days} simulated days ({len(story.ticks)} ticks): {took:.1f} s"
     )
-    print_report(console, client)
+    print_report(console(), client)
     runner.close()
     client.close()
 

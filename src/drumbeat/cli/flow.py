@@ -29,7 +29,13 @@ def advance(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (1: in this process)")] = 1,
 ) -> None:
     """Move the virtual clock to --to, running every tick and dispatch due on the way."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from drumbeat.client import interval, timestamp
 
@@ -38,19 +44,20 @@ def advance(
     start = db.clock()
     columns = (
         TextColumn("ticks"),
+        MofNCompleteColumn(),
         BarColumn(),
         TextColumn("{task.description}"),
         TimeRemainingColumn(),
     )
     # on a terminal only (Rich draws nothing when stderr is captured), and gone when done
-    with Progress(*columns, console=console_err, transient=True) as progress:
+    with Progress(*columns, console=console_err(), transient=True) as progress:
         ticks = progress.add_task("", total=max(1, math.ceil((target - start) / step)))
 
         def on_tick(_: float, end: float) -> None:
             progress.update(ticks, advance=1, description=when(end) or "")
 
         done = db.advance(target, step, workers=workers, on_tick=on_tick)
-    console.print(
+    console().print(
         f"clock at {when(done.to)} after {done.ticks:,} ticks: {done.entered:,} entered, "
         f"{done.queued:,} messages queued; sent: {counts(done.sent, 'nothing')}"
     )
@@ -67,7 +74,7 @@ def run(
     if runner.clock.virtual:
         raise InvalidInput("this store runs on a virtual clock: `drumbeat clock --real` first")
     stop = threading.Event()
-    console.print(f"running; a tick every {interval or settings.tick_interval:g} s")
+    console().print(f"running; a tick every {interval or settings.tick_interval:g} s")
     try:
         runner.run(interval or settings.tick_interval, stop=stop)
     except KeyboardInterrupt:
@@ -92,7 +99,7 @@ def clock(
     elif real:
         current.reset()
     kind = "virtual" if current.virtual else "real"
-    console.print(f"{kind} clock: {when(current())}")
+    console().print(f"{kind} clock: {when(current())}")
 
 
 def cap(
@@ -117,4 +124,4 @@ def cap(
         )
     value = client.store.get_setting(client.ws, CAP_SETTING)
     shown = f"{value['limit']} per user per {format_duration(value['per'])}" if value else "none"
-    console.print(f"frequency cap: {shown}")
+    console().print(f"frequency cap: {shown}")

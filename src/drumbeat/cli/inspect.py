@@ -99,4 +99,4 @@ def stats(ctx: typer.Context) -> None:
         messages[status] = messages.get(status, 0) + n
     states = sorted(set(batches) | set(messages))
     rows = [(s, batches.get(s, ""), messages.get(s, "")) for s in states]
-    console.print(table(None, ("status", "batches", "messages"), rows))
+    console().print(table(None, ("status", "batches", "messages"), rows))

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from drumbeat.choices import Format
 
-console = Console(highlight=False)
-console_err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+@cache
+def console() -> Console:
+    """Standard output's console, made on first use: `--help` need not import Rich."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@cache
+def console_err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    from rich.table import Table
+
     result = Table(title=title, title_justify="left")
     for column in columns:
         result.add_column(column)
@@ -33,11 +49,11 @@ def print_rows(
     if fmt == Format.JSONL:
         import orjson
 
-        out = console.file
+        out = console().file
         for row in rows:
             out.write(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n")
         return
-    console.print(table(title, columns, rows))
+    console().print(table(title, columns, rows))
 
 
 def counts(by_name: Mapping[str, int], nothing: str = "none") -> str:
