@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drumbeat.campaign_api import Campaigns
 from drumbeat.choices import MemberState, MessageStatus, choice
 from drumbeat.config import Settings, settings
 from drumbeat.errors import InvalidInput
@@ -19,6 +19,9 @@ from drumbeat.pipeline.clock import StoreClock
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import chunks
 from drumbeat.views import Advanced, Membership, Message
+
+if TYPE_CHECKING:
+    from drumbeat.campaign_api import Campaigns
 
 Clock = Callable[[], float]
 
@@ -56,10 +59,16 @@ class Drumbeat:
         # the store's virtual clock when one is set (`drumbeat advance`), else real time
         self.clock: Clock = clock or StoreClock(self.store)
         self.ws = self.store.workspace_id(self.config.workspace, now=self.clock())
-        self.campaigns = Campaigns(self)
 
     def close(self) -> None:
         self.store.close()
+
+    @cached_property
+    def campaigns(self) -> Campaigns:
+        """Campaign definitions: check, apply, list, show, pause, resume, archive."""
+        from drumbeat.campaign_api import Campaigns  # templates and YAML: on first use
+
+        return Campaigns(self)
 
     def __enter__(self) -> Drumbeat:
         return self
