@@ -12,16 +12,16 @@ attribute indexes in step with the rules of live campaigns (`store/indexes.py`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from drumbeat.campaign_checks import check as check  # `campaign check` imports it here
 from drumbeat.engine.member import END, START
+from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.campaign import (
     Branch,
     Campaign,
@@ -37,9 +37,8 @@ from drumbeat.model.campaign import (
 from drumbeat.model.documents import load_document
 from drumbeat.model.durations import format_duration
 from drumbeat.store import Store
-from drumbeat.store.campaigns import archived
+from drumbeat.store.campaigns import CampaignVersion, archived
 from drumbeat.store.indexes import IndexSync
-from drumbeat.store.schema import memberships
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,52 @@ def read_campaign(path: Path) -> Campaign:
     if isinstance(doc, dict) and "templates" not in doc:
         doc = {**doc, "templates": dict(_template_files(doc, path.parent))}
     return parse_campaign(doc)
+
+
+CAMPAIGN_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def campaign_files(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; a folder gives the campaign files directly in it, by name."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in CAMPAIGN_SUFFIXES)
+        else:
+            found.append(path)
+    return found
+
+
+def at_source(source: str, exc: InvalidInput) -> list[Problem]:
+    """A definition's problems, each under the file (or item) it came from."""
+    return [
+        p
+        if p.where.startswith(source)
+        else Problem(f"{source}: {p.where}" if p.where else source, p.message)
+        for p in exc.problems
+    ]
+
+
+def plan_sources(sources: Sequence[tuple[str, Campaign]], store: Store, ws: int) -> list[ApplyPlan]:
+    """Check and plan several definitions together: every problem of every one, each at its
+    source, and two definitions of one key refused."""
+    plans: list[ApplyPlan] = []
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}  # key → the source that defined it first
+    for source, campaign in sources:
+        if campaign.key in seen:
+            problems.append(
+                Problem(f"{source}: key", f"{campaign.key!r} is also in {seen[campaign.key]}")
+            )
+            continue
+        seen[campaign.key] = source
+        try:
+            plans.append(plan_apply(campaign, store, ws))
+        except InvalidInput as exc:
+            problems += at_source(source, exc)
+    if problems:
+        raise InvalidInput(problems, what="campaigns (nothing was stored)")
+    return plans
 
 
 def _template_files(doc: dict[str, Any], folder: Path) -> Iterator[tuple[str, str]]:
@@ -105,45 +150,31 @@ def plan_apply(
 
 
 def apply(plan: ApplyPlan, store: Store, ws: int, now: float, *, activate: bool = False) -> int:
-    """Store the new version; members at vanished steps exit as completed, and kept members
-    are looked at again on the next tick, all in the same transaction."""
-    campaign = plan.campaign
-    current = store.campaign(ws, campaign.key)
-    status = "active" if activate else (current.status if current else "draft")
-    with store.writing() as conn:
-        version = store.save_campaign(
-            conn, ws, campaign.key, campaign.name, dump_campaign(campaign), status, now
+    """Store one new version (see `apply_all`)."""
+    return apply_all([plan], store, ws, now, activate=activate)[0]
+
+
+def apply_all(
+    plans: Sequence[ApplyPlan], store: Store, ws: int, now: float, *, activate: bool = False
+) -> list[int]:
+    """Store every new version in one transaction, all or none; members at vanished steps
+    exit as completed, and kept members are looked at again on the next tick."""
+    versions = []
+    for plan in plans:
+        current = store.campaign(ws, plan.campaign.key)
+        status = "active" if activate else (current.status if current else "draft")
+        versions.append(
+            CampaignVersion(
+                plan.campaign.key,
+                plan.campaign.name,
+                dump_campaign(plan.campaign),
+                status,
+                vanished=tuple(plan.moved),
+            )
         )
-        if plan.moved:
-            m = memberships.c
-            conn.execute(
-                update(memberships)
-                .where(
-                    and_(
-                        m.workspace_id == ws,
-                        m.campaign_key == campaign.key,
-                        m.state == "active",
-                        m.position.in_(list(plan.moved)),
-                    )
-                )
-                .values(
-                    state="completed",
-                    exited_at=now,
-                    next_due_at=None,
-                    exit_reason=f"step removed in version {version}",
-                )
-            )
-        if version > 1:
-            # kept members are due now: the engine re-reads their wait under the new version
-            # (a shortened wait ends sooner) and stores the right due time
-            m = memberships.c
-            conn.execute(
-                update(memberships)
-                .where(m.workspace_id == ws, m.campaign_key == campaign.key, m.state == "active")
-                .values(next_due_at=now)
-            )
+    written = store.save_versions(ws, versions, now)
     sync_indexes(store)
-    return version
+    return written
 
 
 def set_status(store: Store, ws: int, key: str, status: str, now: float) -> None:

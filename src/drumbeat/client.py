@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from drumbeat.choices import MemberState, MessageStatus, choice
 from drumbeat.config import Settings, settings
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.ingest.validate import HAS_NUL, NUL, Validator, shown
-from drumbeat.model.attributes import AttrType
+from drumbeat.model.attributes import AttrType, TypeMismatch, format_timestamp, parse_timestamp
+from drumbeat.model.durations import InvalidDuration, parse_duration
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
 from drumbeat.pipeline.clock import StoreClock
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import chunks
+from drumbeat.views import Advanced, Membership, Message
+
+if TYPE_CHECKING:
+    from drumbeat.campaign_api import Campaigns
 
 Clock = Callable[[], float]
 
@@ -59,6 +66,13 @@ class Drumbeat:
 
     def close(self) -> None:
         self.store.close()
+
+    @cached_property
+    def campaigns(self) -> Campaigns:
+        """Campaign definitions: check, apply, list, show, pause, resume, archive."""
+        from drumbeat.campaign_api import Campaigns  # templates and YAML: on first use
+
+        return Campaigns(self)
 
     def __enter__(self) -> Drumbeat:
         return self
@@ -148,6 +162,105 @@ class Drumbeat:
         ids = self.store.select_audience(self.ws, load_rule(rule), self.clock(), limit=n)
         found = self.users(ids)
         return [found[user_id] for user_id in ids if user_id in found]
+
+    def outbox(
+        self, campaign: str | None = None, status: str | None = None, *, limit: int | None = 100
+    ) -> list[Message]:
+        """Messages, oldest first: of one campaign, in one status (pending, sending, sent,
+        failed, dead), at most `limit` (None: all)."""
+        choice(MessageStatus, status, "status")
+        if campaign is not None:
+            self.campaigns.require(campaign)
+        rows = self.store.outbox_rows(self.ws, campaign=campaign, status=status, limit=limit)
+        return [
+            Message(
+                r["campaign_key"],
+                r["step_id"],
+                r["user_id"],
+                r["channel"],
+                r["status"],
+                r["attempts"],
+                r["created_at"],
+                r["sent_at"],
+                r["last_error"],
+            )
+            for r in rows
+        ]
+
+    def members(
+        self, campaign: str, state: str | None = None, *, limit: int | None = 100
+    ) -> list[Membership]:
+        """A campaign's members by user id: in one state (active, converted, left_audience,
+        inactive, completed), at most `limit` (None: all)."""
+        choice(MemberState, state, "state")
+        self.campaigns.require(campaign)
+        return [
+            Membership(
+                m.user_id,
+                str(m.state),
+                m.position,
+                m.entry_count,
+                m.entered_at,
+                m.exited_at,
+                m.exit_reason,
+            )
+            for m in self.store.members(self.ws, campaign, state=state, limit=limit)
+        ]
+
+    # ---- running --------------------------------------------------------------------------
+
+    def advance(
+        self,
+        to: str | float,
+        every: str | float = "1h",
+        *,
+        workers: int = 1,
+        on_tick: Callable[[float, float], None] | None = None,
+    ) -> Advanced:
+        """Move the store's virtual clock to `to` (ISO-8601 or epoch seconds) in steps of
+        `every` (`1h`, `15m` or seconds), running every tick and dispatch due on the way.
+        `on_tick(start, end)` is called before each tick (a progress bar's hook)."""
+        from drumbeat.pipeline.runner import Runner
+
+        target = timestamp(to, "to")
+        step = interval(every, "every")
+        clock = self.clock if isinstance(self.clock, StoreClock) else StoreClock(self.store)
+        if clock.virtual and target < clock():
+            now = format_timestamp(clock())
+            raise InvalidInput(
+                f"to: {format_timestamp(target)} is before the virtual clock ({now})"
+            )
+        runner = Runner(self.store, self.config, clock, workers=workers)
+        try:
+            reports = runner.advance(target, step, between=on_tick)
+        finally:
+            runner.close()
+        done = Advanced(target, ticks=len(reports))
+        for report in reports:
+            done.entered += report.entered
+            done.queued += report.queued
+            for status, n in report.sent.items():
+                done.sent[status] = done.sent.get(status, 0) + n
+        return done
+
+
+def timestamp(value: str | float, what: str) -> float:
+    """An ISO-8601 time or epoch seconds; InvalidInput naming `what` otherwise."""
+    try:
+        return parse_timestamp(value)
+    except TypeMismatch as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+
+
+def interval(value: str | float, what: str) -> float:
+    """A duration longer than zero: `1h`, `15m`, or seconds."""
+    try:
+        seconds = parse_duration(value)
+    except InvalidDuration as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    if seconds <= 0:
+        raise InvalidInput(f"{what}: must be longer than zero")
+    return float(seconds)
 
 
 def _validated(calls: Iterable[Mapping[str, Any]], check: Callable[..., Any]) -> list[Any]:

@@ -19,7 +19,7 @@ def main() -> None:
 
         # The message as it is (no markup read in it), a line unwrapped however narrow the
         # terminal: scripts and logs read it whole.
-        console_err.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
+        console_err().print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
         sys.exit(2)
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from drumbeat.bench import report
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console, table
 
-app = typer.Typer(no_args_is_help=True, help="Measure Drumbeat against raw floors.")
+if TYPE_CHECKING:
+    from drumbeat.bench.report import Figure
+
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Measure Drumbeat against raw floors."
+)
 
 UsersOpt = Annotated[int, typer.Option(min=100, help="How many synthetic users")]
 PostgresOpt = Annotated[
@@ -23,7 +27,9 @@ WriteOpt = Annotated[
 ]
 
 
-def show(name: str, figures: list[report.Figure], write: Path | None) -> None:
+def show(name: str, figures: list[Figure], write: Path | None) -> None:
+    from drumbeat.bench import report
+
     rows = [
         (
             f.what,
@@ -34,10 +40,10 @@ def show(name: str, figures: list[report.Figure], write: Path | None) -> None:
         )
         for f in figures
     ]
-    console.print(table(name, ("what", "Drumbeat", "raw floor", "ratio", "target"), rows))
+    console().print(table(name, ("what", "Drumbeat", "raw floor", "ratio", "target"), rows))
     if write is not None:
         report.write_section(write, name, report.markdown(name, report.command_line(), figures))
-        console.print(f"written to {write}")
+        console().print(f"written to {write}")
 
 
 @app.command("store")

@@ -1,13 +1,17 @@
-"""What the global options give every command: settings and, on demand, a client."""
+"""What the global options give every command: settings and, on demand, a client.
+
+Nothing heavy is imported at the top: `drumbeat --help` loads every command module."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from drumbeat.config import Settings, settings
+if TYPE_CHECKING:
+    from drumbeat.client import Drumbeat
+    from drumbeat.config import Settings
 
 
 @dataclass
@@ -20,6 +24,8 @@ class State:
     _client: Any = field(default=None, repr=False)
 
     def settings(self) -> Settings:
+        from drumbeat.config import settings
+
         return settings(
             database_url=self.database_url,
             redis_url=self.redis_url,
@@ -28,15 +34,20 @@ class State:
             batch_size=self.batch_size,
         )
 
-    def client(self) -> Any:
+    def client(self) -> Drumbeat:
         if self._client is None:
             from drumbeat.client import Drumbeat
 
             self._client = Drumbeat(config=self.settings())
-        return self._client
+        return self._client  # type: ignore[no-any-return]
 
 
 def state(ctx: typer.Context) -> State:
     obj = ctx.find_root().obj
     assert isinstance(obj, State)
     return obj
+
+
+def client(ctx: typer.Context) -> Drumbeat:
+    """The command's client (one per process), opened on first use."""
+    return state(ctx).client()

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from drumbeat.choices import FileFormat, Format
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console, console_err, print_rows
-from drumbeat.ingest.files import Kind
-from drumbeat.ingest.importer import import_file
 
-import_app = typer.Typer(no_args_is_help=True, help="Import users or events from JSONL or CSV.")
-attributes_app = typer.Typer(no_args_is_help=True, help="Attribute types of the workspace.")
+if TYPE_CHECKING:
+    from drumbeat.ingest.files import Kind
+
+import_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Import users or events from JSONL or CSV."
+)
+attributes_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Attribute types of the workspace."
+)
 db_app = typer.Typer(
-    no_args_is_help=True, help="The store of record's schema and attribute indexes."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="The store of record's schema and attribute indexes.",
 )
 
 FileArg = Annotated[Path, typer.Argument(help="A .jsonl or .csv file", exists=False)]
-FormatOpt = Annotated[str | None, typer.Option("--format", help="jsonl or csv (default: suffix)")]
+FormatOpt = Annotated[
+    FileFormat | None, typer.Option("--format", help="File format [default: from the suffix]")
+]
 SkipOpt = Annotated[
     bool,
     typer.Option(
@@ -61,6 +70,10 @@ def _import(
     batch_size: int | None,
     processes: int | None = None,
 ) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from drumbeat.ingest.importer import import_file
+
     options = state(ctx)
     client = options.client()
     size = path.stat().st_size if path.is_file() else 0
@@ -70,7 +83,7 @@ def _import(
         DownloadColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console_err, transient=True) as progress:
+    with Progress(*columns, console=console_err(), transient=True) as progress:
         task = progress.add_task(f"importing {kind}", total=size)
         report = import_file(
             client.store,
@@ -88,16 +101,16 @@ def _import(
     checked = (
         f"; checked by {report.check_processes} processes" if report.check_processes > 1 else ""
     )
-    console.print(
+    console().print(
         f"imported {report.imported:,} {kind} from {path} "
         f"({report.written:,} rows written or changed{checked})"
     )
     if report.rejected:
-        console_err.print(
+        console_err().print(
             f"[yellow]skipped {report.rejected:,} bad lines, written to {report.rejects_path}:[/]"
         )
         for problem in report.problems[:50]:
-            console_err.print(f"  {problem}", markup=False)
+            console_err().print(f"  {problem}", markup=False)
 
 
 @import_app.command("users")
@@ -130,7 +143,7 @@ def import_events(
 @attributes_app.command("list")
 def attributes_list(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format")] = Format.TABLE,
 ) -> None:
     """Every custom attribute with its type."""
     client = state(ctx).client()
@@ -146,7 +159,7 @@ def attributes_declare(
 ) -> None:
     """Fix an attribute's type before data arrives (e.g. a zip code as a string)."""
     state(ctx).client().declare_attribute(name, kind)
-    console.print(f"{name}: {kind}")
+    console().print(f"{name}: {kind}")
 
 
 @db_app.command("upgrade")
@@ -155,7 +168,7 @@ def db_upgrade(ctx: typer.Context) -> None:
     from drumbeat.store import migrate, open_store
 
     open_store(state(ctx).settings().database_url).close()
-    console.print(f"schema at revision {migrate.head()}")
+    console().print(f"schema at revision {migrate.head()}")
 
 
 @db_app.command("indexes")
@@ -164,7 +177,7 @@ def db_indexes(
     sync: Annotated[
         bool, typer.Option("--sync", help="First build the missing indexes and drop unused ones")
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", help="table or jsonl")] = "table",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format")] = Format.TABLE,
 ) -> None:
     """The indexes on custom attributes and time fields that live campaigns' rules compare
     (every workspace).
@@ -174,9 +187,11 @@ def db_indexes(
     store = state(ctx).client().store
     if sync:
         done = store.sync_attribute_indexes()
-        console_err.print(f"created {len(done.created)}, dropped {len(done.dropped)}")
+        console_err().print(f"created {len(done.created)}, dropped {len(done.dropped)}")
     if store.dialect != "sqlite":
-        console_err.print("PostgreSQL keeps no attribute indexes: its parallel scan serves counts")
+        console_err().print(
+            "PostgreSQL keeps no attribute indexes: its parallel scan serves counts"
+        )
         return
     rows = [
         (

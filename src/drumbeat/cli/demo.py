@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console, console_err
@@ -31,6 +30,8 @@ def demo(
     The demo starts a fresh SQLite file, ./drumbeat-demo.db, whatever DRUMBEAT_DATABASE_URL
     says. Given --database-url (here or before the command), it takes that store only if it
     is new or a demo's that holds no campaigns yet: it refuses one with users it did not make."""
+    from rich.progress import Progress
+
     from drumbeat.client import Drumbeat
     from drumbeat.demo.claim import mark_demo_store, refuse_unless_demo_store
     from drumbeat.demo.report import print_report
@@ -56,11 +57,11 @@ def demo(
     client = Drumbeat(config=config)
     mark_demo_store(client.store)
     runner = Runner(client.store, config, client.clock, workers=config.workers)  # type: ignore[arg-type]
-    console.print(
+    console().print(
         f"store: {config.database_url}; email goes to {config.smtp_host or config.outbox_file}"
     )
     started = time.perf_counter()
-    with Progress(console=console_err, transient=True) as progress:
+    with Progress(console=console_err(), transient=True) as progress:
         tasks = {
             "users": progress.add_task("users", total=users),
             "events": progress.add_task("events", total=None),
@@ -76,10 +77,10 @@ def demo(
             progress=lambda kind, n: progress.advance(tasks[kind], n),
         )
     took = time.perf_counter() - started
-    console.print(
+    console().print(
         f"{users:,} users, {story.events:,} past events, {story.activity:,} events "
         f"during {days} simulated days ({len(story.ticks)} ticks): {took:.1f} s"
     )
-    print_report(console, client)
+    print_report(console(), client)
     runner.close()
     client.close()

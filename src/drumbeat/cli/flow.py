@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Annotated
 
 import typer
 
-from drumbeat.cli.context import state
-from drumbeat.cli.output import console
+from drumbeat.cli.context import client, state
+from drumbeat.cli.output import console, console_err, counts, when
 from drumbeat.errors import InvalidInput
-from drumbeat.model.attributes import TypeMismatch, format_timestamp, parse_timestamp
-from drumbeat.model.durations import InvalidDuration, format_duration, parse_duration
-
-
-def _time(value: str, option: str) -> float:
-    try:
-        return parse_timestamp(value)
-    except TypeMismatch as exc:
-        raise InvalidInput(f"{option}: {exc}") from None
-
-
-def _duration(value: str, option: str) -> float:
-    try:
-        seconds = parse_duration(value)
-    except InvalidDuration as exc:
-        raise InvalidInput(f"{option}: {exc}") from None
-    if seconds <= 0:
-        raise InvalidInput(f"{option}: must be longer than zero")
-    return seconds
 
 
 def _runner(ctx: typer.Context, workers: int | None = None):  # type: ignore[no-untyped-def]
@@ -44,25 +26,40 @@ def advance(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="ISO-8601 time to move the clock to")],
     every: Annotated[str, typer.Option(help="Tick interval, e.g. 1h or 15m")] = "1h",
-    workers: Annotated[int, typer.Option(help="Worker processes (1: in this process)")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (1: in this process)")] = 1,
 ) -> None:
     """Move the virtual clock to --to, running every tick and dispatch due on the way."""
-    target, step = _time(to, "--to"), _duration(every, "--every")
-    runner = _runner(ctx, workers)
-    start = runner.clock()
-    if runner.clock.virtual and target < start:
-        raise InvalidInput(f"--to: {to} is before the virtual clock ({format_timestamp(start)})")
-    entered = queued = 0
-    sent: dict[str, int] = {}
-    for report in runner.advance(target, step):
-        entered += report.entered
-        queued += report.queued
-        for status, n in report.sent.items():
-            sent[status] = sent.get(status, 0) + n
-    runner.close()
-    console.print(
-        f"clock at {format_timestamp(target)}: {entered:,} entered, "
-        f"{queued:,} messages queued, sent {sent or 'nothing'}"
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from drumbeat.client import interval, timestamp
+
+    db = client(ctx)
+    target, step = timestamp(to, "--to"), interval(every, "--every")
+    start = db.clock()
+    columns = (
+        TextColumn("ticks"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeRemainingColumn(),
+    )
+    # on a terminal only (Rich draws nothing when stderr is captured), and gone when done
+    with Progress(*columns, console=console_err(), transient=True) as progress:
+        ticks = progress.add_task("", total=max(1, math.ceil((target - start) / step)))
+
+        def on_tick(_: float, end: float) -> None:
+            progress.update(ticks, advance=1, description=when(end) or "")
+
+        done = db.advance(target, step, workers=workers, on_tick=on_tick)
+    console().print(
+        f"clock at {when(done.to)} after {done.ticks:,} ticks: {done.entered:,} entered, "
+        f"{done.queued:,} messages queued; sent: {counts(done.sent, 'nothing')}"
     )
 
 
@@ -77,7 +74,7 @@ def run(
     if runner.clock.virtual:
         raise InvalidInput("this store runs on a virtual clock: `drumbeat clock --real` first")
     stop = threading.Event()
-    console.print(f"running; a tick every {interval or settings.tick_interval:g} s")
+    console().print(f"running; a tick every {interval or settings.tick_interval:g} s")
     try:
         runner.run(interval or settings.tick_interval, stop=stop)
     except KeyboardInterrupt:
@@ -96,11 +93,13 @@ def clock(
 
     current = StoreClock(state(ctx).client().store)
     if set_to is not None:
-        current.set(_time(set_to, "--set"))
+        from drumbeat.client import timestamp
+
+        current.set(timestamp(set_to, "--set"))
     elif real:
         current.reset()
     kind = "virtual" if current.virtual else "real"
-    console.print(f"{kind} clock: {format_timestamp(current())}")
+    console().print(f"{kind} clock: {when(current())}")
 
 
 def cap(
@@ -110,6 +109,8 @@ def cap(
     off: Annotated[bool, typer.Option("--off", help="Remove the cap")] = False,
 ) -> None:
     """The workspace's frequency cap across all campaigns (over the cap waits, never drops)."""
+    from drumbeat.client import interval
+    from drumbeat.model.durations import format_duration
     from drumbeat.pipeline.programs import CAP_SETTING
 
     client = state(ctx).client()
@@ -119,8 +120,8 @@ def cap(
         if limit < 1:
             raise InvalidInput("the cap's limit must be at least 1")
         client.store.set_setting(
-            client.ws, CAP_SETTING, {"limit": limit, "per": _duration(per, "--per")}
+            client.ws, CAP_SETTING, {"limit": limit, "per": interval(per, "--per")}
         )
     value = client.store.get_setting(client.ws, CAP_SETTING)
     shown = f"{value['limit']} per user per {format_duration(value['per'])}" if value else "none"
-    console.print(f"frequency cap: {shown}")
+    console().print(f"frequency cap: {shown}")

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import orjson
-from rich.console import Console
-from rich.table import Table
+from drumbeat.choices import Format
 
-console = Console(highlight=False)
-console_err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+@cache
+def console() -> Console:
+    """Standard output's console, made on first use: `--help` need not import Rich."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@cache
+def console_err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    from rich.table import Table
+
     result = Table(title=title, title_justify="left")
     for column in columns:
         result.add_column(column)
@@ -23,12 +40,30 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 
 def print_rows(
-    columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, title: str | None = None
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    fmt: str = Format.TABLE,
+    title: str | None = None,
 ) -> None:
     """Rows as a Rich table, or as JSON lines (one object per row) for scripts."""
-    if fmt == "jsonl":
-        out = console.file
+    if fmt == Format.JSONL:
+        import orjson
+
+        out = console().file
         for row in rows:
             out.write(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n")
         return
-    console.print(table(title, columns, rows))
+    console().print(table(title, columns, rows))
+
+
+def counts(by_name: Mapping[str, int], nothing: str = "none") -> str:
+    """`{'sent': 2, 'failed': 1}` as `2 sent, 1 failed`, largest first."""
+    ranked = sorted(by_name.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{n:,} {name}" for name, n in ranked) or nothing
+
+
+def when(stamp: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 (UTC), None as None."""
+    from drumbeat.model.attributes import format_timestamp
+
+    return format_timestamp(stamp) if stamp is not None else None

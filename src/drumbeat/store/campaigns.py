@@ -51,6 +51,17 @@ MEMBER_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class CampaignVersion:
+    """A definition to store as a campaign's next version (or its first)."""
+
+    key: str
+    name: str
+    definition: Mapping[str, Any]
+    status: str
+    vanished: tuple[str, ...] = ()  # positions it removes: their members exit completed
+
+
+@dataclass(frozen=True)
 class CampaignRow:
     workspace_id: int
     key: str
@@ -119,56 +130,63 @@ class CampaignStore(StoreCore):
         with self.engine.connect() as conn:
             return [CampaignRow(*row) for row in conn.execute(query)]
 
-    def save_campaign(
-        self,
-        conn: Connection,
-        ws: int,
-        key: str,
-        name: str,
-        definition: Mapping[str, Any],
-        status: str,
-        now: float,
-    ) -> int:
+    def save_versions(self, ws: int, versions: Sequence[CampaignVersion], now: float) -> list[int]:
+        """Store every version in one transaction (all or none); returns the versions written."""
+        with self.writing() as conn:
+            return [self.save_campaign(conn, ws, version, now) for version in versions]
+
+    def save_campaign(self, conn: Connection, ws: int, new: CampaignVersion, now: float) -> int:
         """Insert version 1 or store the next version; returns the version written. An
         archived campaign gets no new version.
 
         A new campaign's event watermark starts at the newest event: `entry.on: {event}`
-        takes events tracked from now on, not the history from before it existed."""
+        takes events tracked from now on, not the history from before it existed. Members
+        waiting at a position the version removes exit as completed; the other active
+        members are due now: the engine re-reads their wait under the new version (a
+        shortened wait ends sooner) and stores the right due time."""
+        where = (campaigns.c.workspace_id == ws, campaigns.c.key == new.key)
         found = conn.execute(
             select(campaigns.c.version, campaigns.c.status)
-            .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
+            .where(*where)
             .with_for_update()  # an archive committing meanwhile waits, or is seen
         ).first()
         if found is not None and found.status == "archived":
-            raise archived(key)
+            raise archived(new.key)
         current = None if found is None else found.version
+        values = {"name": new.name, "definition": dict(new.definition), "status": new.status}
         if current is None:
             conn.execute(
                 campaigns.insert().values(
                     workspace_id=ws,
-                    key=key,
+                    key=new.key,
                     version=1,
-                    name=name,
-                    definition=dict(definition),
-                    status=status,
                     created_at=now,
                     updated_at=now,
+                    **values,
                 )
             )
             return 1
+        version = int(current) + 1
         conn.execute(
             update(campaigns)
-            .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
-            .values(
-                version=current + 1,
-                name=name,
-                definition=dict(definition),
-                status=status,
-                updated_at=now,
-                full_pass_at=None,
-            )
+            .where(*where)
+            .values(version=version, updated_at=now, full_pass_at=None, **values)
         )
-        return int(current) + 1
+        m = memberships.c
+        active = (m.workspace_id == ws, m.campaign_key == new.key, m.state == "active")
+        if new.vanished:
+            conn.execute(
+                update(memberships)
+                .where(*active, m.position.in_(list(new.vanished)))
+                .values(
+                    state="completed",
+                    exited_at=now,
+                    next_due_at=None,
+                    exit_reason=f"step removed in version {version}",
+                )
+            )
+        conn.execute(update(memberships).where(*active).values(next_due_at=now))
+        return version
 
     def set_campaign_status(self, ws: int, key: str, status: str, now: float) -> None:
         """Change a campaign's status; an archived campaign stays archived (archiving it

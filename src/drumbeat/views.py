@@ -1,0 +1,87 @@
+"""What the Python API returns: plain, typed records (times in epoch seconds) that print,
+compare and serialise (`dataclasses.asdict`) without the store behind them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A definition that passed `campaigns.check`: its step tree and its audience now."""
+
+    source: str  # the file, or `[i]` for the i-th definition given as data
+    key: str
+    name: str
+    steps: list[str]
+    audience: int
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A version stored by `campaigns.apply` (or that would be, with `dry_run`)."""
+
+    source: str
+    key: str
+    version: int
+    status: str | None  # None on a dry run: nothing was stored
+    kept: int = 0  # active members whose step this version keeps
+    moved: dict[str, int] = field(default_factory=dict)  # removed position → members exiting
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    key: str
+    name: str
+    status: str
+    version: int
+    active: int  # active members
+    members: int  # members in any state
+
+
+@dataclass(frozen=True)
+class CampaignDetail:
+    key: str
+    name: str
+    status: str
+    version: int
+    updated_at: float
+    steps: list[str]  # the step tree, one line a step
+    members: dict[str, int]  # state → members
+    positions: dict[str, int]  # step → active members waiting there
+    messages: dict[str, dict[str, int]]  # step → status → messages
+
+
+@dataclass(frozen=True)
+class Message:
+    campaign: str
+    step: str
+    user_id: str
+    channel: str
+    status: str
+    attempts: int
+    created_at: float
+    sent_at: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Membership:
+    user_id: str
+    state: str
+    position: str
+    entry: int
+    entered_at: float
+    exited_at: float | None
+    exit_reason: str | None
+
+
+@dataclass
+class Advanced:
+    """What `advance` did: ticks run and their totals (`sent` counts by status)."""
+
+    to: float
+    ticks: int = 0
+    entered: int = 0
+    queued: int = 0
+    sent: dict[str, int] = field(default_factory=dict)
