@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from drumbeat.pipeline.clock import CLOCK_WORKSPACE, TICK_SETTING
+from drumbeat.store import open_store
 from tests.e2e.helpers import send, wait
 from tests.e2e.running import (
     delivered,
@@ -32,6 +34,15 @@ def url(database_url: str) -> Iterator[str]:
         yield own
 
 
+def last_tick(url: str) -> dict[str, object]:
+    store = open_store(url, migrate=False)
+    try:
+        tick: dict[str, object] = store.get_setting(CLOCK_WORKSPACE, TICK_SETTING)
+        return tick
+    finally:
+        store.close()
+
+
 def steps(outbox_file: Path, step: str) -> int:
     return sum(1 for m in delivered(outbox_file) if m["step"] == step)
 
@@ -47,6 +58,7 @@ def test_run_stops_on_sigterm_and_a_second_start_goes_on(url: str, tmp_path: Pat
     first.send_signal(signal.SIGTERM)  # to the main process only, as `kill` does
     assert first.wait(timeout=30) == 0, log.read_text()
     assert steps(messages, "two") < USERS, "the first run sent everything: nothing to go on"
+    assert last_tick(url)["done"], "stopped with its tick open"
 
     second = start([*command, "2"], env, log)
     wait_for(lambda: steps(messages, "two") == USERS, "the second messages", second)
