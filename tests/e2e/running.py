@@ -47,16 +47,28 @@ def own_store(database_url: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def prepare(url: str, steps: list[dict[str, Any]], users: int, *, at: float | None = None) -> None:
-    """`users` free users and an active campaign `c` of `steps`; a virtual clock at `at`."""
+def prepare(
+    url: str,
+    steps: list[dict[str, Any]],
+    users: int,
+    *,
+    at: float | None = None,
+    traits: Callable[[int], dict[str, Any]] = lambda _n: {},
+    **definition: Any,
+) -> None:
+    """`users` free users (with `traits(n)` besides) and an active campaign `c` of `steps`
+    (audience: the free users, unless `definition` says otherwise); a virtual clock at
+    `at`, if given."""
     store = open_store(url)
     if at is not None:
         StoreClock(store).set(at)
     store.close()
     with Drumbeat(url, workspace=WORKSPACE) as db:
-        db.identify_many({"user_id": f"u{n}", "traits": {"plan": "free"}} for n in range(users))
-        definition = parse_campaign(campaign("c", steps))
-        apply(plan_apply(definition, db.store, db.ws), db.store, db.ws, db.clock(), activate=True)
+        db.identify_many(
+            {"user_id": f"u{n}", "traits": {"plan": "free", **traits(n)}} for n in range(users)
+        )
+        parsed = parse_campaign(campaign("c", steps, **definition))
+        apply(plan_apply(parsed, db.store, db.ws), db.store, db.ws, db.clock(), activate=True)
 
 
 def environment(url: str, outbox_file: Path, **settings: str) -> dict[str, str]:
