@@ -5,6 +5,7 @@ and users written beforehand, the venv's `drumbeat` command, and what reached th
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from tests.e2e.helpers import campaign
 
 DRUMBEAT = str(Path(sys.executable).parent / "drumbeat")
 WORKSPACE = "runs"
+_started: list[subprocess.Popen[bytes]] = []
 
 
 @contextmanager
@@ -35,8 +37,28 @@ def own_store(database_url: str) -> Iterator[str]:
     """`database_url` on SQLite (a new file already); on PostgreSQL a database of its own
     on the same server, dropped at the end."""
     if not database_url.startswith("postgresql"):
-        yield database_url
+        with leftovers_killed():
+            yield database_url
         return
+    with own_database(database_url) as own, leftovers_killed():
+        yield own
+
+
+@contextmanager
+def leftovers_killed() -> Iterator[None]:
+    """Kill, at the end, the processes a failed test left running."""
+    try:
+        yield
+    finally:
+        while _started:
+            process = _started.pop()
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextmanager
+def own_database(database_url: str) -> Iterator[str]:
     base, _ = database_url.rsplit("/", 1)
     name = f"drumbeat_run_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
@@ -86,9 +108,11 @@ def start(args: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Pop
     """`drumbeat ARGS` in a process group of its own (its worker processes in it, as a
     terminal's Ctrl-C or a service manager would reach them), output to `log`."""
     with log.open("ab") as out:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [DRUMBEAT, *args], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+    _started.append(process)
+    return process
 
 
 def wait_for(

@@ -29,7 +29,7 @@ from tests.e2e.running import (
 )
 from tests.world import DAY, HOUR, MONDAY
 
-USERS = 600
+USERS = 900
 BATCH = 20  # users per batch: a tick's work is many batches, so a kill lands among them
 EVERY = 6 * HOUR
 TO = MONDAY + DAY + 6 * HOUR  # ticks at 6h (entry, "one"), 12h, 18h, 24h, 30h ("two", last)
@@ -65,7 +65,9 @@ def kill_in_tick(store: Store, process, at: float, step: str) -> None:  # type: 
         o = outbox.c
         queued = conn.execute(select(func.count()).where(o.step_id == step)).scalar_one()
         sending = conn.execute(select(func.count()).where(o.status == "sending")).scalar_one()
-        assert 0 < queued < USERS and sending == 0, "the kill came too late: raise USERS"
+        assert 0 < queued < USERS and sending == 0, (
+            f"killed too late ({queued} {step}, {sending} sending): raise USERS"
+        )
         os.killpg(process.pid, signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
 

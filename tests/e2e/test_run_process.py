@@ -37,7 +37,7 @@ def url(database_url: str) -> Iterator[str]:
 def last_tick(url: str) -> dict[str, object]:
     store = open_store(url, migrate=False)
     try:
-        tick: dict[str, object] = store.get_setting(CLOCK_WORKSPACE, TICK_SETTING)
+        tick: dict[str, object] = store.get_setting(CLOCK_WORKSPACE, TICK_SETTING) or {}
         return tick
     finally:
         store.close()
@@ -51,16 +51,19 @@ def test_run_stops_on_sigterm_and_a_second_start_goes_on(url: str, tmp_path: Pat
     prepare(url, [send("one"), wait(f"{WAIT:g}s"), send("two")], USERS)
     messages, log = tmp_path / "messages.jsonl", tmp_path / "run.log"
     env = environment(url, messages)
-    command = ["run", "--interval", "0.2", "--workers"]
 
-    first = start([*command, "1"], env, log)
-    wait_for(lambda: steps(messages, "one") == USERS, "the first messages", first)
+    # a minute between ticks: the stop must end the wait, not sit it out
+    first = start(["run", "--interval", "60", "--workers", "1"], env, log)
+    wait_for(
+        lambda: steps(messages, "one") == USERS and last_tick(url).get("done"),
+        "the first messages, and the tick that sent them done",
+        first,
+    )
     first.send_signal(signal.SIGTERM)  # to the main process only, as `kill` does
-    assert first.wait(timeout=30) == 0, log.read_text()
+    assert first.wait(timeout=20) == 0, log.read_text()
     assert steps(messages, "two") < USERS, "the first run sent everything: nothing to go on"
-    assert last_tick(url)["done"], "stopped with its tick open"
 
-    second = start([*command, "2"], env, log)
+    second = start(["run", "--interval", "0.2", "--workers", "2"], env, log)
     wait_for(lambda: steps(messages, "two") == USERS, "the second messages", second)
     os.killpg(second.pid, signal.SIGINT)  # Ctrl-C: the whole group, worker processes too
     assert second.wait(timeout=30) == 0, log.read_text()
