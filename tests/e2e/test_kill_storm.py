@@ -13,6 +13,7 @@ import signal
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,11 @@ def clock(store: Store) -> float:
     return float(store.get_setting(CLOCK_WORKSPACE, CLOCK_SETTING))
 
 
+def going(store: Store, process: subprocess.Popen[bytes], started_at: float) -> bool:
+    """Its clock moved (it is past its start-up), or it ended (only an open tick was left)."""
+    return clock(store) > started_at or process.poll() is not None
+
+
 def storm(store: Store, command: list[str], env: dict[str, str], log: Path) -> int:
     """Start `command`, kill its group at a random moment once its clock has moved, KILLS
     times; then let it finish. Returns the kills."""
@@ -71,13 +77,13 @@ def storm(store: Store, command: list[str], env: dict[str, str], log: Path) -> i
     for kill in range(KILLS):
         process = start(command, env, log)
         started_at = clock(store)
-        moved = lambda since=started_at: clock(store) > since  # noqa: E731
-        wait_for(moved, f"progress after kill {kill}", process)
+        wait_for(partial(going, store, process, started_at), f"progress after kill {kill}")
         try:
             process.wait(timeout=chance.uniform(0.0, 2.0))
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        assert process.returncode in (0, -signal.SIGKILL), log.read_text()
         if process.returncode == 0:  # finished before the kill
             return kill
     last = start(command, env, log)
