@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from typing import Annotated
 
 import typer
@@ -68,19 +67,22 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Worker processes (1: this process)")] = None,
     interval: Annotated[float | None, typer.Option(help="Seconds between ticks")] = None,
 ) -> None:
-    """Tick on the real clock forever (Ctrl-C stops after the current tick)."""
+    """Tick on the real clock until stopped: SIGTERM or Ctrl-C stops after the current tick."""
+    from drumbeat.cli.signals import StopOnSignal
+
     settings = state(ctx).settings()
     runner = _runner(ctx, workers or settings.workers)
     if runner.clock.virtual:
+        runner.close()
         raise InvalidInput("this store runs on a virtual clock: `drumbeat clock --real` first")
-    stop = threading.Event()
+    stop = StopOnSignal()
     console().print(f"running; a tick every {interval or settings.tick_interval:g} s")
     try:
         runner.run(interval or settings.tick_interval, stop=stop)
-    except KeyboardInterrupt:
-        stop.set()
     finally:
         runner.close()
+        stop.close()
+    console().print("stopped")
 
 
 def clock(

@@ -1,5 +1,9 @@
 """Time as Drumbeat sees it: the real clock, or the store's virtual clock once
-`drumbeat advance` (or the demo) has set one, so every process agrees on "now"."""
+`drumbeat advance` (or the demo) has set one, so every process agrees on "now".
+
+Beside it the store keeps the tick in progress: a tick is begun (its time written, and the
+virtual clock moved to it, in one transaction) and marked done only after its work is done,
+so a run killed in the middle of a tick finds that tick still open when it starts again."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 from drumbeat.store import Store
 
 CLOCK_SETTING = "virtual_now"
+TICK_SETTING = "tick"  # {"at": time of the last tick begun, "done": whether its work is done}
 CLOCK_WORKSPACE = 1  # the default workspace holds the store-wide virtual clock
 
 
@@ -40,12 +45,36 @@ class StoreClock:
         return self._now if self._now is not None else time.time()
 
     def set(self, now: float) -> None:
+        """Start (or move) the virtual clock by hand; a tick left open is forgotten, since
+        "now" no longer follows from it."""
         self.store.retrying(
-            lambda: self.store.set_setting(CLOCK_WORKSPACE, CLOCK_SETTING, now), "setting the clock"
+            lambda: self.store.set_settings(
+                CLOCK_WORKSPACE, {CLOCK_SETTING: now, TICK_SETTING: None}
+            ),
+            "setting the clock",
         )
         self._now = now
 
     def reset(self) -> None:
         """Back to real time."""
-        self.store.set_setting(CLOCK_WORKSPACE, CLOCK_SETTING, None)
+        self.store.set_settings(CLOCK_WORKSPACE, {CLOCK_SETTING: None, TICK_SETTING: None})
         self._now = None
+
+    def begin_tick(self, at: float) -> None:
+        """Record that the tick at `at` has begun; on a virtual clock, move the clock to it
+        in the same transaction."""
+        values: dict[str, object] = {TICK_SETTING: {"at": at, "done": False}}
+        if self.virtual:
+            values[CLOCK_SETTING] = at
+        self.store.set_settings(CLOCK_WORKSPACE, values)
+        if self.virtual:
+            self._now = at
+
+    def end_tick(self, at: float) -> None:
+        """Record that the work of the tick at `at` is done."""
+        self.store.set_setting(CLOCK_WORKSPACE, TICK_SETTING, {"at": at, "done": True})
+
+    def open_tick(self) -> float | None:
+        """The time of a tick begun and never finished (its run was killed), if any."""
+        tick = self.store.get_setting(CLOCK_WORKSPACE, TICK_SETTING)
+        return float(tick["at"]) if tick is not None and not tick["done"] else None

@@ -1,5 +1,9 @@
 """One tick of the whole flow (plan → work → dispatch), and the loops that repeat it:
-`advance` on the virtual clock (deterministic), `run` on the real clock (forever)."""
+`advance` on the virtual clock (deterministic), `run` on the real clock (until stopped).
+
+Both record each tick in the store (`StoreClock.begin_tick`, `end_tick`): done only once
+its work is done. `advance` first finishes a tick a killed run left open, at the time it
+was for; on the real clock the next tick, later, covers everything that one would have."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from drumbeat.channels.dispatcher import Dispatcher
 from drumbeat.config import Settings
@@ -29,6 +34,14 @@ class TickReport:
     batches: int = 0
     queued: int = 0
     sent: dict[str, int] = field(default_factory=dict)
+
+
+class Stop(Protocol):
+    """What `run` asks between ticks (a threading.Event is one)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class Runner:
@@ -66,22 +79,31 @@ class Runner:
         report.sent = dict(self.dispatcher.dispatch(now).counts)
         return report
 
+    def recorded_tick(self, now: float) -> TickReport:
+        """`tick`, recorded in the store as begun, then as done once its work is done."""
+        self.clock.begin_tick(now)
+        report = self.tick(now)
+        self.clock.end_tick(now)
+        return report
+
     def advance(
         self, to: float, every: float, *, between: Callable[[float, float], None] | None = None
     ) -> list[TickReport]:
-        """Move the virtual clock to `to` in steps of `every`, ticking at each step, then wait
-        for the retries due within `advance_retry_wait` real seconds and send them.
+        """Move the virtual clock to `to` in steps of `every`, ticking at each step, after
+        finishing the tick a killed run left open (at its own time: the clock is there); then
+        wait for the retries due within `advance_retry_wait` real seconds and send them.
         `between(start, end)` runs before each tick (the demo replays user activity there)."""
         if not self.clock.virtual:
             self.clock.set(time.time())
         reports = []
+        if (left_open := self.clock.open_tick()) is not None:
+            reports.append(self.recorded_tick(left_open))
         now = self.clock()
         while now < to:
             step = min(now + every, to)
             if between is not None:
                 between(now, step)
-            self.clock.set(step)
-            reports.append(self.tick(step))
+            reports.append(self.recorded_tick(step))
             now = step
         if reports:  # retries count real time: wait for the near ones rather than leave them
             settled = self.dispatcher.settle(now).counts
@@ -89,13 +111,14 @@ class Runner:
                 reports[-1].sent[status] = reports[-1].sent.get(status, 0) + n
         return reports
 
-    def run(self, interval: float, *, stop: Callable[[], bool] = lambda: False) -> None:
-        """Tick on the real clock every `interval` seconds until `stop()` says so."""
-        while not stop():
+    def run(self, interval: float, *, stop: Stop) -> None:
+        """Tick on the real clock every `interval` seconds until `stop` is set; the wait
+        between ticks ends as soon as it is (a tick under way is finished first)."""
+        while not stop.is_set():
             started = time.time()
-            report = self.tick(started)
+            report = self.recorded_tick(started)
             log.info("tick: %s", report)
-            time.sleep(max(0.0, interval - (time.time() - started)))
+            stop.wait(max(0.0, interval - (time.time() - started)))
 
     def close(self) -> None:
         self.executor.close()

@@ -439,15 +439,21 @@ class CampaignStore(StoreCore):
         return stored["value"] if stored else None
 
     def set_setting(self, ws: int, name: str, value: Any) -> None:
-        # wrapped in an object: SQLite gives a column typed JSON numeric affinity, which would
-        # turn a bare number's JSON text into a number
-        wrapped = {"value": value}
-        insert = self._dialect_insert(settings).values(workspace_id=ws, name=name, value=wrapped)
+        self.set_settings(ws, {name: value})
+
+    def set_settings(self, ws: int, values: Mapping[str, Any]) -> None:
+        """Several settings in one transaction (the virtual clock and the tick in progress
+        move together)."""
+        # each value is wrapped in an object: SQLite gives a column typed JSON numeric
+        # affinity, which would turn a bare number's JSON text into a number
+        rows = [{"workspace_id": ws, "name": n, "value": {"value": v}} for n, v in values.items()]
+        insert = self._dialect_insert(settings)
         with self.writing() as conn:
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=["workspace_id", "name"], set_={"value": insert.excluded.value}
-                )
+                ),
+                rows,
             )
 
 

@@ -7,6 +7,7 @@ end of its input. Its own logs go to stderr, which it shares with the parent.
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -22,6 +23,11 @@ from drumbeat.store import open_store
 
 
 def main() -> None:
+    # Ctrl-C reaches the whole process group, and a service manager may send SIGTERM to
+    # every process: the parent stops after the tick under way, then ends its children by
+    # closing their input, so a child's drain is never cut short by them.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
     settings = Settings()
     store = open_store(
         settings.database_url,

@@ -1,0 +1,76 @@
+"""`drumbeat run` as a user runs it: a process on the real clock, stopped by SIGTERM or
+Ctrl-C after the tick under way (exit 0), and started again where it stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drumbeat.pipeline.clock import CLOCK_WORKSPACE, TICK_SETTING
+from drumbeat.store import open_store
+from tests.e2e.helpers import send, wait
+from tests.e2e.running import (
+    delivered,
+    environment,
+    outbox_rows,
+    own_store,
+    prepare,
+    start,
+    wait_for,
+)
+
+USERS = 20
+WAIT = 3.0  # real seconds between the two messages
+
+
+@pytest.fixture
+def url(database_url: str) -> Iterator[str]:
+    with own_store(database_url) as own:
+        yield own
+
+
+def last_tick(url: str) -> dict[str, object]:
+    store = open_store(url, migrate=False)
+    try:
+        tick: dict[str, object] = store.get_setting(CLOCK_WORKSPACE, TICK_SETTING) or {}
+        return tick
+    finally:
+        store.close()
+
+
+def steps(outbox_file: Path, step: str) -> int:
+    return sum(1 for m in delivered(outbox_file) if m["step"] == step)
+
+
+def test_run_stops_on_sigterm_and_a_second_start_goes_on(url: str, tmp_path: Path) -> None:
+    prepare(url, [send("one"), wait(f"{WAIT:g}s"), send("two")], USERS)
+    messages, log = tmp_path / "messages.jsonl", tmp_path / "run.log"
+    env = environment(url, messages)
+
+    # a minute between ticks: the stop must end the wait, not sit it out
+    first = start(["run", "--interval", "60", "--workers", "1"], env, log)
+    wait_for(
+        lambda: steps(messages, "one") == USERS and last_tick(url).get("done"),
+        "the first messages, and the tick that sent them done",
+        first,
+    )
+    first.send_signal(signal.SIGTERM)  # to the main process only, as `kill` does
+    assert first.wait(timeout=20) == 0, log.read_text()
+    assert steps(messages, "two") < USERS, "the first run sent everything: nothing to go on"
+
+    second = start(["run", "--interval", "0.2", "--workers", "2"], env, log)
+    wait_for(lambda: steps(messages, "two") == USERS, "the second messages", second)
+    os.killpg(second.pid, signal.SIGINT)  # Ctrl-C: the whole group, worker processes too
+    assert second.wait(timeout=30) == 0, log.read_text()
+
+    text = log.read_text()
+    assert "Traceback" not in text and text.count("stopped") == 2, text
+    sent = Counter(m["message_id"] for m in delivered(messages))
+    assert len(sent) == 2 * USERS and set(sent.values()) == {1}  # every message, once
+    rows = outbox_rows(url)
+    assert len(rows) == 2 * USERS and {r["status"] for r in rows} == {"sent"}
