@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
 
 from drumbeat.engine.member import OutMessage
@@ -84,3 +88,30 @@ def test_a_retry_waits_in_real_time_whatever_the_store_clock_says(store, channel
     assert claim(store, channel, REAL + 5, now=NOW + YEAR) == []
     [due] = claim(store, channel, REAL + 10 + first)
     assert due.id == first and due.attempts == 2
+
+
+def test_rows_a_gone_process_was_sending_are_taken_up_at_once(
+    store, channel, database_url, workspace_name
+):
+    """A run killed while sending leaves its rows `sending` under a lease of real minutes;
+    the next run lets go of them at once, knowing their process gone (not a live one's)."""
+    script = (
+        "import sys, time\n"
+        "from drumbeat.store import open_store\n"
+        "store = open_store(sys.argv[1], migrate=False)\n"
+        "print(len(store.claim_messages(float(sys.argv[2]), time.time(), 2, 300.0, sys.argv[3])))\n"
+    )
+    gone = subprocess.run(
+        [sys.executable, "-c", script, database_url, str(NOW), channel],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert gone.stdout.strip() == "2"  # its process has exited: gone, its lease still held
+    alive = claim(store, channel, time.time(), lease=300.0)  # this process: alive
+    assert len(alive) == 1
+    assert claim(store, channel, time.time()) == []  # every lease held
+    assert store.release_orphaned_messages() == 2  # the gone process's, not this one's
+    taken = claim(store, channel, time.time())
+    assert sorted(row.user_id for row in taken) == ["u0", "u1"]
+    assert store.release_orphaned_messages() == 0

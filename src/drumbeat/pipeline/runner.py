@@ -95,6 +95,7 @@ class Runner:
         `between(start, end)` runs before each tick (the demo replays user activity there)."""
         if not self.clock.virtual:
             self.clock.set(time.time())
+        self._release_orphans()
         reports = []
         if (left_open := self.clock.open_tick()) is not None:
             reports.append(self.recorded_tick(left_open))
@@ -114,11 +115,20 @@ class Runner:
     def run(self, interval: float, *, stop: Stop) -> None:
         """Tick on the real clock every `interval` seconds until `stop` is set; the wait
         between ticks ends as soon as it is (a tick under way is finished first)."""
+        self._release_orphans()
         while not stop.is_set():
             started = time.time()
             report = self.recorded_tick(started)
             log.info("tick: %s", report)
             stop.wait(max(0.0, interval - (time.time() - started)))
+
+    def _release_orphans(self) -> None:
+        """A run started again after a kill takes up at once the messages its dead
+        predecessor was sending (its batches are let go of at each drain)."""
+        if released := self.store.retrying(
+            self.store.release_orphaned_messages, "releasing the messages of a gone process"
+        ):
+            log.warning("took up %d messages a gone process was sending", released)
 
     def close(self) -> None:
         self.executor.close()

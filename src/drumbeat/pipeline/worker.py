@@ -19,7 +19,8 @@ from drumbeat import metrics
 from drumbeat.engine import Decision, Program, Subject, decide
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
-from drumbeat.store.batches import Batch, claim_owner
+from drumbeat.store.batches import Batch
+from drumbeat.store.owners import claim_owner
 
 BATCH_LEASE = 300.0  # real seconds a worker may hold a batch before another may take it
 CAP_ATTEMPTS = 5  # times a batch is worked again when other sends overtook its cap check

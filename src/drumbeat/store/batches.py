@@ -5,9 +5,6 @@ batch goes to one worker at a time, under its owner's name, and comes back when 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -15,36 +12,11 @@ from sqlalchemy import Connection, and_, case, func, or_, select, update
 
 from drumbeat import metrics
 from drumbeat.store.core import StoreCore
+from drumbeat.store.owners import claim_owner, gone_processes, host_owner, process_owner
 from drumbeat.store.schema import batches
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # claims a batch gets; one whose holders die every time then ends dead
-
-
-def host_owner() -> str:
-    """The start of the owner names of the claims made on this host."""
-    return f"{socket.gethostname()}:"
-
-
-def process_owner(pid: int) -> str:
-    """The start of the owner names of the claims made by process `pid` on this host."""
-    return f"{host_owner()}{pid}:"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # no signal: asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, as another user's
-        return True
-    return True
-
-
-def claim_owner() -> str:
-    """A new owner name for a claim: this process's, and a token of its own, so that a
-    claim tried again after a lost connection knows the batch it may have taken already."""
-    return f"{process_owner(os.getpid())}{uuid.uuid4().hex[:16]}"
 
 
 @dataclass(frozen=True)
@@ -194,7 +166,7 @@ class BatchStore(StoreCore):
         def gone() -> set[int]:
             with self.engine.connect() as conn:
                 owners = conn.execute(holders).scalars().all()
-            return {pid for pid in (int(o.rsplit(":", 2)[1]) for o in owners) if not _alive(pid)}
+            return gone_processes(owners)
 
         released: dict[int, str] = {}
         for pid in self.retrying(gone, "looking for batches of gone workers"):

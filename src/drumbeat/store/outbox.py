@@ -16,6 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
 from drumbeat.store.core import StoreCore
+from drumbeat.store.owners import claim_owner, gone_processes, host_owner, process_owner
 from drumbeat.store.schema import outbox
 
 Claim = tuple[int, int]  # (outbox row id, fence)
@@ -157,6 +158,7 @@ class OutboxStore(StoreCore):
             .values(
                 status="sending",
                 lease_until=real_now + lease,
+                owner=claim_owner(),
                 fence=o.fence + 1,
                 attempts=o.attempts + 1,
             )
@@ -176,6 +178,24 @@ class OutboxStore(StoreCore):
         with metrics.timed("store.claim_messages"), self.writing() as conn:
             rows = [OutboxRow(*row) for row in conn.execute(claim)]
         return sorted(rows, key=lambda r: r.id)
+
+    def release_orphaned_messages(self) -> int:
+        """Let go of the rows being sent by a process of this host that is gone (a run killed
+        whole) rather than wait out their lease: the next claim takes them (their fence moves
+        on, so a result of the dead claim could not be recorded anyway). How many."""
+        o = outbox.c
+        sending = (o.status == "sending", o.owner.startswith(host_owner(), autoescape=True))
+        with self.engine.connect() as conn:
+            owners = conn.execute(select(o.owner).distinct().where(*sending)).scalars().all()
+        gone = gone_processes(owners)
+        if not gone:
+            return 0
+        held_by_gone = or_(*(o.owner.startswith(process_owner(pid)) for pid in sorted(gone)))
+        with self.writing() as conn:
+            released = conn.execute(
+                update(outbox).where(*sending, held_by_gone).values(lease_until=0, owner=None)
+            )
+        return int(released.rowcount)
 
     def extend_leases(self, claims: Sequence[Claim], until: float) -> set[int]:
         """Move the lease of the rows still held under `claims` to `until` (real time);

@@ -157,6 +157,7 @@ outbox = Table(
     Column("lease_until", Epoch),  # real time
     Column("retry_at", Epoch),  # real time: a transient failure's next try
     Column("fence", Integer, nullable=False, server_default="0"),  # moves on with every claim
+    Column("owner", String(200)),  # the dispatching process holding its claim: "host:pid:…"
     Column("created_at", Epoch, nullable=False),
     Column("sent_at", Epoch),
     Column("provider_id", String(255)),

@@ -29,8 +29,8 @@ from drumbeat import metrics
 from drumbeat.errors import BadSetting, DrumbeatError
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store, open_store
-from drumbeat.store.batches import process_owner
 from drumbeat.store.core import DB_RETRY_SECONDS
+from drumbeat.store.owners import process_owner
 
 log = logging.getLogger(__name__)
 
