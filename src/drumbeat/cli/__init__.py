@@ -13,10 +13,15 @@ def main() -> None:
     try:
         app()
     except DrumbeatError as exc:
+        from rich.markup import escape
+
         from drumbeat.cli.output import console_err
 
-        # soft wrap: a line of the message stays one line, whatever the terminal's width
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # soft wrap: a line of the message stays one line, whatever the terminal's width;
+        # escaped, or Rich takes `drumbeat[api]` or `steps[2]` in a message for markup
+        console_err.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
 
 
