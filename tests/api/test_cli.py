@@ -80,3 +80,28 @@ def test_serve_without_the_api_extra_names_it(database_url: str, tmp_path: Path)
     run = drumbeat(database_url, "serve", env={"PYTHONPATH": str(tmp_path)})
     assert run.returncode == 2
     assert "pip install 'drumbeat[api]'" in run.stderr
+
+
+def test_serve_with_two_workers_stores_every_call(database_url: str, tmp_path: Path, store):
+    from tests.api.conftest import free_port, new_tenant, wait_until_up
+
+    tenant = new_tenant(store)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "drumbeat", "serve", "--port", str(port), "--workers", "2"]
+    env = {**os.environ, "DRUMBEAT_DATABASE_URL": database_url}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, log)
+        with httpx.Client(base_url=url, auth=(tenant.key, "")) as client:
+            for n in range(20):  # new connections, spread over both workers
+                call = {"userId": f"w{n}", "event": "E", "messageId": f"w-{n}"}
+                reply = client.post("/v1/track", json=call, headers={"connection": "close"})
+                assert reply.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert store.count_events(tenant.ws) == 20
+    assert store.count_users(tenant.ws) == 20

@@ -168,3 +168,21 @@ def test_health_readiness_and_openapi(server: str):
     assert ready.json()["status"] == "ready"
     paths = httpx.get(f"{server}/openapi.json").json()["paths"]
     assert {"/v1/identify", "/v1/track", "/v1/batch", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_readyz_says_when_migrations_are_pending(server: str, store):
+    from sqlalchemy import text
+
+    with store.writing() as conn:
+        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        conn.execute(text("UPDATE alembic_version SET version_num = '0007'"))
+    try:
+        reply = httpx.get(f"{server}/readyz")
+    finally:
+        with store.writing() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+    assert reply.status_code == 503
+    assert reply.json() == {
+        "status": "migrations pending",
+        "detail": f"schema at 0007, this version needs {head}",
+    }
