@@ -126,6 +126,13 @@ def test_single_calls_name_their_bad_fields(server: str, tenant: Tenant):
     reply = post(server, "/v1/identify", {"userId": "", "traits": 5}, tenant.auth())
     assert reply.status_code == 400
     assert [p["path"] for p in reply.json()["problems"]] == ["userId", "traits"]
+    several = {"anonymousId": "a", "event": "", "context": {"timezone": "Mars/Base"}}
+    reply = post(server, "/v1/track", several, tenant.auth())
+    assert [p["path"] for p in reply.json()["problems"]] == [
+        "userId",
+        "context.timezone",
+        "event",
+    ]
     bad_json = httpx.post(f"{server}/v1/track", content=b"{nope", auth=tenant.auth(), timeout=10)
     assert bad_json.status_code == 400
     assert post(server, "/v1/batch", {"batch": "x"}, tenant.auth()).status_code == 400

@@ -55,6 +55,7 @@ def check_messages(
 def _check_one(
     message: Any, kind: str | None, validator: Validator, at: str, checked: Checked
 ) -> None:
+    """Add the message's records to `checked`, or raise naming every bad field in it."""
     if not isinstance(message, Mapping):
         raise InvalidInput(Problem(at.rstrip("."), f"expected an object, got {message!r:.40}"))
     if len(orjson.dumps(message)) > MAX_MESSAGE:
@@ -64,25 +65,42 @@ def _check_one(
         raise InvalidInput(Problem(f"{at}type", not_supported(kind)))
     if kind not in SUPPORTED:
         raise InvalidInput(Problem(f"{at}type", f"{kind!r}: use identify or track"))
-    _require_user_id(message, at)
-    timezone = _context_timezone(message, at)
+    problems = _anonymous_only(message, at)
+    timezone = _context_timezone(message, at, problems)
+    records: list[UserRecord | EventRecord] = []
+    try:
+        if kind == "identify":
+            records = [_identified(message, timezone, validator, at)]
+        else:
+            records = _tracked(message, timezone, validator, at)
+    except InvalidInput as exc:
+        # an anonymous call was named above; the validator's "user_id required" repeats it
+        problems += [p for p in exc.problems if not (problems and p.where == f"{at}user_id")]
+    if problems:
+        raise InvalidInput(problems)
+    for record in records:
+        if isinstance(record, UserRecord):
+            checked.users.append(record)
+        else:
+            checked.events.append(record)
+
+
+def _tracked(
+    message: Mapping[str, Any], timezone: str | None, validator: Validator, at: str
+) -> list[UserRecord | EventRecord]:
+    """The event of a track call, and the user's time zone if its context gives one."""
     user_id = message.get("userId")
-    if kind == "identify":
-        checked.users.append(_identified(message, timezone, validator, at))
-        return
-    event = validator.event(
-        {
-            "user_id": user_id,
-            "event": message.get("event"),
-            "properties": message.get("properties", {}),
-            "timestamp": message.get("timestamp"),
-            "message_id": message.get("messageId"),
-        },
-        at,
-    )
-    checked.events.append(event)
+    call = {
+        "user_id": user_id,
+        "event": message.get("event"),
+        "properties": message.get("properties", {}),
+        "timestamp": message.get("timestamp"),
+        "message_id": message.get("messageId"),
+    }
+    records: list[UserRecord | EventRecord] = [validator.event(call, at)]
     if timezone:
-        checked.users.append(UserRecord(str(user_id), {"timezone": timezone}, {}))
+        records.append(UserRecord(str(user_id), {"timezone": timezone}, {}))
+    return records
 
 
 def _identified(
@@ -106,29 +124,29 @@ def _identified(
         raise InvalidInput(moved) from None
 
 
-def _require_user_id(message: Mapping[str, Any], at: str) -> None:
+def _anonymous_only(message: Mapping[str, Any], at: str) -> list[Problem]:
     if message.get("userId") in (None, "") and message.get("anonymousId") not in (None, ""):
-        raise InvalidInput(
-            Problem(
-                f"{at}userId",
-                "required: anonymousId alone is not supported yet (aliases do not exist)",
-            )
-        )
+        why = "required: anonymousId alone is not supported yet (aliases do not exist)"
+        return [Problem(f"{at}userId", why)]
+    return []
 
 
-def _context_timezone(message: Mapping[str, Any], at: str) -> str | None:
+def _context_timezone(message: Mapping[str, Any], at: str, problems: list[Problem]) -> str | None:
+    """The time zone `context` gives, if any; a bad one goes to `problems`."""
     context = message.get("context", {})
     if not isinstance(context, Mapping):
-        raise InvalidInput(
+        problems.append(
             Problem(f"{at}context", f"expected an object, got {json_type_name(context)}")
         )
+        return None
     timezone = context.get("timezone")
     if timezone in (None, ""):
         return None
     try:
         return str(check_standard("timezone", timezone))
     except TypeMismatch as exc:
-        raise InvalidInput(Problem(f"{at}context.timezone", str(exc))) from None
+        problems.append(Problem(f"{at}context.timezone", str(exc)))
+        return None
 
 
 def _segment_spelling(problem: Problem) -> Problem:
