@@ -105,3 +105,9 @@ def test_serve_with_two_workers_stores_every_call(database_url: str, tmp_path: P
         process.wait(timeout=30)
     assert store.count_events(tenant.ws) == 20
     assert store.count_users(tenant.ws) == 20
+
+
+def test_serve_refuses_a_workspace_option_it_would_ignore(database_url: str):
+    run = drumbeat(database_url, "--workspace", "acme", "serve")
+    assert run.returncode == 2
+    assert "--workspace: each request's key names its workspace" in run.stderr

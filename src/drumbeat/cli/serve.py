@@ -17,8 +17,11 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes", min=1)] = 1,
 ) -> None:
     """Serve the HTTP API: Segment-compatible tracking, /healthz, /readyz, /openapi.json."""
-    from drumbeat.errors import require
+    from drumbeat.errors import InvalidInput, Problem, require
 
+    if state(ctx).workspace is not None:  # it would do nothing: refused, not ignored
+        why = "each request's key names its workspace; serve takes no --workspace"
+        raise InvalidInput(Problem("--workspace", why))
     require("fastapi", feature="drumbeat serve", extra="api")
     uvicorn = require("uvicorn", feature="drumbeat serve", extra="api")
     from drumbeat.store import open_store
