@@ -27,8 +27,9 @@ def drumbeat(database_url: str, *args: str, env: dict[str, str] | None = None) -
 
 
 def test_workspace_and_key_lifecycle(database_url: str, server: str, store):
-    name = f"cli-{uuid.uuid4().hex[:8]}"
-    assert drumbeat(database_url, "workspace", "create", name).returncode == 0
+    name = f"cli-[{uuid.uuid4().hex[:8]}]"  # brackets: Rich markup must not eat them
+    created = drumbeat(database_url, "workspace", "create", name)
+    assert created.stdout.startswith(f"workspace '{name}' created"), created.stderr
     again = drumbeat(database_url, "workspace", "create", name)
     assert again.returncode == 2
     assert f"a workspace named '{name}' exists already" in again.stderr

@@ -45,7 +45,7 @@ def workspace_create(
 
     store = _store(ctx)
     ws = create_workspace(store, name, time.time())
-    console.print(f"workspace {name!r} created (id {ws})")
+    console.print(f"workspace {name!r} created (id {ws})", markup=False)
 
 
 @workspace_app.command("list")
