@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # if_not_exists: a store stamped back to an older revision (tests do it) keeps its keys
     op.create_table(
         "api_keys",
         sa.Column("id", AutoId, primary_key=True, autoincrement=True),
@@ -30,8 +31,11 @@ def upgrade() -> None:
             ["workspace_id"], ["workspaces.id"], name="fk_api_keys_workspace_id_workspaces"
         ),
         sa.UniqueConstraint("hash", name="uq_api_keys_hash"),
+        if_not_exists=True,
     )
-    op.create_index("ix_api_keys_workspace_id_id", "api_keys", ["workspace_id", "id"])
+    op.create_index(
+        "ix_api_keys_workspace_id_id", "api_keys", ["workspace_id", "id"], if_not_exists=True
+    )
 
 
 def downgrade() -> None:
