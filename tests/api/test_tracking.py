@@ -193,3 +193,24 @@ def test_readyz_says_when_migrations_are_pending(server: str, store):
         "status": "migrations pending",
         "detail": f"schema at 0007, this version needs {head}",
     }
+
+
+def test_concurrent_batches_naming_the_same_users_in_any_order_all_land(
+    server: str, tenant: Tenant
+):
+    """Two clients write the same users in opposite orders at once: on PostgreSQL, rows
+    locked in the order given would deadlock one of the two transactions (a 500)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [f"c{n:03d}" for n in range(60)]
+
+    def send(round_: int) -> list[int]:
+        order = ids if round_ % 2 else ids[::-1]
+        batch = [{"type": "identify", "userId": u, "traits": {"round": round_}} for u in order]
+        with httpx.Client(base_url=server, auth=tenant.auth(), timeout=30) as client:
+            return [client.post("/v1/batch", json={"batch": batch}).status_code]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = [code for codes in pool.map(send, range(36)) for code in codes]
+    assert codes == [200] * 36
+    assert tenant.store.count_users(tenant.ws) == 60

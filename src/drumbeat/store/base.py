@@ -191,8 +191,9 @@ class Store(CampaignStore, OutboxStore, AttributeIndexStore, StoreCore):
         new_types: Mapping[str, AttrType] | None = None,
     ) -> int:
         """Identify and track calls in one transaction (an API batch: all of it or none);
-        returns how many events were new."""
-        rows = merge_user_records(user_records)
+        returns how many events were new. Users are written in id order: two requests that
+        name the same users in other orders would otherwise lock them crosswise (deadlock)."""
+        rows = sorted(merge_user_records(user_records), key=lambda record: record.user_id)
         size = len(rows) + len(event_records)
         with metrics.timed("store.write_calls", size), self.writing() as conn:
             self._register_types(conn, ws, new_types or {})
