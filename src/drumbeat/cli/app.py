@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from drumbeat.cli import audience, bench, campaign, data, demo, flow, inspect
+from drumbeat.cli import audience, bench, campaign, data, demo, flow, inspect, keys, serve
 from drumbeat.cli.context import State
 
 app = typer.Typer(
@@ -90,3 +90,6 @@ app.command("inbox")(inspect.inbox)
 app.command("stats")(inspect.stats)
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")
+app.add_typer(keys.workspace_app, name="workspace")
+app.add_typer(keys.key_app, name="key")
+app.command("serve")(serve.serve)

@@ -182,6 +182,30 @@ class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCo
             self._add_users(conn, ws, sorted({r.user_id for r in records}), now)
             return inserted
 
+    def write_calls(
+        self,
+        ws: int,
+        user_records: Sequence[UserRecord],
+        event_records: Sequence[EventRecord],
+        now: float,
+        *,
+        new_types: Mapping[str, AttrType] | None = None,
+    ) -> int:
+        """Identify and track calls in one transaction (an API batch: all of it or none);
+        returns how many events were new. Users are written in id order: two requests that
+        name the same users in other orders would otherwise lock them crosswise (deadlock)."""
+        rows = sorted(merge_user_records(user_records), key=lambda record: record.user_id)
+        size = len(rows) + len(event_records)
+        with metrics.timed("store.write_calls", size), self.writing() as conn:
+            self._register_types(conn, ws, new_types or {})
+            if rows:
+                self._upsert_users(conn, ws, rows, now)
+            if not event_records:
+                return 0
+            inserted = self._insert_events(conn, ws, event_records, now)
+            self._add_users(conn, ws, sorted({r.user_id for r in event_records}), now)
+            return inserted
+
     def count_events(self, ws: int) -> int:
         with self.engine.connect() as conn:
             return int(

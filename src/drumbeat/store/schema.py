@@ -210,3 +210,20 @@ settings = Table(
     Column("name", String(100), primary_key=True),
     Column("value", Json, nullable=False),
 )
+
+# ---- API keys (revision 0010) -----------------------------------------------------------
+
+# Only the sha256 of a key is kept: keys are 256 random bits, so a fast hash is safe (no
+# dictionary to try), and a lookup by hash is one index probe per request.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("prefix", String(32), nullable=False),  # shown in `key list`: dbk_write_ab12cd
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("scope", String(16), nullable=False),  # write, admin
+    Column("created_at", Epoch, nullable=False),
+    Column("revoked_at", Epoch),
+    Index(None, "workspace_id", "id"),
+)

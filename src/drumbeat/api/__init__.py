@@ -1,0 +1,1 @@
+"""The HTTP API (`drumbeat serve`, extra `drumbeat[api]`): Segment-compatible tracking."""

@@ -1,0 +1,61 @@
+"""The application factory: `create_app()` opens the store named by the settings (as
+`drumbeat serve` passes them to each worker through the environment)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from drumbeat.api import tracking
+from drumbeat.config import settings
+from drumbeat.errors import InvalidInput
+from drumbeat.store import migrate, open_store
+
+
+def create_app(database_url: str | None = None) -> FastAPI:
+    config = settings(database_url=database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = open_store(config.database_url, batch_size=config.batch_size)
+        app.state.head = migrate.head()
+        try:
+            yield
+        finally:
+            app.state.store.close()
+
+    app = FastAPI(title="Drumbeat", version="0.1.0", lifespan=lifespan)
+    app.include_router(tracking.router)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
+    app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"])
+    app.add_exception_handler(InvalidInput, _invalid_input)
+    return app
+
+
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+def readyz(request: Request) -> Any:
+    """The store answers and its schema is at this version's migration head."""
+    try:
+        with request.app.state.store.engine.connect() as conn:
+            revision = migrate.current(conn)
+    except SQLAlchemyError as exc:
+        return JSONResponse({"status": "store unreachable", "detail": str(exc)[:200]}, 503)
+    if revision != request.app.state.head:
+        detail = f"schema at {revision}, this version needs {request.app.state.head}"
+        return JSONResponse({"status": "migrations pending", "detail": detail}, 503)
+    return {"status": "ready", "revision": revision}
+
+
+async def _invalid_input(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidInput)
+    problems = [{"path": p.where, "message": p.message} for p in exc.problems]
+    return JSONResponse({"detail": str(exc).splitlines()[0], "problems": problems}, 400)
