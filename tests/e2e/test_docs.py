@@ -16,6 +16,9 @@ page shows only the example):
 - `<!-- no-run: REASON -->`: a shell or Python block shown but not run (it runs forever,
   needs PostgreSQL, takes minutes). Nothing else is skipped, and these are counted: most
   blocks must run. Keep such lines (`drumbeat run`) in a block of their own.
+- `<!-- run-by: TEST [REASON] -->`: the block needs what only that test sets up (a running
+  `drumbeat serve`, a key); TEST (a path under the repository) runs it as written, and must
+  exist. It counts as run.
 - `<!-- exit: N -->`: the shell block must exit with status N (an example of refused input).
 - `<!-- output -->`: the block is what the runnable block before it prints; the test checks
   that it does (whitespace collapsed, since Rich wraps to the terminal's width).
@@ -46,7 +49,7 @@ PYTHON = {"python", "py"}
 DOCUMENT_TIMEOUT = 110.0  # seconds for all of a document's blocks: under the test's 120 s
 
 FENCE = re.compile(r"^( *)(`{3,}|~{3,})\s*([\w+-]*)")  # indented inside a list item too
-MARKER = re.compile(r"^<!--\s*(file|no-run|exit|output)\s*(?::\s*(.*?))?\s*-->$")
+MARKER = re.compile(r"^<!--\s*(file|no-run|run-by|exit|output)\s*(?::\s*(.*?))?\s*-->$")
 
 
 @dataclass
@@ -63,7 +66,7 @@ class Block:
 
     @property
     def runnable(self) -> bool:
-        return self.language in SHELL | PYTHON and "no-run" not in self.markers
+        return self.language in SHELL | PYTHON and not {"no-run", "run-by"} & self.markers.keys()
 
 
 def shown(document: Path) -> str:
@@ -101,6 +104,10 @@ def check_markers(block: Block) -> None:
     runs = block.language in SHELL | PYTHON
     assert "no-run" not in block.markers or (runs and block.markers["no-run"]), (
         f"{block.where}: no-run needs a reason and a sh or python block"
+    )
+    runner = block.markers.get("run-by", "").split(" ", 1)[0]
+    assert "run-by" not in block.markers or (runs and (ROOT / runner).is_file()), (
+        f"{block.where}: run-by needs a sh or python block and the test that runs it"
     )
     assert "exit" not in block.markers or (
         block.language in SHELL and block.markers["exit"].isdigit()
@@ -185,7 +192,7 @@ def test_examples_run_as_written(document: Path, tmp_path: Path) -> None:
 
 def test_most_examples_run() -> None:
     blocks = [b for d in DOCUMENTS for b in parse_blocks(d) if b.language in SHELL | PYTHON]
-    skipped = [b.where for b in blocks if not b.runnable]
+    skipped = [b.where for b in blocks if not b.runnable and "run-by" not in b.markers]
     ran = len(blocks) - len(skipped)
     assert ran >= 8, f"only {ran} examples run"
     assert ran >= 2 * len(skipped), f"{ran} examples run and {len(skipped)} skip: {skipped}"
