@@ -117,6 +117,15 @@ def test_unsubscribe_links_verify_with_the_stored_key_and_not_the_old_default(
         assert unsubscribe_token(stored, workspace_name, "u1") == token
 
 
+def test_the_key_is_read_once_not_per_message(store, workspace_name):
+    ws = store.workspace_id(workspace_name)
+    keys = SigningKeys(settings(), store)
+    first = keys(workspace_name)
+    store.set_setting(ws, SETTING, "changed-behind-its-back")
+    assert [keys(workspace_name) for _ in range(3)] == [first] * 3  # no store read again
+    assert SigningKeys(settings(), store)(workspace_name) == "changed-behind-its-back"
+
+
 def test_an_explicit_key_is_used_and_nothing_is_stored(database_url, store, workspace_name):
     ws = store.workspace_id(workspace_name)
     keys = SigningKeys(settings(secret_key=EXPLICIT), store)
