@@ -207,6 +207,19 @@ class Drumbeat:
             for m in self.store.members(self.ws, campaign, state=state, limit=limit)
         ]
 
+    def unsubscribe_user(self, token: str) -> str:
+        """The user an unsubscribe link's token names (what a web app serving
+        `{public_url}/unsubscribe/{token}` calls); InvalidToken unless it was signed with
+        this workspace's key for this workspace."""
+        from drumbeat.channels.keys import SigningKeys
+        from drumbeat.channels.tokens import InvalidToken, verify_unsubscribe_token
+
+        key = SigningKeys(self.config, self.store)(self.config.workspace)
+        workspace, user_id = verify_unsubscribe_token(key, token)
+        if workspace != self.config.workspace:  # a key set for several workspaces
+            raise InvalidToken(f"unsubscribe token of workspace {workspace!r}")
+        return user_id
+
     # ---- running --------------------------------------------------------------------------
 
     def advance(

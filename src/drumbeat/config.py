@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -59,8 +59,10 @@ class Settings(BaseSettings):
         description="seconds a lost database connection is waited for (work is tried again "
         "with backoff meanwhile) before a command gives up",
     )
-    secret_key: str = Field(
-        "change-me", description="signs unsubscribe tokens and webhook bodies (HMAC-SHA256)"
+    secret_key: SecretStr | None = Field(
+        None,
+        description="signs unsubscribe tokens and webhook bodies (HMAC-SHA256); unset: each "
+        "workspace gets a random key, kept in the store (drumbeat.channels.keys)",
     )
     public_url: str = Field(
         "http://localhost:8000", description="base of links in messages (unsubscribe)"
@@ -129,6 +131,25 @@ class Settings(BaseSettings):
             raise PydanticCustomError("not_built", NOT_BUILT[str(info.field_name)])
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _guessable(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        key = value.get_secret_value()
+        flaw = f"is shorter than {MIN_SECRET_KEY} characters" if len(key) < MIN_SECRET_KEY else None
+        if key in PUBLIC_KEYS:
+            flaw = "is the old default, published in the docs"
+        if flaw is not None:  # anyone could sign unsubscribe links with it
+            raise PydanticCustomError(
+                "secret",
+                "{flaw}: set a random one (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))') or unset it (each workspace then gets a "
+                "random key, kept in the store)",
+                {"flaw": flaw},
+            )
+        return value
+
     @field_validator("rate_limits", mode="before")
     @classmethod
     def _json_object(cls, value: object) -> object:
@@ -172,6 +193,9 @@ class Settings(BaseSettings):
         return value
 
 
+MIN_SECRET_KEY = 16
+PUBLIC_KEYS = frozenset({"change-me"})  # the default of earlier versions, in their docs
+
 NOT_BUILT = {
     "redis_url": "the Redis user cache (distributed shape) is not built yet; unset it "
     "(the cache is in-process)",
@@ -202,5 +226,5 @@ def _setting_name(location: tuple[int | str, ...]) -> str:
 
 
 def _given(error: Any) -> str:
-    """The value refused, except a URL refused whole (it may hold a password)."""
-    return "" if error["type"] == "not_built" else f" (given {error['input']!r})"
+    """The value refused, except a URL refused whole (it may hold a password) or a key."""
+    return "" if error["type"] in ("not_built", "secret") else f" (given {error['input']!r})"

@@ -94,6 +94,7 @@ def _email(stack: ExitStack, store: Any, ws: str) -> Peer:
 
 def _webhook(stack: ExitStack, store: Any, ws: str) -> Peer:
     server = stack.enter_context(HookServer())
+    store.workspace_id(ws)  # no DRUMBEAT_SECRET_KEY: the bodies are signed with its stored key
     channel = WebhookChannel(Settings(webhook_allow=["127.0.0.1"]), store)
     stack.callback(channel.close)
     return Peer(

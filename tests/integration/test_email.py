@@ -21,7 +21,7 @@ from drumbeat.channels.email import EmailChannel
 from drumbeat.channels.tokens import verify_unsubscribe_token
 from drumbeat.config import Settings
 
-SECRET = "test-secret"
+SECRET = "test-secret-of-the-tests"
 
 
 class Recorder:
@@ -253,7 +253,13 @@ def test_an_unreachable_server_makes_the_batch_retry():
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = Settings(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, smtp_timeout=2)
+    settings = Settings(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_starttls=False,
+        smtp_timeout=2,
+        secret_key=SECRET,
+    )
     channel = EmailChannel(settings, None)
     try:
         results = channel.send_batch([message(1), message(2, email=None), message(3)])

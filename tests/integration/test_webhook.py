@@ -21,7 +21,7 @@ from drumbeat.channels.base import Message, Outcome
 from drumbeat.channels.webhook import WebhookChannel, not_public
 from drumbeat.config import Settings
 
-SECRET = "hook-secret"
+SECRET = "hook-secret-of-the-tests"
 
 
 class HookServer:

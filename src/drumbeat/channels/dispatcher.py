@@ -20,6 +20,7 @@ from functools import partial
 
 from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
+from drumbeat.channels.keys import SigningKeys
 from drumbeat.channels.leases import LeaseKeeper
 from drumbeat.channels.registry import load_channels
 from drumbeat.channels.render import render, user_context
@@ -80,6 +81,7 @@ class Dispatcher:
     ) -> None:
         self.store = store
         self.config = config
+        self.keys = SigningKeys(config, store)
         self.channels = channels if channels is not None else load_channels(config, store)
         self.clock = clock  # real time: leases and retries
         self._last_claim: dict[str, float] = {}
@@ -190,7 +192,7 @@ class Dispatcher:
         missing: set[str],
     ) -> Message:
         payload = row.payload
-        token = unsubscribe_token(self.config.secret_key, workspace, user.user_id)
+        token = unsubscribe_token(self.keys(workspace), workspace, user.user_id)
         context = {
             "user": user_context(user, types),
             "campaign": {"key": row.campaign_key},

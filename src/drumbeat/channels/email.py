@@ -28,6 +28,7 @@ from html.parser import HTMLParser
 from typing import TYPE_CHECKING, ClassVar
 
 from drumbeat.channels.base import Message, Result, header_key
+from drumbeat.channels.keys import SigningKeys
 from drumbeat.channels.tokens import unsubscribe_token
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class EmailChannel:
         if not settings.smtp_host:
             raise ValueError("the email channel needs DRUMBEAT_SMTP_HOST")
         self.settings = settings
+        self.keys = SigningKeys(settings, store)
         self.unsubscribe_base = settings.public_url.rstrip("/") + "/unsubscribe/"
         self._smtp: smtplib.SMTP | None = None
         self._lock = threading.Lock()
@@ -135,7 +137,7 @@ class EmailChannel:
         email["Subject"] = " ".join(message.subject.split())  # no line breaks in a header
         email["Date"] = formatdate(localtime=False)
         email["Message-ID"] = message_id_header(message.message_id)
-        token = unsubscribe_token(self.settings.secret_key, message.workspace, message.user_id)
+        token = unsubscribe_token(self.keys(message.workspace), message.workspace, message.user_id)
         email["List-Unsubscribe"] = f"<{self.unsubscribe_base}{token}>"
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         if message.html:

@@ -1,7 +1,7 @@
 """Signed unsubscribe tokens: one per (workspace, user), verifiable without a database lookup.
 
 A token is `<payload>.<mac>`, both url-safe base64 without padding: the payload is the JSON
-array `[workspace, user_id]`, the mac is HMAC-SHA256 under `settings.secret_key` of a
+array `[workspace, user_id]`, the mac is HMAC-SHA256 under the workspace's key (`keys.py`) of a
 purpose prefix plus the payload. The prefix keeps these MACs apart from the webhook body
 signatures made with the same key. Tokens do not expire: an unsubscribe link in an old
 email must keep working. Changing the secret key invalidates every link already sent.

@@ -1,9 +1,9 @@
 """The webhook channel: a signed JSON POST to the URL a campaign step gives (`data.url`).
 
 Body: `{message_id, workspace, campaign, step, user_id, subject, body, data}`. Headers:
-`X-Drumbeat-Signature: sha256=<hex HMAC-SHA256(secret_key, raw body)>`, and the outbox key
-made header-safe (`header_key`) as `Idempotency-Key` and `X-Drumbeat-Message-Id` (the
-receiver's idempotency key: a message may come twice).
+`X-Drumbeat-Signature: sha256=<hex HMAC-SHA256(the workspace's key, raw body)>` (`keys.py`),
+and the outbox key made header-safe (`header_key`) as `Idempotency-Key` and
+`X-Drumbeat-Message-Id` (the receiver's idempotency key: a message may come twice).
 
 A batch's calls go out concurrently, up to `webhook_concurrency` at once, each under one
 deadline of `webhook_timeout` seconds from DNS to the last byte of the reply (httpx's own
@@ -43,6 +43,7 @@ import httpx
 import orjson
 
 from drumbeat.channels.base import Message, Result, header_key
+from drumbeat.channels.keys import SigningKeys
 
 if TYPE_CHECKING:
     from drumbeat.config import Settings
@@ -222,7 +223,7 @@ class WebhookChannel:
     name: ClassVar[str] = "webhook"
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
-        self.secret = settings.secret_key
+        self.keys = SigningKeys(settings, store)
         self.timeout = settings.webhook_timeout
         self.concurrency = settings.webhook_concurrency
         self.allow = AllowList(settings.webhook_allow)
@@ -230,6 +231,8 @@ class WebhookChannel:
 
     def send_batch(self, messages: Sequence[Message]) -> list[Result]:
         """Up to `concurrency` calls at once, each within `timeout` seconds in all."""
+        for workspace in {message.workspace for message in messages}:
+            self.keys(workspace)  # a key read from the store would block the event loop
         return asyncio.run(self._send_all(messages))
 
     async def _send_all(self, messages: Sequence[Message]) -> list[Result]:
@@ -281,7 +284,7 @@ class WebhookChannel:
             "Content-Type": "application/json",
             "Accept-Encoding": "identity",
             "User-Agent": "drumbeat-webhook",
-            "X-Drumbeat-Signature": sign(self.secret, body),
+            "X-Drumbeat-Signature": sign(self.keys(message.workspace), body),
             "X-Drumbeat-Message-Id": key,
             "Idempotency-Key": key,
         }

@@ -456,6 +456,20 @@ class CampaignStore(StoreCore):
                 rows,
             )
 
+    def add_setting(self, ws: int, name: str, value: Any) -> Any:
+        """Store `value` unless the setting is there already; the stored value either way.
+        Race-free: of processes adding one setting at once, the first insert wins and every
+        one reads that back (on PostgreSQL a conflicting insert waits for the first's commit)."""
+        query = select(settings.c.value).where(
+            settings.c.workspace_id == ws, settings.c.name == name
+        )
+        insert = self._insert_ignore(settings).values(
+            workspace_id=ws, name=name, value={"value": value}
+        )
+        with self.writing() as conn:
+            conn.execute(insert)
+            return conn.execute(query).scalar_one()["value"]
+
 
 def _id_table(ids: Sequence[str], dialect: str) -> TableValuedAlias:
     """`ids` as a one-column table (`value`): a JSON array on SQLite, an array on
