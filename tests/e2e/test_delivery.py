@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from drumbeat.engine import State
+from drumbeat.engine.member import State
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.programs import Programs

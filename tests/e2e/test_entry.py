@@ -3,7 +3,7 @@ re-entry, and users who already meet the goal."""
 
 from __future__ import annotations
 
-from drumbeat.engine import State
+from drumbeat.engine.member import State
 from drumbeat.model.records import EventRecord
 from drumbeat.pipeline.planner import Changes
 from tests.e2e.helpers import PAID, campaign, outbox_keys, send, sent_at, wait

@@ -3,7 +3,7 @@ the end of the steps."""
 
 from __future__ import annotations
 
-from drumbeat.engine import END, State
+from drumbeat.engine.member import END, State
 from tests.e2e.helpers import PAID, campaign, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from drumbeat.engine import State
+from drumbeat.engine.member import State
 from tests.e2e.helpers import campaign, retire, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY, World
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from drumbeat.engine import State
+from drumbeat.engine.member import State
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.worker import (
     BATCH_LEASE,

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from drumbeat.campaigns import ApplyPlan, apply, plan_apply, set_status
-from drumbeat.engine import State
+from drumbeat.engine.member import State
 from drumbeat.errors import InvalidInput
 from drumbeat.model.campaign import parse_campaign
 from drumbeat.pipeline.executors.local import drain

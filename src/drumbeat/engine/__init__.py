@@ -1,27 +1,7 @@
 """The engine: the pure state machine of a membership. No I/O, no clock reads.
 
 A worker gives it a batch of `Subject`s (user, membership, event facts, recent sends) and
-`now`; it returns `Decision`s (new memberships and the messages to queue).
+`now`; it returns `Decision`s (new memberships and the messages to queue): `machine.decide`.
+The package imports nothing itself, so that a module that needs only `member`'s types (the
+store does) does not load the campaign model with it: import from the submodules.
 """
-
-from drumbeat.engine.machine import decide, decide_one, dedupe_key
-from drumbeat.engine.member import END, START, Decision, Member, OutMessage, State, Subject
-from drumbeat.engine.program import Program, compile_program
-from drumbeat.engine.timing import FrequencyCap, Window
-
-__all__ = [
-    "END",
-    "START",
-    "Decision",
-    "FrequencyCap",
-    "Member",
-    "OutMessage",
-    "Program",
-    "State",
-    "Subject",
-    "Window",
-    "compile_program",
-    "decide",
-    "decide_one",
-    "dedupe_key",
-]

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from drumbeat import metrics
-from drumbeat.engine import Decision, Program, Subject, decide
+from drumbeat.engine.machine import decide
+from drumbeat.engine.member import Decision, Subject
+from drumbeat.engine.program import Program
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 from drumbeat.store.batches import Batch
