@@ -51,7 +51,9 @@ def listing(
 @app.command("retry")
 def retry(
     ctx: typer.Context,
-    ids: Annotated[list[int] | None, typer.Argument(help="Ids of dead batches")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(metavar="ID", help="Ids of dead batches")
+    ] = None,
     all_dead: Annotated[bool, typer.Option(help="Every dead batch of the workspace")] = False,
     dry_run: Annotated[bool, typer.Option(help="Show what would be retried")] = False,
 ) -> None:
