@@ -111,6 +111,7 @@ def test_another_workspaces_dead_batch_is_neither_listed_nor_retried(world, tmp_
         [theirs] = other.db.batches(status="dead")
         [ours] = world.db.batches(status="dead")
         assert theirs.id not in {b.id for b in world.db.batches()}
+        assert world.store.batch_counts(world.ws)["dead"] == 1  # `drumbeat stats`: ours
         with pytest.raises(InvalidInput, match=f"batch {theirs.id}: not in workspace"):
             world.db.retry_batches([theirs.id])
         assert world.db.retry_batches(all_dead=True) == [ours]
