@@ -25,6 +25,17 @@ class MessageStatus(StrEnum):
     DEAD = "dead"
 
 
+class BatchStatus(StrEnum):
+    """A batch's status: waiting, claimed by a worker, finished (done, or skipped: its
+    campaign was no longer active), or dead (claimed BATCH_ATTEMPTS times, never finished)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    DEAD = "dead"
+
+
 class Format(StrEnum):
     """How a command prints rows: a table for people, JSON lines for scripts."""
 

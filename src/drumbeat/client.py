@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drumbeat.choices import MemberState, MessageStatus, choice
+from drumbeat.choices import BatchStatus, MemberState, MessageStatus, choice
 from drumbeat.config import Settings, settings
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.ingest.validate import HAS_NUL, NUL, Validator, shown
@@ -18,7 +18,7 @@ from drumbeat.model.user import User
 from drumbeat.pipeline.clock import StoreClock
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import chunks
-from drumbeat.views import Advanced, Membership, Message
+from drumbeat.views import Advanced, Batch, Membership, Message
 
 if TYPE_CHECKING:
     from drumbeat.campaign_api import Campaigns
@@ -220,6 +220,30 @@ class Drumbeat:
             raise InvalidToken(f"unsubscribe token of workspace {workspace!r}")
         return user_id
 
+    def batches(
+        self, status: str | None = None, campaign: str | None = None, *, limit: int | None = None
+    ) -> list[Batch]:
+        """The workspace's batches, oldest first: in one status (pending, running, done,
+        skipped, dead), of one campaign, at most `limit` (None: all)."""
+        choice(BatchStatus, status, "status")
+        if campaign is not None:
+            self.campaigns.require(campaign)
+        rows = self.store.batch_rows(self.ws, status=status, campaign=campaign, limit=limit)
+        return [_batch(r) for r in rows]
+
+    def retry_batches(
+        self, ids: Sequence[int] | None = None, *, all_dead: bool = False, dry_run: bool = False
+    ) -> list[Batch]:
+        """Put dead batches back to pending, their attempts reset: those of `ids`, or with
+        `all_dead` every dead batch of the workspace; the next tick runs them, and until then
+        their users stay out of planning. An id that is not a dead batch of this workspace
+        refuses them all (InvalidInput naming each). Returns the batches retried (with
+        `dry_run`, those that would be, nothing changed) as they were."""
+        if all_dead == bool(ids):
+            raise InvalidInput("name the batches to retry by id, or all dead ones, not both")
+        rows = self.store.retry_batches(self.ws, None if all_dead else ids, dry_run=dry_run)
+        return [_batch(r) for r in rows]
+
     # ---- running --------------------------------------------------------------------------
 
     def advance(
@@ -255,6 +279,20 @@ class Drumbeat:
             for status, n in report.sent.items():
                 done.sent[status] = done.sent.get(status, 0) + n
         return done
+
+
+def _batch(row: Mapping[str, Any]) -> Batch:
+    return Batch(
+        row["id"],
+        row["campaign_key"],
+        row["lane"],
+        row["kind"],
+        list(row["user_ids"]),
+        row["status"],
+        row["attempts"],
+        row["created_at"],
+        row["last_error"],
+    )
 
 
 def timestamp(value: str | float, what: str) -> float:

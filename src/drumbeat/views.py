@@ -85,3 +85,19 @@ class Advanced:
     entered: int = 0
     queued: int = 0
     sent: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A unit of planned work: its users, and how its claims went (`error`: why its last
+    holder let go of it, kept after a retry until a worker overwrites it)."""
+
+    id: int
+    campaign: str
+    lane: str
+    kind: str  # enter: users who may enter; advance: members to move on
+    user_ids: list[str]
+    status: str  # pending, running, done, skipped, dead
+    attempts: int
+    created_at: float
+    error: str | None

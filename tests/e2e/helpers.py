@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from drumbeat.pipeline.planner import DEFAULT_LANE
+from drumbeat.store.batches import BATCH_ATTEMPTS, process_owner
 from drumbeat.store.schema import outbox
 from tests.world import World
 
@@ -63,3 +66,16 @@ def retire(world: World) -> None:
     for row in world.store.campaigns(world.ws):
         if row.status != "archived":
             world.store.set_campaign_status(world.ws, row.key, "archived", world.now())
+
+
+def kill_batch(world: World, error: str = "worker process 4242 exited with code -9") -> int:
+    """Make the lane's next claimable batch (the world's: asserted) dead the way a run does
+    when every worker process that takes it dies: claimed BATCH_ATTEMPTS times, and each
+    time let go of by the parent (`release_batches`) with `error`. Returns its id."""
+    holder = process_owner(os.getpid())
+    for _ in range(BATCH_ATTEMPTS):
+        batch = world.store.claim_batch(DEFAULT_LANE, 300.0, owner=f"{holder}gone")
+        assert batch is not None and batch.workspace_id == world.ws
+        released = world.store.release_batches(holder, error)
+    assert released == {batch.id: "dead"}
+    return batch.id

@@ -132,7 +132,9 @@ def test_a_worker_process_killed_in_a_drain_loses_nothing_and_the_run_goes_on(wo
     assert killed[2] == 2 and "exited with code -9" in str(killed[3])  # claimed again at once
 
 
-def test_a_batch_that_kills_every_worker_ends_dead_and_the_run_goes_on(world, tmp_path):
+def test_a_batch_that_kills_every_worker_ends_dead_the_run_goes_on_and_a_retry_runs_it(
+    world, tmp_path
+):
     poison = "u042"
     run = advance(world, tmp_path, 0.5, DRUMBEAT_FAULT_USER=poison)  # one tick
     finished(run, tmp_path)
@@ -143,6 +145,11 @@ def test_a_batch_that_kills_every_worker_ends_dead_and_the_run_goes_on(world, tm
     others = [f"u{i:03d}" for i in range(USERS) if f"u{i:03d}" not in lost]
     assert sent(world) == Counter({("one", user): 1 for user in others})
     assert {b[1] for b in our_batches(world) if b != dead} == {"done"}
+    # `drumbeat batches retry` brings it back, and without the fault the next tick runs it
+    assert [b.id for b in world.db.retry_batches(all_dead=True)] == [dead[0]]
+    finished(advance(world, tmp_path, 1.0), tmp_path)  # to the next tick, not the second step
+    assert sent(world) == Counter({("one", f"u{i:03d}"): 1 for i in range(USERS)})
+    assert {b[1] for b in our_batches(world)} == {"done"}
 
 
 def terminate_backends(url: str, stop: threading.Event, terminated: list[int]) -> None:

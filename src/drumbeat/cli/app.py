@@ -10,7 +10,18 @@ from typing import Annotated
 
 import typer
 
-from drumbeat.cli import audience, bench, campaign, data, demo, flow, inspect, keys, serve
+from drumbeat.cli import (
+    audience,
+    batches,
+    bench,
+    campaign,
+    data,
+    demo,
+    flow,
+    inspect,
+    keys,
+    serve,
+)
 from drumbeat.cli.context import State
 
 app = typer.Typer(
@@ -88,6 +99,7 @@ app.command("outbox")(inspect.outbox)
 app.command("members")(inspect.members)
 app.command("inbox")(inspect.inbox)
 app.command("stats")(inspect.stats)
+app.add_typer(batches.app, name="batches")
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.workspace_app, name="workspace")

@@ -91,9 +91,9 @@ def inbox(
 
 
 def stats(ctx: typer.Context) -> None:
-    """Batches by status (every workspace), and this workspace's messages by status."""
+    """This workspace's batches and messages, by status."""
     db = client(ctx)
-    batches = dict(db.store.batch_counts())
+    batches = dict(db.store.batch_counts(db.ws))
     messages: dict[str, int] = {}
     for (_, _, status), n in db.store.outbox_counts(db.ws).items():
         messages[status] = messages.get(status, 0) + n

@@ -5,15 +5,17 @@ batch goes to one worker at a time, under its owner's name, and comes back when 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, or_, select, update
 
 from drumbeat import metrics
+from drumbeat.errors import InvalidInput
 from drumbeat.store.core import StoreCore
 from drumbeat.store.owners import claim_owner, gone_processes, host_owner, process_owner
-from drumbeat.store.schema import batches
+from drumbeat.store.schema import batches, workspaces
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # claims a batch gets; one whose holders die every time then ends dead
@@ -190,10 +192,13 @@ class BatchStore(StoreCore):
         """The users of the campaign's unfinished (pending or running) batches, in one
         query: they will be worked, from the state they have then. (A change a running
         batch read too early is seen at the member's next due time or the weekly full pass;
-        a second batch would race it.)"""
+        a second batch would race it.) And those of its dead batches, until an operator
+        retries them: planned again, a user who kills every worker would kill 3 a tick."""
         b = batches.c
         query = select(b.user_ids).where(
-            b.workspace_id == ws, b.campaign_key == key, b.status.in_(("pending", "running"))
+            b.workspace_id == ws,
+            b.campaign_key == key,
+            b.status.in_(("pending", "running", "dead")),
         )
         busy: set[str] = set()
         with metrics.timed("store.busy_users"), self.engine.connect() as conn:
@@ -201,7 +206,81 @@ class BatchStore(StoreCore):
                 busy.update(user_ids)
         return busy
 
-    def batch_counts(self) -> Mapping[str, int]:
-        query = select(batches.c.status, func.count()).group_by(batches.c.status)
+    def batch_counts(self, ws: int) -> Mapping[str, int]:
+        """The workspace's batches by status."""
+        b = batches.c
+        query = select(b.status, func.count()).where(b.workspace_id == ws).group_by(b.status)
         with self.engine.connect() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
+
+    def batch_rows(
+        self,
+        ws: int,
+        *,
+        status: str | None = None,
+        campaign: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The workspace's batches, oldest first: of one status, of one campaign."""
+        b = batches.c
+        query = select(*_LISTED).where(b.workspace_id == ws)
+        if status is not None:
+            query = query.where(b.status == status)
+        if campaign is not None:
+            query = query.where(b.campaign_key == campaign)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(b.id).limit(limit))]
+
+    def retry_batches(
+        self, ws: int, ids: Collection[int] | None, *, dry_run: bool = False
+    ) -> list[dict[str, Any]]:
+        """Put the workspace's dead batches `ids` (None: every one) back to pending, their
+        attempts reset, their last_error kept until a worker overwrites it; all in one
+        transaction, after checking every id: one that is not a dead batch of the workspace
+        refuses them all (InvalidInput naming each). Returns the batches as they were."""
+        b = batches.c
+        chosen = b.status == "dead" if ids is None else b.id.in_(sorted(set(ids)))
+        query = select(*_LISTED).where(b.workspace_id == ws, chosen).order_by(b.id)
+        with self.writing() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            if ids is not None:
+                _refuse_not_dead(conn, ws, ids, rows)
+            if rows and not dry_run:
+                conn.execute(
+                    update(batches)
+                    .where(b.id.in_([r["id"] for r in rows]), b.status == "dead")
+                    .values(status="pending", attempts=0, lease_until=None, owner=None)
+                )
+        return rows
+
+
+_LISTED = (
+    batches.c.id,
+    batches.c.campaign_key,
+    batches.c.lane,
+    batches.c.kind,
+    batches.c.user_ids,
+    batches.c.status,
+    batches.c.attempts,
+    batches.c.created_at,
+    batches.c.last_error,
+)
+
+
+def _refuse_not_dead(
+    conn: Connection, ws: int, ids: Collection[int], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """InvalidInput naming each of `ids` that is not a dead batch among `rows` (those of
+    them found in workspace `ws`), in one line."""
+    found = {int(r["id"]): str(r["status"]) for r in rows}
+    if all(found.get(i) == "dead" for i in ids):
+        return
+    name = conn.execute(select(workspaces.c.name).where(workspaces.c.id == ws)).scalar_one()
+    problems = [
+        f"batch {i}: not in workspace {name!r}"
+        if i not in found
+        else f"batch {i} is {found[i]}, not dead"
+        for i in sorted(set(ids))
+        if found.get(i) != "dead"
+    ]
+    raise InvalidInput("; ".join([*problems, "nothing was retried"]), what="batches to retry")
