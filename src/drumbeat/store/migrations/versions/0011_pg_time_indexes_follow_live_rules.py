@@ -1,8 +1,9 @@
 """On PostgreSQL too, the indexes of `users.created_at` and `last_seen_at` are kept only while
 a live rule compares the field (`store/indexes.py` builds them CONCURRENTLY, as it builds
 attribute indexes): each is an index entry for every user written, and a users import spent
-about a sixth of its time on the two. `open_store` syncs the indexes after this revision, so
-a live rule that reads them gets its index back at once. SQLite: nothing (revision 0007).
+about a seventh of its time on the two (1M users: 18.7 s against 16.0 s). `open_store`
+syncs the indexes after this revision, so a live rule that reads them gets its index back at
+once. SQLite: nothing (revision 0007).
 
 Revision ID: 0011
 Revises: 0009 (0010 once merged)
