@@ -182,22 +182,19 @@ def db_indexes(
     """The indexes on custom attributes and time fields that live campaigns' rules compare
     (every workspace).
 
-    `campaign apply` and status changes keep them in step; state `missing` or `unused` means
-    that was interrupted, and --sync sets it right. SQLite only: PostgreSQL keeps none."""
+    `campaign apply` and status changes keep them in step; state `missing`, `unused` or
+    `invalid` (a failed PostgreSQL build) means that was interrupted, and --sync sets it
+    right."""
     store = state(ctx).client().store
     if sync:
         done = store.sync_attribute_indexes()
-        console_err().print(f"created {len(done.created)}, dropped {len(done.dropped)}")
-    if store.dialect != "sqlite":
-        console_err().print(
-            "PostgreSQL keeps no attribute indexes: its parallel scan serves counts"
-        )
-        return
+        rebuilt = f", rebuilt {len(done.rebuilt)} (invalid)" if done.rebuilt else ""
+        console_err().print(f"created {len(done.created)}, dropped {len(done.dropped)}{rebuilt}")
     rows = [
         (
             ix.attribute if ix.attribute is not None else "?",
             ix.name,
-            ("built" if ix.campaigns else "unused") if ix.built else "missing",
+            ix.state,
             ", ".join(ix.campaigns),
             ix.expression,
         )

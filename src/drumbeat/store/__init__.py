@@ -19,14 +19,16 @@ def open_store(
     loses its connection is tried again for `retry_seconds` (`StoreCore.retrying`)."""
     engine = create(url)
     migrated = migrate and upgrade(engine)
+    store: Store
     if engine.dialect.name == "postgresql":
         from drumbeat.store.postgres import PostgresStore
 
-        return PostgresStore(engine, batch_size=batch_size, retry_seconds=retry_seconds)
-    from drumbeat.store.sqlite import SQLiteStore
+        store = PostgresStore(engine, batch_size=batch_size, retry_seconds=retry_seconds)
+    else:
+        from drumbeat.store.sqlite import SQLiteStore
 
-    store = SQLiteStore(engine, batch_size=batch_size, retry_seconds=retry_seconds)
-    if migrated:  # a revision may have dropped an index a live rule wants (0007)
+        store = SQLiteStore(engine, batch_size=batch_size, retry_seconds=retry_seconds)
+    if migrated:  # a revision may have dropped an index a live rule wants (0007, 0011)
         store.sync_attribute_indexes()
     return store
 

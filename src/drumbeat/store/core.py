@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from drumbeat.errors import DrumbeatError, InvalidInput
 from drumbeat.model.attributes import AttrType
-from drumbeat.store.schema import attribute_types, users, workspaces
+from drumbeat.store.schema import ATTRIBUTE_INDEX_PREFIX, attribute_types, users, workspaces
 
 if TYPE_CHECKING:
     from drumbeat.model.rules import Rule
@@ -41,7 +41,6 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-ATTRIBUTE_INDEX_PREFIX = "ix_users_attr_"  # the indexes store/indexes.py keeps
 _ATTRIBUTE_INDEXES = (
     "SELECT name FROM sqlite_master WHERE type = 'index' AND substr(name, 1, ?) = ?"
 )

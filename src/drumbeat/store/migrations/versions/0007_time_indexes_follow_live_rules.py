@@ -2,7 +2,7 @@
 rule compares the field (`store/indexes.py` builds them as it builds attribute indexes): in
 random key order, they were half of a users import's time. `open_store` syncs the indexes
 after this revision, so a live rule that reads them gets its index back at once.
-PostgreSQL: nothing (it keeps both).
+PostgreSQL: nothing (revision 0011 drops them there).
 
 Revision ID: 0007
 Revises: 0006
