@@ -135,11 +135,11 @@ def test_time_fields_are_indexed_while_a_live_rule_compares_them(client):
 
 
 # The revision that dropped the schema's time indexes, by database.
-DROPPED_TIME_INDEXES = {"sqlite": "0007", "postgresql": "0011"}
+DROPPED_TIME_INDEXES = {"sqlite": "0007", "postgresql": "0012"}
 
 
 def test_a_migrated_store_gets_the_time_index_a_live_rule_wants(client, database_url):
-    """Revisions 0007 (SQLite) and 0011 (PostgreSQL) drop the time indexes the schema kept
+    """Revisions 0007 (SQLite) and 0012 (PostgreSQL) drop the time indexes the schema kept
     always (their downgrades build them again); opening the store then builds the ones live
     rules compare, so a live campaign never runs without its index."""
     put(client, definition("new-users", {"attr": "created_at", "after": "3d ago"}))

@@ -24,7 +24,7 @@ The time fields are columns, indexed the same way (`ix_users_attr_created_at_…
 seen for 21 days": `rules/flips.py` finds the users time moved across such a bound by a range
 on that index). Their values come in random order, so each entry costs a random insert: the
 two of them were half of a users import's SQLite time and a seventh of its PostgreSQL time
-(revisions 0007 and 0011 dropped the indexes the schema kept on them always).
+(revisions 0007 and 0012 dropped the indexes the schema kept on them always).
 
 How each database builds, drops and lists them is `indexes_catalog.py`: on PostgreSQL
 CONCURRENTLY, outside any transaction, so identify and track go on while an index is built,

@@ -5,14 +5,14 @@ about a seventh of its time on the two (1M users: 18.7 s against 16.0 s). `open_
 syncs the indexes after this revision, so a live rule that reads them gets its index back at
 once. SQLite: nothing (revision 0007).
 
-Revision ID: 0011
-Revises: 0009 (0010 once merged)
+Revision ID: 0012
+Revises: 0011
 """
 
 from alembic import op
 
-revision = "0011"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
