@@ -90,6 +90,13 @@ def test_bench_demo_smoke_writes_its_figures(tmp_path, clean_env):
     assert "<!-- bench:demo -->" in text and "demo: 300 users" in text and "(16 ticks)" in text
 
 
+def test_bench_startup_smoke_writes_its_figures(tmp_path, clean_env):
+    report = tmp_path / "BENCH.md"
+    drumbeat("bench", "startup", "--runs", "1", "--write", str(report), cwd=tmp_path, env=clean_env)
+    text = report.read_text()
+    assert "<!-- bench:startup -->" in text and "drumbeat --help: wall, median of 1" in text
+
+
 def test_refused_input_exits_2_and_says_where(tmp_path, clean_env):
     bad = tmp_path / "bad.yaml"
     bad.write_text("key: Bad Key\nname: x\naudience: {attr: plan, eq: free}\nsteps: []\n")

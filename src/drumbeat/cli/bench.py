@@ -101,3 +101,15 @@ def demo(
 
     batch_size = state(ctx).settings().batch_size
     show("demo", run(users, days=days, workers=workers, batch_size=batch_size), write)
+
+
+@app.command("startup")
+def startup(
+    runs: Annotated[int, typer.Option(min=1, help="Runs of each command")] = 15,
+    write: WriteOpt = None,
+) -> None:
+    """How long `drumbeat --help`, `--version`, `clock` and `stats` take to start, as new
+    processes, against the interpreter starting and doing nothing."""
+    from drumbeat.bench.startup import run
+
+    show("startup", run(runs), write)
