@@ -23,6 +23,7 @@ from tests.e2e.running import (
     start,
     wait_for,
 )
+from tests.integration.test_delivery_faults import CountingServer
 
 USERS = 20
 WAIT = 3.0  # real seconds between the two messages
@@ -74,3 +75,41 @@ def test_run_stops_on_sigterm_and_a_second_start_goes_on(url: str, tmp_path: Pat
     assert len(sent) == 2 * USERS and set(sent.values()) == {1}  # every message, once
     rows = outbox_rows(url)
     assert len(rows) == 2 * USERS and {r["status"] for r in rows} == {"sent"}
+
+
+def test_two_runs_on_one_store_deliver_each_webhook_once(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `drumbeat run` processes share a store and a slow webhook: claims outlive the
+    lease unless it is kept while sending, results are fenced, and every call carries its
+    outbox key, which the server counts."""
+    users = 60
+    monkeypatch.setenv("DRUMBEAT_WEBHOOK_ALLOW", "127.0.0.1")
+    with CountingServer(delay=0.1) as server:
+        prepare(url, [send("hook", "webhook", url=server.url)], users)
+        log = tmp_path / "run.log"
+        # claims of 20 calls, 2 at a time: a second a claim, twice the lease
+        env = environment(
+            url,
+            tmp_path / "messages.jsonl",
+            webhook_allow="127.0.0.1",
+            batch_size="20",
+            webhook_concurrency="2",
+            send_lease="0.5",
+        )
+        runs = [start(["run", "--interval", "0.2", "--workers", "1"], env, log) for _ in "ab"]
+        wait_for(
+            lambda: (
+                {r["status"] for r in outbox_rows(url)} == {"sent"}
+                and len(outbox_rows(url)) == users
+            ),
+            "every webhook sent",
+            runs[0],
+        )
+        for run in runs:
+            run.send_signal(signal.SIGTERM)
+        for run in runs:
+            assert run.wait(timeout=30) == 0, log.read_text()
+    assert len(server.keys) == users
+    assert [key for key, count in server.keys.items() if count > 1] == []
+    assert "Traceback" not in log.read_text()
