@@ -84,3 +84,72 @@ def test_a_retry_waits_in_real_time_whatever_the_store_clock_says(store, channel
     assert claim(store, channel, REAL + 5, now=NOW + YEAR) == []
     [due] = claim(store, channel, REAL + 10 + first)
     assert due.id == first and due.attempts == 2
+
+
+def explain(store, query):
+    """The plan of a claim's query, one text; PostgreSQL told to avoid scans and sorts where
+    it can, so a Sort left in the plan means no index serves the claim's order."""
+    sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+    with store.engine.connect() as conn:
+        if store.dialect != "postgresql":
+            return "\n".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+        return "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+@pytest.mark.parametrize("channel_name", [None, "email"])
+def test_each_claim_query_reads_an_index_in_its_order_and_sorts_nothing(store, channel_name):
+    picks = store.claim_picks(NOW, REAL, channel_name)
+    indexes = ["ix_outbox_lease", "ix_outbox_retry", "ix_outbox_due"]
+    if channel_name is not None:
+        indexes[2] = "ix_outbox_channel_due"
+    for pick, index in zip(picks, indexes, strict=True):
+        plan = explain(store, pick.limit(1000))
+        assert index in plan and "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_claim_takes_run_out_leases_and_due_retries_first_then_the_oldest_due(
+    store, workspace_name
+):
+    ws = store.workspace_id(workspace_name)
+    messages = [  # u0 is due last, u4 not due yet
+        OutMessage(f"{workspace_name}/c/s/u{n}/1", "s", f"u{n}", 1, workspace_name, {}, at)
+        for n, at in enumerate([NOW - 1, NOW - 4, NOW - 3, NOW - 2, NOW + 1])
+    ]
+    with store.writing() as conn:
+        store.insert_messages(conn, ws, "c", messages)
+    leased = store.claim_messages(NOW, REAL, 1, 5.0, workspace_name)  # u1: its lease runs out
+    retried = store.claim_messages(NOW, REAL, 1, 5.0, workspace_name)  # u2: retried at REAL+5
+    store.record_results([SendResult(retried[0].id, retried[0].fence, "pending", REAL + 5)], NOW)
+    held = store.claim_messages(NOW, REAL + 4, 1, 60.0, workspace_name)  # u3: still held
+    assert [r.user_id for r in leased + retried + held] == ["u1", "u2", "u3"]
+    order = [
+        store.claim_messages(NOW, REAL + 6, 1, 60.0, workspace_name)[0].user_id for _ in range(3)
+    ]
+    assert order == ["u1", "u2", "u0"]  # the run-out lease, the retry, then the oldest due
+    assert store.claim_messages(NOW, REAL + 6, 10, 60.0, workspace_name) == []  # u4 not due
+    assert [
+        r.user_id for r in store.claim_messages(NOW + 1, REAL + 6, 10, 60.0, workspace_name)
+    ] == ["u4"]
+
+
+def test_results_of_a_claim_are_written_each_to_its_row(store, channel, workspace_name):
+    rows = claim(store, channel, REAL)
+    outcomes = [
+        SendResult(rows[0].id, rows[0].fence, "sent", provider_id="p-0"),
+        SendResult(rows[1].id, rows[1].fence, "failed", error="bounced"),
+        SendResult(rows[2].id, rows[2].fence, "pending", retry_at=REAL + 30, error="busy"),
+    ]
+    assert store.record_results(outcomes, NOW) == 0
+    ws = store.workspace_id(workspace_name)
+    found = [
+        (r["user_id"], r["status"], r["sent_at"], r["last_error"]) for r in store.outbox_rows(ws)
+    ]
+    assert found == [
+        ("u0", "sent", NOW, None),
+        ("u1", "failed", None, "bounced"),
+        ("u2", "pending", None, "busy"),
+    ]
+    [retry] = claim(store, channel, REAL + 30)
+    assert retry.id == rows[2].id
