@@ -11,7 +11,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, Update, bindparam, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Select,
+    Update,
+    any_,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
@@ -196,8 +210,15 @@ class OutboxStore(StoreCore):
                 if self.dialect == "postgresql":  # rows another claim holds are passed over
                     pick = pick.with_for_update(skip_locked=True)
                 ids += conn.execute(pick).scalars()
-            rows = [OutboxRow(*row) for row in conn.execute(claim.where(o.id.in_(ids)))]
+            rows = [OutboxRow(*row) for row in conn.execute(claim.where(self._among(ids)))]
         return sorted(rows, key=lambda r: r.id)
+
+    def _among(self, ids: Sequence[int]) -> ColumnElement[bool]:
+        """`id` among `ids`: one array parameter on PostgreSQL (a thousand parameters of an
+        IN list cost three times the update they select for)."""
+        if self.dialect == "postgresql":
+            return outbox.c.id == any_(literal(list(ids), ARRAY(BigInteger)))
+        return outbox.c.id.in_(ids)
 
     def claim_picks(self, now: float, real_now: float, channel: str | None) -> list[Select[Any]]:
         """The claim's queries, in the order it takes from them: rows whose lease ran out,
