@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from psycopg import sql as pg_sql
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from drumbeat.engine.member import OutMessage
 from drumbeat.store import open_store
@@ -86,19 +88,37 @@ def test_a_retry_waits_in_real_time_whatever_the_store_clock_says(store, channel
     assert due.id == first and due.attempts == 2
 
 
-def explain(store, query):
-    """The plan of a claim's query, one text; PostgreSQL told to avoid scans and sorts where
-    it can, so a Sort left in the plan means no index serves the claim's order."""
-    sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+def explain(store, query, before=(), steer=True):
+    """The plan of a claim's query, one text. SQLite: its plan. PostgreSQL: the generic plan
+    of the query prepared with its parameters (psycopg prepares a statement run five times,
+    and a generic plan cannot read a parameter's value), told to avoid scans and sorts where
+    it can (`steer`), so a Sort left in the plan means no index serves the claim's order.
+    `before`: statements run first, in the same transaction (rolled back)."""
     with store.engine.connect() as conn:
+        for statement in before:
+            conn.exec_driver_sql(statement)
         if store.dialect != "postgresql":
+            sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
             return "\n".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
-        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+        compiled = query.with_for_update(skip_locked=True).compile(
+            dialect=PGDialect_psycopg(paramstyle="numeric_dollar"),
+            compile_kwargs={"render_postcompile": True},
+        )
+        raw = conn.connection.driver_connection
+        values = [pg_sql.Literal(compiled.params[name]) for name in compiled.positiontup]
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort") if steer else ():
             conn.exec_driver_sql(f"SET LOCAL {setting} = off")
-        return "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        conn.exec_driver_sql(f"PREPARE claim_pick AS {compiled}")
+        args = pg_sql.SQL(", ").join(values).as_string(raw)
+        plan = "\n".join(
+            row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE claim_pick({args})")
+        )
+        conn.exec_driver_sql("DEALLOCATE claim_pick")
+        return plan
 
 
-@pytest.mark.parametrize("channel_name", [None, "email"])
+@pytest.mark.parametrize("channel_name", [None, "a-channel-without-rows"])
 def test_each_claim_query_reads_an_index_in_its_order_and_sorts_nothing(store, channel_name):
     picks = store.claim_picks(NOW, REAL, channel_name)
     indexes = ["ix_outbox_lease", "ix_outbox_retry", "ix_outbox_due"]
@@ -107,6 +127,25 @@ def test_each_claim_query_reads_an_index_in_its_order_and_sorts_nothing(store, c
     for pick, index in zip(picks, indexes, strict=True):
         plan = explain(store, pick.limit(1000))
         assert index in plan and "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+FILL_TWO_CHANNELS = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+INSERT INTO outbox (workspace_id, dedupe_key, campaign_key, step_id, user_id, entry_count,
+                    channel, payload, status, attempts, available_at, created_at)
+SELECT 1, 'plan-test/' || i, 'c', 's', 'u' || i, 1, CASE WHEN i = i / 10 * 10 THEN 'sms' ELSE
+       'email' END, '{}', 'pending', 0, 0, 0 FROM n
+"""
+
+
+def test_a_rate_limited_channel_with_few_rows_due_claims_from_its_own_index(store):
+    """20,000 rows due on two channels: a claim for a third, with none due, must read its
+    channel's index, not pass over every row due in `ix_outbox_due`, whatever the plan."""
+    [*_, first_tries] = store.claim_picks(NOW, REAL, "a-channel-without-rows")
+    plan = explain(
+        store, first_tries.limit(1000), (FILL_TWO_CHANNELS, "ANALYZE outbox"), steer=False
+    )
+    assert "ix_outbox_channel_due" in plan, plan
 
 
 def test_a_claim_takes_run_out_leases_and_due_retries_first_then_the_oldest_due(
