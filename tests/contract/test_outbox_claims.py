@@ -88,19 +88,22 @@ def test_a_retry_waits_in_real_time_whatever_the_store_clock_says(store, channel
     assert due.id == first and due.attempts == 2
 
 
-def explain(store, query, before=(), steer=True):
+def explain(store, query, before=(), steer=True, locked=True):
     """The plan of a claim's query, one text. SQLite: its plan. PostgreSQL: the generic plan
     of the query prepared with its parameters (psycopg prepares a statement run five times,
     and a generic plan cannot read a parameter's value), told to avoid scans and sorts where
     it can (`steer`), so a Sort left in the plan means no index serves the claim's order.
-    `before`: statements run first, in the same transaction (rolled back)."""
+    `before`: statements run first, in the same transaction (rolled back). `locked`: as a
+    claim runs it on PostgreSQL (FOR UPDATE SKIP LOCKED)."""
     with store.engine.connect() as conn:
         for statement in before:
             conn.exec_driver_sql(statement)
         if store.dialect != "postgresql":
             sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
             return "\n".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
-        compiled = query.with_for_update(skip_locked=True).compile(
+        if locked:
+            query = query.with_for_update(skip_locked=True)
+        compiled = query.compile(
             dialect=PGDialect_psycopg(paramstyle="numeric_dollar"),
             compile_kwargs={"render_postcompile": True},
         )
@@ -146,6 +149,11 @@ def test_a_rate_limited_channel_with_few_rows_due_claims_from_its_own_index(stor
         store, first_tries.limit(1000), (FILL_TWO_CHANNELS, "ANALYZE outbox"), steer=False
     )
     assert "ix_outbox_channel_due" in plan, plan
+
+
+def test_the_next_retry_is_read_from_the_retries_index(store):
+    plan = explain(store, store.next_retry_pick(NOW), locked=False)
+    assert "ix_outbox_retry" in plan and "Sort" not in plan and "TEMP B-TREE" not in plan, plan
 
 
 def test_a_claim_takes_run_out_leases_and_due_retries_first_then_the_oldest_due(

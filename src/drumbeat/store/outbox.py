@@ -295,13 +295,16 @@ class OutboxStore(StoreCore):
 
     def next_retry(self, now: float) -> float | None:
         """The earliest real retry time of the rows due at `now` that wait for one."""
-        o = outbox.c
-        query = select(func.min(o.retry_at)).where(
-            o.status == "pending", o.available_at <= now, o.retry_at.is_not(None)
-        )
         with self.engine.connect() as conn:
-            found = conn.execute(query).scalar()
+            found = conn.execute(self.next_retry_pick(now)).scalar()
         return None if found is None else float(found)
+
+    def next_retry_pick(self, now: float) -> Select[Any]:
+        """`next_retry`'s query: the first in `ix_outbox_retry`'s order, which holds only
+        the rows waiting for a retry (not every pending row)."""
+        o = outbox.c
+        due = select(o.retry_at).where(text(RETRY), o.available_at <= now)
+        return due.order_by(o.retry_at, o.id).limit(1)
 
     def outbox_rows(
         self,
