@@ -59,6 +59,9 @@ def fill(store: Store, ws: int, prefix: str, start: int, stop: int) -> None:
     if store.dialect == "postgresql":
         with store.writing() as conn:
             conn.exec_driver_sql("ANALYZE outbox")
+    else:  # the fill's WAL copied into the database now, not by the first claim's commit
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def claim_seconds(store: Store, claim: int, channel: str | None) -> float:
