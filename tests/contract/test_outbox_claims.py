@@ -8,6 +8,8 @@ import sys
 import time
 
 import pytest
+from psycopg import sql as pg_sql
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from drumbeat.engine.member import OutMessage
 from drumbeat.store import open_store
@@ -115,3 +117,117 @@ def test_rows_a_gone_process_was_sending_are_taken_up_at_once(
     taken = claim(store, channel, time.time())
     assert sorted(row.user_id for row in taken) == ["u0", "u1"]
     assert store.release_orphaned_messages() == 0
+
+
+def explain(store, query, before=(), steer=True, locked=True):
+    """The plan of a claim's query, one text. SQLite: its plan. PostgreSQL: the generic plan
+    of the query prepared with its parameters (psycopg prepares a statement run five times,
+    and a generic plan cannot read a parameter's value), told to avoid scans and sorts where
+    it can (`steer`), so a Sort left in the plan means no index serves the claim's order.
+    `before`: statements run first, in the same transaction (rolled back). `locked`: as a
+    claim runs it on PostgreSQL (FOR UPDATE SKIP LOCKED)."""
+    with store.engine.connect() as conn:
+        for statement in before:
+            conn.exec_driver_sql(statement)
+        if store.dialect != "postgresql":
+            sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+            return "\n".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        if locked:
+            query = query.with_for_update(skip_locked=True)
+        compiled = query.compile(
+            dialect=PGDialect_psycopg(paramstyle="numeric_dollar"),
+            compile_kwargs={"render_postcompile": True},
+        )
+        raw = conn.connection.driver_connection
+        values = [pg_sql.Literal(compiled.params[name]) for name in compiled.positiontup]
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort") if steer else ():
+            conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        conn.exec_driver_sql(f"PREPARE claim_pick AS {compiled}")
+        args = pg_sql.SQL(", ").join(values).as_string(raw)
+        plan = "\n".join(
+            row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE claim_pick({args})")
+        )
+        conn.exec_driver_sql("DEALLOCATE claim_pick")
+        return plan
+
+
+@pytest.mark.parametrize("channel_name", [None, "a-channel-without-rows"])
+def test_each_claim_query_reads_an_index_in_its_order_and_sorts_nothing(store, channel_name):
+    picks = store.claim_picks(NOW, REAL, channel_name)
+    indexes = ["ix_outbox_lease", "ix_outbox_retry", "ix_outbox_due"]
+    if channel_name is not None:
+        indexes[2] = "ix_outbox_channel_due"
+    for pick, index in zip(picks, indexes, strict=True):
+        plan = explain(store, pick.limit(1000))
+        assert index in plan and "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+FILL_TWO_CHANNELS = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+INSERT INTO outbox (workspace_id, dedupe_key, campaign_key, step_id, user_id, entry_count,
+                    channel, payload, status, attempts, available_at, created_at)
+SELECT 1, 'plan-test/' || i, 'c', 's', 'u' || i, 1, CASE WHEN i = i / 10 * 10 THEN 'sms' ELSE
+       'email' END, '{}', 'pending', 0, 0, 0 FROM n
+"""
+
+
+def test_a_rate_limited_channel_with_few_rows_due_claims_from_its_own_index(store):
+    """20,000 rows due on two channels: a claim for a third, with none due, must read its
+    channel's index, not pass over every row due in `ix_outbox_due`, whatever the plan."""
+    [*_, first_tries] = store.claim_picks(NOW, REAL, "a-channel-without-rows")
+    plan = explain(
+        store, first_tries.limit(1000), (FILL_TWO_CHANNELS, "ANALYZE outbox"), steer=False
+    )
+    assert "ix_outbox_channel_due" in plan, plan
+
+
+def test_the_next_retry_is_read_from_the_retries_index(store):
+    plan = explain(store, store.next_retry_pick(NOW), locked=False)
+    assert "ix_outbox_retry" in plan and "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_claim_takes_run_out_leases_and_due_retries_first_then_the_oldest_due(
+    store, workspace_name
+):
+    ws = store.workspace_id(workspace_name)
+    messages = [  # u0 is due last, u4 not due yet
+        OutMessage(f"{workspace_name}/c/s/u{n}/1", "s", f"u{n}", 1, workspace_name, {}, at)
+        for n, at in enumerate([NOW - 1, NOW - 4, NOW - 3, NOW - 2, NOW + 1])
+    ]
+    with store.writing() as conn:
+        store.insert_messages(conn, ws, "c", messages)
+    leased = store.claim_messages(NOW, REAL, 1, 5.0, workspace_name)  # u1: its lease runs out
+    retried = store.claim_messages(NOW, REAL, 1, 5.0, workspace_name)  # u2: retried at REAL+5
+    store.record_results([SendResult(retried[0].id, retried[0].fence, "pending", REAL + 5)], NOW)
+    held = store.claim_messages(NOW, REAL + 4, 1, 60.0, workspace_name)  # u3: still held
+    assert [r.user_id for r in leased + retried + held] == ["u1", "u2", "u3"]
+    order = [
+        store.claim_messages(NOW, REAL + 6, 1, 60.0, workspace_name)[0].user_id for _ in range(3)
+    ]
+    assert order == ["u1", "u2", "u0"]  # the run-out lease, the retry, then the oldest due
+    assert store.claim_messages(NOW, REAL + 6, 10, 60.0, workspace_name) == []  # u4 not due
+    assert [
+        r.user_id for r in store.claim_messages(NOW + 1, REAL + 6, 10, 60.0, workspace_name)
+    ] == ["u4"]
+
+
+def test_results_of_a_claim_are_written_each_to_its_row(store, channel, workspace_name):
+    rows = claim(store, channel, REAL)
+    outcomes = [
+        SendResult(rows[0].id, rows[0].fence, "sent", provider_id="p-0"),
+        SendResult(rows[1].id, rows[1].fence, "failed", error="bounced"),
+        SendResult(rows[2].id, rows[2].fence, "pending", retry_at=REAL + 30, error="busy"),
+    ]
+    assert store.record_results(outcomes, NOW) == 0
+    ws = store.workspace_id(workspace_name)
+    found = [
+        (r["user_id"], r["status"], r["sent_at"], r["last_error"]) for r in store.outbox_rows(ws)
+    ]
+    assert found == [
+        ("u0", "sent", NOW, None),
+        ("u1", "failed", None, "bounced"),
+        ("u2", "pending", None, "busy"),
+    ]
+    [retry] = claim(store, channel, REAL + 30)
+    assert retry.id == rows[2].id

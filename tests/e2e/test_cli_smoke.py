@@ -97,6 +97,32 @@ def test_bench_startup_smoke_writes_its_figures(tmp_path, clean_env):
     assert "<!-- bench:startup -->" in text and "drumbeat --help: wall, median of 1" in text
 
 
+def test_bench_dispatch_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
+    report = tmp_path / "BENCH.md"
+    drumbeat(
+        "bench", "dispatch", "--small", "1000", "--large", "3000", "--postgres", pg_database,
+        "--write", str(report), cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "<!-- bench:dispatch -->" in text
+    assert "sqlite: claim 100 rows, any channel, of 3,000 pending" in text
+    assert "postgresql: one channel's (1 in 10): claim at 3,000 / at 1,000 pending" in text
+    with psycopg.connect(pg_database) as conn:  # the run's messages are gone
+        left = conn.execute(
+            "SELECT count(*) FROM outbox JOIN workspaces ON workspaces.id = outbox.workspace_id"
+            " WHERE workspaces.name LIKE 'bench-%'"
+        ).fetchone()
+    assert left == (0,)
+
+
+def test_bench_dispatch_refuses_a_large_outbox_not_larger(tmp_path, clean_env):
+    done = subprocess.run(
+        [*DRUMBEAT, "bench", "dispatch", "--small", "5000", "--large", "5000"],
+        cwd=tmp_path, capture_output=True, text=True, env=clean_env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--large" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_refused_input_exits_2_and_says_where(tmp_path, clean_env):
     bad = tmp_path / "bad.yaml"
     bad.write_text("key: Bad Key\nname: x\naudience: {attr: plan, eq: free}\nsteps: []\n")

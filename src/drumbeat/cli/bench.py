@@ -113,3 +113,34 @@ def startup(
     from drumbeat.bench.startup import run
 
     show("startup", run(runs), write)
+
+
+@app.command("dispatch")
+def dispatch(
+    small: Annotated[
+        int, typer.Option(min=1000, help="Messages pending, the small outbox")
+    ] = 10_000,
+    large: Annotated[
+        int, typer.Option(min=1000, help="Messages pending, the large outbox")
+    ] = 1_000_000,
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """A dispatcher's claim of 1,000 outbox rows with SMALL and with LARGE messages pending,
+    on SQLite (and PostgreSQL if given), next to a plain indexed read of the same rows."""
+    import tempfile
+
+    from drumbeat.bench.dispatch import run
+    from drumbeat.errors import InvalidInput
+
+    if large <= small:
+        raise InvalidInput(f"--large ({large:,}) must be more than --small ({small:,})")
+    figures = []
+    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
+        figures += run(f"sqlite:///{folder}/bench.db", small, large)
+    if postgres:
+        figures += run(postgres, small, large)
+    show("dispatch", figures, write)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    text,
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
 
@@ -148,6 +149,12 @@ memberships = Table(
     sqlite_with_rowid=False,  # one b-tree by key (revision 0004)
 )
 
+# The claimable rows, as the partial indexes' predicates (and the claim's literal terms:
+# a planner proves a partial index applies only from literals, not from parameters).
+DUE = "status = 'pending' AND retry_at IS NULL"  # first tries, in campaign time
+RETRY = "status = 'pending' AND retry_at IS NOT NULL"  # transient failures, in real time
+LEASED = "status = 'sending'"  # claimed; taken again once the lease runs out
+
 outbox = Table(
     "outbox",
     metadata,
@@ -171,8 +178,18 @@ outbox = Table(
     Column("sent_at", Epoch),
     Column("provider_id", String(255)),
     Column("last_error", String(1000)),
-    Index(None, "status", "available_at"),
     Index(None, "workspace_id", "user_id", "created_at"),
+    # The claim's three paths (store/outbox.py), each an index in its order over only the
+    # rows it may take, so a claim reads what it takes whatever is pending (revision 0013).
+    *(
+        Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
+        for name, columns, where in (
+            ("ix_outbox_due", ("available_at", "id"), DUE),
+            ("ix_outbox_channel_due", ("channel", "available_at", "id"), DUE),
+            ("ix_outbox_retry", ("retry_at", "id"), RETRY),
+            ("ix_outbox_lease", ("lease_until", "id"), LEASED),
+        )
+    ),
 )
 
 batches = Table(
