@@ -57,9 +57,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: igno
 @pytest.fixture
 def workspace_name(request: pytest.FixtureRequest) -> Iterator[str]:
     """A workspace of its own per test, so tests sharing a PostgreSQL database never meet.
-    At the end its campaigns are archived: a tick plans every active campaign of every
-    workspace, so a campaign left active would enter users and send them messages in the
-    ticks of every later test on the same database."""
+    At the end its campaigns are archived and its unfinished batches and messages ended: a
+    tick plans every active campaign of every workspace and claims any workspace's work, so
+    what a test left would be worked, and sent, in the ticks of later tests on the database."""
     name = f"ws-{uuid.uuid4().hex[:12]}"
     yield name
     if "database_url" in request.fixturenames:
@@ -81,7 +81,28 @@ def archive_campaigns(database_url: str, workspace: str) -> None:
         for row in store.campaigns(ws):
             if row.status != "archived":
                 store.set_campaign_status(ws, row.key, "archived", 0.0)
+        settle_leftovers(store, ws)
     store.close()
+
+
+def settle_leftovers(store, ws: int) -> None:  # type: ignore[no-untyped-def]
+    """End the workspace's unfinished batches and messages: claims (of batches and of
+    messages) take any workspace's, so a later test would work or send them."""
+    from sqlalchemy import update
+
+    from drumbeat.store.schema import batches, outbox
+
+    with store.writing() as conn:
+        conn.execute(
+            update(batches)
+            .where(batches.c.workspace_id == ws, batches.c.status.in_(("pending", "running")))
+            .values(status="skipped")
+        )
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.workspace_id == ws, outbox.c.status.in_(("pending", "sending")))
+            .values(status="dead", last_error="the test that made it ended")
+        )
 
 
 @pytest.fixture
