@@ -47,17 +47,12 @@ class StoreClock:
     def set(self, now: float) -> None:
         """Start (or move) the virtual clock by hand; a tick left open is forgotten, since
         "now" no longer follows from it."""
-        self.store.retrying(
-            lambda: self.store.set_settings(
-                CLOCK_WORKSPACE, {CLOCK_SETTING: now, TICK_SETTING: None}
-            ),
-            "setting the clock",
-        )
+        self._write({CLOCK_SETTING: now, TICK_SETTING: None}, "setting the clock")
         self._now = now
 
     def reset(self) -> None:
         """Back to real time."""
-        self.store.set_settings(CLOCK_WORKSPACE, {CLOCK_SETTING: None, TICK_SETTING: None})
+        self._write({CLOCK_SETTING: None, TICK_SETTING: None}, "resetting the clock")
         self._now = None
 
     def begin_tick(self, at: float) -> None:
@@ -66,15 +61,21 @@ class StoreClock:
         values: dict[str, object] = {TICK_SETTING: {"at": at, "done": False}}
         if self.virtual:
             values[CLOCK_SETTING] = at
-        self.store.set_settings(CLOCK_WORKSPACE, values)
+        self._write(values, "beginning a tick")
         if self.virtual:
             self._now = at
 
     def end_tick(self, at: float) -> None:
         """Record that the work of the tick at `at` is done."""
-        self.store.set_setting(CLOCK_WORKSPACE, TICK_SETTING, {"at": at, "done": True})
+        self._write({TICK_SETTING: {"at": at, "done": True}}, "ending a tick")
+
+    def _write(self, values: dict[str, object], what: str) -> None:
+        """The clock's settings, written again after a lost connection (the same values)."""
+        self.store.retrying(lambda: self.store.set_settings(CLOCK_WORKSPACE, values), what)
 
     def open_tick(self) -> float | None:
         """The time of a tick begun and never finished (its run was killed), if any."""
-        tick = self.store.get_setting(CLOCK_WORKSPACE, TICK_SETTING)
+        tick = self.store.retrying(
+            lambda: self.store.get_setting(CLOCK_WORKSPACE, TICK_SETTING), "reading the tick"
+        )
         return float(tick["at"]) if tick is not None and not tick["done"] else None

@@ -66,7 +66,7 @@ class Runner:
         """Plan every active campaign, run every batch, send everything due, at `now`."""
         report = TickReport(now)
         if time.monotonic() - self._statistics_at > STATISTICS_EVERY:
-            self.store.refresh_statistics()
+            self.store.retrying(self.store.refresh_statistics, "refreshing statistics")
             self._statistics_at = time.monotonic()
         for plan in plan_all(
             self.store, self.programs, now, full_pass_every=self.config.full_pass_every
