@@ -43,6 +43,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy import Index, MetaData, Table, select
@@ -50,10 +51,6 @@ from sqlalchemy.schema import CreateIndex
 
 from drumbeat import metrics
 from drumbeat.model.attributes import STANDARD_FIELDS, AttrType
-from drumbeat.model.campaign import Branch, Campaign, WaitUntil, parse_campaign, walk_steps
-from drumbeat.model.rules import AttrCondition, Op, Rule
-from drumbeat.rules.resolve import resolve
-from drumbeat.rules.sql_values import json_value
 from drumbeat.store.core import StoreCore
 from drumbeat.store.indexes_catalog import (
     CatalogState,
@@ -64,6 +61,10 @@ from drumbeat.store.indexes_catalog import (
     drop_concurrently,
 )
 from drumbeat.store.schema import ATTRIBUTE_INDEX_PREFIX, campaigns, users, workspaces
+
+if TYPE_CHECKING:  # the campaign model and the rule compiler load only when indexes sync:
+    from drumbeat.model.campaign import Campaign  # a short command opening the store skips them
+    from drumbeat.model.rules import Rule
 
 LIVE_STATUSES = ("active", "paused")
 # The standard fields kept in columns that live rules may compare: indexed like attributes.
@@ -115,6 +116,8 @@ class IndexSync:
 def campaign_rules(campaign: Campaign) -> Iterator[Rule]:
     """Every rule a campaign evaluates on users: audience (also its exit rule), goal,
     wait_until and branch conditions."""
+    from drumbeat.model.campaign import Branch, WaitUntil, walk_steps
+
     yield campaign.audience
     if campaign.goal is not None:
         yield campaign.goal.rule
@@ -131,6 +134,9 @@ def compared_attributes(
     """(custom attribute or time field, type it is read as) for each condition of `rule` the
     SQL compiler turns into a comparison of the attribute's value (see
     `rules.sql._condition`)."""
+    from drumbeat.model.rules import AttrCondition, Op
+    from drumbeat.rules.resolve import resolve
+
     for _, node in rule.walk():
         if not isinstance(node, AttrCondition) or (
             node.attr in STANDARD_FIELDS and node.attr not in TIME_FIELDS
@@ -228,6 +234,9 @@ class AttributeIndexStore(StoreCore):
 
     def _wanted_indexes(self) -> dict[str, _Wanted]:
         """Index name → what it holds, for every attribute a live campaign's rule compares."""
+        from drumbeat.model.campaign import parse_campaign
+        from drumbeat.rules.sql_values import json_value
+
         query = (
             select(workspaces.c.name, campaigns.c.workspace_id, campaigns.c.key)
             .add_columns(campaigns.c.definition)
