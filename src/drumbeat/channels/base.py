@@ -75,8 +75,9 @@ class Channel(Protocol):
     """What the dispatcher needs of a channel.
 
     - `name`: the key campaign steps use (`channel: email`).
-    - `send_batch(messages)`: one Result per message, same order. It must not raise for a
-      single message's trouble (return RETRY or FAILED for it); an exception means the
+    - `send_batch(messages)`: one Result per message, same order (the messages themselves
+      may reach the provider in any order: webhooks go out concurrently). It must not raise
+      for a single message's trouble (return RETRY or FAILED for it); an exception means the
       whole batch is retried.
     - `close()`: release connections.
     """
