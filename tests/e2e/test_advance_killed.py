@@ -60,8 +60,8 @@ def kill_in_tick(store: Store, process, at: float, step: str) -> None:  # type: 
         process,
     )
     with store.writing() as conn:  # SQLite: the write lock; PostgreSQL: the two tables
-        if store.dialect == "postgresql":
-            conn.exec_driver_sql("LOCK TABLE batches, outbox IN EXCLUSIVE MODE")
+        if store.dialect == "postgresql":  # in the order a batch's commit writes them
+            conn.exec_driver_sql("LOCK TABLE outbox, batches IN EXCLUSIVE MODE")
         o = outbox.c
         queued = conn.execute(select(func.count()).where(o.step_id == step)).scalar_one()
         sending = conn.execute(select(func.count()).where(o.status == "sending")).scalar_one()
