@@ -5,12 +5,16 @@ users left out of planning until an operator retries them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 
 from drumbeat.errors import InvalidInput
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_campaign
+from drumbeat.store.batches import BATCH_ATTEMPTS
+from drumbeat.store.owners import process_owner
 from drumbeat.views import Batch
 from tests.e2e.helpers import campaign, kill_batch, retire, send, wait
 from tests.world import DAY, HOUR, World
@@ -133,3 +137,21 @@ def test_a_dead_batchs_users_are_not_planned_again_until_it_is_retried(world):
     world.advance(HOUR)
     assert sent(world) == Counter({("one", u): 1 for u in EVERYONE})
     assert [b.id for b in world.db.batches() if set(b.user_ids) & set(FIRST)] == [dead.id]
+
+
+def test_a_batch_of_runs_killed_whole_is_given_back_not_made_dead(world):
+    """A run killed from outside (its process gone with it) says nothing of the batch it
+    held: the next run takes it up without counting the claim, however often that happens."""
+    world.runner.programs.refresh()
+    [row] = [r for r in world.store.campaigns(world.ws) if r.status == "active"]
+    plan_campaign(world.store, world.runner.programs, row, world.now() + DAY, full_pass_every=DAY)
+    held: set[int] = set()
+    for _ in range(BATCH_ATTEMPTS + 1):
+        ended = subprocess.Popen([sys.executable, "-c", "pass"])
+        ended.wait()  # a process that has ended: its pid is gone
+        batch = world.store.claim_batch(DEFAULT_LANE, 300.0, owner=f"{process_owner(ended.pid)}x")
+        assert batch is not None and batch.workspace_id == world.ws
+        held.add(batch.id)
+        assert world.store.release_orphaned_batches() == {batch.id: "pending"}
+    assert len(held) == 1
+    assert [b.status for b in world.db.batches() if b.id in held] == ["pending"]

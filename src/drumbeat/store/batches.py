@@ -131,18 +131,21 @@ class BatchStore(StoreCore):
                 )
         return Batch(*row[:-1]) if row is not None else None
 
-    def release_batches(self, holder: str, error: str) -> dict[int, str]:
+    def release_batches(self, holder: str, error: str, *, counted: bool = True) -> dict[int, str]:
         """Let go at once of the batches held by workers known to be gone: those whose owner
         starts with `holder` (`process_owner(pid)`: a worker process that died). Each goes
         back to pending, or is dead if it has had BATCH_ATTEMPTS claims (a batch that kills
-        every worker that takes it). Returns each batch's new status."""
+        every worker that takes it). Not `counted`: the claim is given back, since the
+        process was killed from outside (a whole run killed), which says nothing of the
+        batch. Returns each batch's new status."""
         b = batches.c
         worn = b.attempts >= BATCH_ATTEMPTS
         release = (
             update(batches)
             .where(b.status == "running", b.owner.startswith(holder, autoescape=True))
             .values(
-                status=case((worn, "dead"), else_="pending"),
+                status=case((worn, "dead"), else_="pending") if counted else "pending",
+                attempts=b.attempts if counted else case((b.attempts > 0, b.attempts - 1), else_=0),
                 lease_until=None,
                 owner=None,
                 last_error=error[:1000],
@@ -159,8 +162,10 @@ class BatchStore(StoreCore):
     def release_orphaned_batches(self) -> dict[int, str]:
         """Let go of the running batches whose worker process, on this host, is gone (a run
         killed whole, say), rather than wait out their lease: minutes of real time, in which
-        their users are planned nowhere else. Only processes of this host can be known
-        gone; a pid taken again since by another process just leaves the lease to run out."""
+        their users are planned nowhere else. The claim does not count towards the batch's
+        death: its process went with the run, not because of the batch (a run killed three
+        times would otherwise leave dead batches behind). Only processes of this host can be
+        known gone; a pid taken again since by another process leaves the lease to run out."""
         b = batches.c
         here = host_owner()
         holders = select(b.owner).distinct().where(b.status == "running", b.owner.startswith(here))
@@ -172,7 +177,9 @@ class BatchStore(StoreCore):
 
         released: dict[int, str] = {}
         for pid in self.retrying(gone, "looking for batches of gone workers"):
-            released |= self.release_batches(process_owner(pid), f"worker process {pid} is gone")
+            released |= self.release_batches(
+                process_owner(pid), f"worker process {pid} is gone", counted=False
+            )
         return released
 
     def finish_batch(
