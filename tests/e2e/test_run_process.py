@@ -86,7 +86,7 @@ def test_two_runs_on_one_store_deliver_each_webhook_once(
     users = 60
     monkeypatch.setenv("DRUMBEAT_WEBHOOK_ALLOW", "127.0.0.1")
     with CountingServer(delay=0.1) as server:
-        prepare(url, [send("hook", "webhook", url=server.url)], users)
+        prepare(url, [send("hook", "webhook", url=server.url())], users)
         log = tmp_path / "run.log"
         # claims of 20 calls, 2 at a time: a second a claim, twice the lease
         env = environment(

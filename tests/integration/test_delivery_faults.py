@@ -23,12 +23,13 @@ from drumbeat.engine.member import OutMessage
 from drumbeat.pipeline.clock import StoreClock
 from drumbeat.store import Store
 from tests.integration.test_email import Recorder
+from tests.integration.test_webhook import ServedInThread
 
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z, the virtual clock's start
 DRUMBEAT = [sys.executable, "-m", "drumbeat"]
 
 
-class CountingServer:
+class CountingServer(ServedInThread):
     """An HTTP server that answers 200 after `delay` seconds and counts each Idempotency-Key."""
 
     def __init__(self, delay: float) -> None:
@@ -49,22 +50,7 @@ class CountingServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
-
-    def __enter__(self) -> CountingServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
 
 @pytest.fixture
@@ -130,7 +116,7 @@ def test_two_advances_at_different_virtual_times_send_each_message_once(
 ):
     n = 80
     with CountingServer(delay=0.1) as server:
-        queue(db, n, "webhook", {"body": "hi", "url": server.url})
+        queue(db, n, "webhook", {"body": "hi", "url": server.url()})
         # claims of 40 rows, 2 calls at a time: 2 s a claim, twice the lease, so each claim
         # is kept while it is sent (and the other process is a day ahead)
         settings = {

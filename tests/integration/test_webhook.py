@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import orjson
 import pytest
@@ -301,7 +301,28 @@ def test_data_that_is_not_json_fails(server, channel):
     assert server.requests == []
 
 
-class Trickle:
+class ServedInThread:
+    """A test server on a free localhost port, served by a thread while in a `with` block."""
+
+    def __init__(self, server: socketserver.ThreadingTCPServer) -> None:
+        self.server = server
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+class Trickle(ServedInThread):
     """A server that answers one byte every `pause` seconds: no read ever waits long, so only
     a deadline over the whole call ends it."""
 
@@ -318,21 +339,7 @@ class Trickle:
                 except OSError:
                     pass  # the client gave up
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
-
-    def __enter__(self) -> Trickle:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        super().__init__(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler))
 
 
 def timed_batch(batch: list[Message], **overrides: Any) -> tuple[list[Outcome], float]:
