@@ -16,6 +16,7 @@ from drumbeat.model.durations import InvalidDuration, parse_duration
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
 from drumbeat.pipeline.clock import StoreClock
+from drumbeat.pipeline.events import EventPath
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import chunks
 from drumbeat.views import Advanced, Batch, Membership, Message
@@ -68,6 +69,13 @@ class Drumbeat:
         self.store.close()
 
     @cached_property
+    def event_path(self) -> EventPath:
+        """Runs the engine for the users of an identify or track call right after it is
+        written (`pipeline/events.py`); calls naming more than DRUMBEAT_EVENT_PATH_USERS
+        users wait for the next tick."""
+        return EventPath(self.store, max_users=self.config.event_path_users)
+
+    @cached_property
     def campaigns(self) -> Campaigns:
         """Campaign definitions: check, apply, list, show, pause, resume, archive."""
         from drumbeat.campaign_api import Campaigns  # templates and YAML: on first use
@@ -94,6 +102,7 @@ class Drumbeat:
         for index, part in enumerate(chunks(records, self.store.batch_size)):
             new_types = validator.new_types if index == 0 else None
             written += self.store.write_users(self.ws, part, now, new_types=new_types)
+        self.event_path.react(self.ws, records, (), now)
         return written
 
     def track(
@@ -122,10 +131,12 @@ class Drumbeat:
         now = self.clock()
         validator = Validator({}, now=now)
         records: list[EventRecord] = _validated(calls, validator.event)
-        return sum(
+        new = sum(
             self.store.write_events(self.ws, part, now)
             for part in chunks(records, self.store.batch_size)
         )
+        self.event_path.react(self.ws, (), records, now)
+        return new
 
     def declare_attribute(self, name: str, kind: str | AttrType) -> None:
         if NUL in name:  # as in a call's traits

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
         description="processes that check a users file of 8 MiB or more while the importing "
         "one writes (1: check in the importing process)",
     )
+    event_path_users: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="an identify or track call naming at most this many users runs the "
+        "engine for them at once (entry on an event, goals, wait_until); bigger calls and "
+        "imports wait for the next tick (0: every call waits for it)",
+    )
     tick_interval: float = Field(10.0, gt=0, description="seconds between ticks of `drumbeat run`")
     full_pass_every: float = Field(
         7 * 86400.0,

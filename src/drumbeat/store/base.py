@@ -7,6 +7,7 @@ differ per database (bulk upserts) live in `sqlite.py` and `postgres.py`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,6 +21,7 @@ from drumbeat.model.user import User
 from drumbeat.store.batches import BatchStore
 from drumbeat.store.campaigns import CampaignStore
 from drumbeat.store.core import StoreCore, chunks
+from drumbeat.store.event_path import EventPathStore
 from drumbeat.store.indexes import AttributeIndexStore
 from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
@@ -60,7 +62,7 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     return list(merged.values())
 
 
-class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCore):
+class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeIndexStore, StoreCore):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
 
     # ---- workspaces ---------------------------------------------------------------------
@@ -139,23 +141,19 @@ class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCo
 
     def load_users(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
         """The users among `user_ids` (unknown ids are left out), one query per batch."""
+        with metrics.timed("store.load_users", len(user_ids)), self.engine.connect() as conn:
+            return self.read_users(conn, ws, user_ids)
+
+    def read_users(self, conn: Connection, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
+        """`load_users` in `conn`'s transaction."""
         found: dict[str, User] = {}
         loads = orjson.loads if self.dialect == "sqlite" else None
-        with metrics.timed("store.load_users", len(user_ids)), self.engine.connect() as conn:
-            for part in chunks(user_ids, self.batch_size):
-                for row in self._fetch_by_ids(conn, _LOAD_USERS, (ws,), part):
-                    attributes = loads(row[6]) if loads is not None else row[6]
-                    found[row[0]] = User(
-                        row[0],
-                        row[1],
-                        row[2],
-                        bool(row[3]),
-                        row[4],
-                        row[5],
-                        attributes,
-                        row[7],
-                        row[8],
-                    )
+        for part in chunks(user_ids, self.batch_size):
+            for row in self._fetch_by_ids(conn, _LOAD_USERS, (ws,), part):
+                attributes = loads(row[6]) if loads is not None else row[6]
+                found[row[0]] = User(
+                    row[0], row[1], row[2], bool(row[3]), row[4], row[5], attributes, row[7], row[8]
+                )
         return found
 
     def count_users(self, ws: int) -> int:
@@ -215,17 +213,24 @@ class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCo
             )
 
     def event_counts(
-        self, ws: int, user_ids: Sequence[str], conditions: Sequence[EventCondition], now: float
+        self,
+        ws: int,
+        user_ids: Sequence[str],
+        conditions: Sequence[EventCondition],
+        now: float,
+        conn: Connection | None = None,
     ) -> dict[str, dict[str, int]]:
         """{user_id: {condition key: count}} for each user with a non-zero count; one query
-        per batch of users for all the conditions."""
+        per batch of users for all the conditions. In `conn`'s transaction if given."""
         from drumbeat.rules.sql import event_facts_select
 
         facts: dict[str, dict[str, int]] = {}
         if not conditions:
             return facts
         keys = [condition.key for condition in conditions]
-        with metrics.timed("store.event_counts", len(user_ids)), self.engine.connect() as conn:
+        with metrics.timed("store.event_counts", len(user_ids)), ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self.engine.connect())
             for part in chunks(user_ids, self.batch_size):
                 query = event_facts_select(
                     conditions, workspace_id=ws, user_ids=list(part), now=now, dialect=self.dialect
