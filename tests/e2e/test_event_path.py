@@ -6,6 +6,7 @@ from __future__ import annotations
 from drumbeat.engine.member import State
 from drumbeat.model.records import UserRecord
 from drumbeat.pipeline.events import EventPath, Touched, concerns
+from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from tests.e2e.helpers import campaign, outbox_keys, send, wait
 from tests.world import DAY, MONDAY
 
@@ -118,3 +119,56 @@ def _programs(world):  # type: ignore[no-untyped-def]
 
     with world.store.writing() as conn:
         return WorkspacePrograms(world.store, world.ws).current(conn)
+
+
+def test_the_tick_and_the_event_path_racing_never_both_act_on_a_membership(world):
+    """A tick works the members due (batches of 10) while identify calls convert the same
+    members one by one, in the batches' order. A membership the event path converted is
+    never overwritten by a batch decided from before it (with the batches' holds ignored,
+    some are); every message goes once; a last tick settles the rest."""
+    import sys
+    import threading
+
+    users = [f"u{n:03}" for n in range(120)]
+    world.store.batch_size = 10
+    world.db.identify_many({"user_id": u, "traits": {"plan": "free"}} for u in users)
+    world.apply(campaign("upsell", [send("offer"), wait("1d"), send("reminder")], goal=PRO))
+    world.tick()
+    world.clock.set(MONDAY + DAY + 60)  # every member is due: the tick sends the reminder
+    now = world.now()
+    path = EventPath(world.store, max_users=1)
+    converted, failures = [], []
+
+    def identify_all() -> None:
+        try:
+            for user in users:
+                record = UserRecord(user, {}, {"plan": "pro"})
+                world.store.write_users(world.ws, [record], now)
+                if path.react(world.ws, [record], (), now).decided:
+                    converted.append(user)
+        except Exception as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    # the tick's planning, then its batches worked while the calls run (threads switched
+    # often, so that calls land between a batch's read and its write)
+    plan_all(world.store, world.runner.programs, now, full_pass_every=7 * DAY)
+    calls = threading.Thread(target=identify_all)
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        calls.start()
+        list(world.runner.executor.drain(DEFAULT_LANE, now))
+        calls.join(timeout=120)
+    finally:
+        sys.setswitchinterval(switching)
+    assert not calls.is_alive() and not failures
+    assert converted  # the race did meet: the event path decided for some
+    members = world.store.load_members(world.ws, "upsell", users)
+    overwritten = [u for u in converted if members[u].state is not State.CONVERTED]
+    assert overwritten == []
+    world.runner.tick(now)  # what was left to the batches (decided from before) is settled
+    members = world.store.load_members(world.ws, "upsell", users)
+    assert {m.state for m in members.values()} == {State.CONVERTED}
+    keys = outbox_keys(world)
+    assert len({key for *_, key in keys}) == len(keys)
+    assert {step for _, step, *_ in keys} <= {"offer", "reminder"}

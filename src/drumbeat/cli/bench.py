@@ -144,3 +144,16 @@ def dispatch(
     if postgres:
         figures += run(postgres, small, large)
     show("dispatch", figures, write)
+
+
+@app.command("event")
+def event(
+    users: Annotated[int, typer.Option(min=10, help="Identify calls timed, each way")] = 2000,
+    campaigns: Annotated[int, typer.Option(min=1, help="Active campaigns")] = 10,
+    write: WriteOpt = None,
+) -> None:
+    """Identify → decision on SQLite: p50 and p99 of `identify` converting a member of
+    CAMPAIGNS campaigns in the call, against the plain write (the event path off)."""
+    from drumbeat.bench.event import run
+
+    show("event", run(users, campaigns), write)
