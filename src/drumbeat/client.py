@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drumbeat.cache import user_cache
 from drumbeat.choices import BatchStatus, MemberState, MessageStatus, choice
 from drumbeat.config import Settings, settings
 from drumbeat.errors import InvalidInput, Problem
@@ -60,6 +61,7 @@ class Drumbeat:
             self.config.database_url,
             batch_size=self.config.batch_size,
             retry_seconds=self.config.db_retry_seconds,
+            cache=user_cache(self.config),
         )
         # the store's virtual clock when one is set (`drumbeat advance`), else real time
         self.clock: Clock = clock or StoreClock(self.store)

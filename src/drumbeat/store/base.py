@@ -27,6 +27,7 @@ from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 
 if TYPE_CHECKING:
+    from drumbeat.cache import UserCache
     from drumbeat.model.rules import EventCondition, Rule
 
 USER_COLUMNS = (
@@ -46,6 +47,8 @@ _LOAD_USERS = f"""
 SELECT {", ".join(USER_COLUMNS)} FROM users WHERE workspace_id = ? AND user_id IN_IDS
 """
 
+_USER_VERSIONS = "SELECT user_id, version FROM users WHERE workspace_id = ? AND user_id IN_IDS"
+
 
 def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     """One record per user, later calls winning field by field (a batch may name a user twice)."""
@@ -64,6 +67,8 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
 
 class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeIndexStore, StoreCore):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
+
+    user_cache: UserCache | None = None  # attached by `open_store(cache=…)`
 
     # ---- workspaces ---------------------------------------------------------------------
 
@@ -124,6 +129,11 @@ class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeInd
 
     # ---- users --------------------------------------------------------------------------
 
+    def users_changed(self, ws: int, user_ids: Sequence[str]) -> None:
+        """After a commit that wrote `user_ids`: the user cache forgets them."""
+        if self.user_cache is not None and user_ids:
+            self.user_cache.invalidate_many(ws, user_ids)
+
     def write_users(
         self,
         ws: int,
@@ -137,12 +147,30 @@ class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeInd
         rows = merge_user_records(records)
         with metrics.timed("store.write_users", len(rows)), self.writing() as conn:
             self._register_types(conn, ws, new_types or {})
-            return self._upsert_users(conn, ws, rows, now)
+            written = self._upsert_users(conn, ws, rows, now)
+        self.users_changed(ws, [row.user_id for row in rows])
+        return written
 
     def load_users(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
-        """The users among `user_ids` (unknown ids are left out), one query per batch."""
+        """The users among `user_ids` (unknown ids are left out), one query per batch;
+        through the user cache if one is attached (`drumbeat.cache.read_through`)."""
+        if self.user_cache is not None:
+            from drumbeat.cache import read_through
+
+            return read_through(self, self.user_cache, ws, user_ids)
+        return self.load_users_from_store(ws, user_ids)
+
+    def load_users_from_store(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
         with metrics.timed("store.load_users", len(user_ids)), self.engine.connect() as conn:
             return self.read_users(conn, ws, user_ids)
+
+    def user_versions(self, ws: int, user_ids: Sequence[str]) -> dict[str, int]:
+        """Each known user's version, one narrow query per batch (the memory cache's check)."""
+        found: dict[str, int] = {}
+        with metrics.timed("store.user_versions", len(user_ids)), self.engine.connect() as conn:
+            for part in chunks(user_ids, self.batch_size):
+                found.update(self._fetch_by_ids(conn, _USER_VERSIONS, (ws,), part))
+        return found
 
     def read_users(self, conn: Connection, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
         """`load_users` in `conn`'s transaction."""
@@ -198,11 +226,12 @@ class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeInd
             self._register_types(conn, ws, new_types or {})
             if rows:
                 self._upsert_users(conn, ws, rows, now)
-            if not event_records:
-                return 0
-            inserted = self._insert_events(conn, ws, event_records, now)
-            self._add_users(conn, ws, sorted({r.user_id for r in event_records}), now)
-            return inserted
+            inserted = 0
+            if event_records:
+                inserted = self._insert_events(conn, ws, event_records, now)
+                self._add_users(conn, ws, sorted({r.user_id for r in event_records}), now)
+        self.users_changed(ws, [row.user_id for row in rows])
+        return inserted
 
     def count_events(self, ws: int) -> int:
         with self.engine.connect() as conn:
