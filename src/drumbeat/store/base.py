@@ -154,11 +154,12 @@ class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeInd
     def load_users(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
         """The users among `user_ids` (unknown ids are left out), one query per batch;
         through the user cache if one is attached (`drumbeat.cache.read_through`)."""
-        if self.user_cache is not None:
+        with metrics.timed("users.load", len(user_ids)):
+            if self.user_cache is None:
+                return self.load_users_from_store(ws, user_ids)
             from drumbeat.cache import read_through
 
             return read_through(self, self.user_cache, ws, user_ids)
-        return self.load_users_from_store(ws, user_ids)
 
     def load_users_from_store(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
         with metrics.timed("store.load_users", len(user_ids)), self.engine.connect() as conn:
