@@ -100,11 +100,13 @@ class Drumbeat:
         now = self.clock()
         validator = Validator(self.store.attribute_types(self.ws), now=now)
         records: list[UserRecord] = _validated(calls, validator.user)
+        step = self.event_path.step(self.ws, records, (), now)  # in the last part's commit
+        parts = list(chunks(records, self.store.batch_size))
         written = 0
-        for index, part in enumerate(chunks(records, self.store.batch_size)):
+        for index, part in enumerate(parts):
             new_types = validator.new_types if index == 0 else None
-            written += self.store.write_users(self.ws, part, now, new_types=new_types)
-        self.event_path.react(self.ws, records, (), now)
+            then = step if index == len(parts) - 1 else None
+            written += self.store.write_users(self.ws, part, now, new_types=new_types, then=then)
         return written
 
     def track(
@@ -133,12 +135,12 @@ class Drumbeat:
         now = self.clock()
         validator = Validator({}, now=now)
         records: list[EventRecord] = _validated(calls, validator.event)
-        new = sum(
-            self.store.write_events(self.ws, part, now)
-            for part in chunks(records, self.store.batch_size)
+        step = self.event_path.step(self.ws, (), records, now)  # in the last part's commit
+        parts = list(chunks(records, self.store.batch_size))
+        return sum(
+            self.store.write_events(self.ws, part, now, then=step if part is parts[-1] else None)
+            for part in parts
         )
-        self.event_path.react(self.ws, (), records, now)
-        return new
 
     def declare_attribute(self, name: str, kind: str | AttrType) -> None:
         if NUL in name:  # as in a call's traits

@@ -116,8 +116,10 @@ def _check_and_write(
     if checked.problems and not partial:
         return checked, False
     if checked.users or checked.events:
-        store.write_calls(ws, checked.users, checked.events, now, new_types=validator.new_types)
-        events.react(ws, checked.users, checked.events, now)
+        step = events.step(ws, checked.users, checked.events, now)
+        store.write_calls(
+            ws, checked.users, checked.events, now, new_types=validator.new_types, then=step
+        )
     return checked, bool(checked.users or checked.events)
 
 

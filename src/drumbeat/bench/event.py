@@ -60,12 +60,17 @@ def run(users: int, campaigns: int) -> list[Figure]:
     return [
         Figure(
             f"identify → decision, {campaigns} campaigns, {name} of {users:,} calls",
-            percentile(event_path, share) * 1000,
+            percentile(event_path[clock], share) * 1000,
             "ms",
-            percentile(floor, share) * 1000,
+            percentile(floor[clock], share) * 1000,
             target,
         )
-        for name, share, target in (("p50", 0.5, ""), ("p99", 0.99, "p99 ≤ 5 ms"))
+        for clock, name, share, target in (
+            (0, "p50", 0.5, ""),
+            (0, "p99", 0.99, "p99 ≤ 5 ms"),
+            (1, "CPU p50", 0.5, ""),
+            (1, "CPU p99", 0.99, ""),
+        )
     ]
 
 
@@ -80,10 +85,12 @@ def enter_all(db: Drumbeat) -> None:
         executor.close()
 
 
-def time_identify(db: Drumbeat, ids: list[str]) -> list[float]:
-    times = []
+def time_identify(db: Drumbeat, ids: list[str]) -> tuple[list[float], list[float]]:
+    """Each call's wall and CPU seconds (CPU: less swayed by a busy machine's scheduling)."""
+    wall, cpu = [], []
     for user in ids:
-        start = time.perf_counter()
+        start, started = time.perf_counter(), time.process_time()
         db.identify(user, {"plan": "pro"})
-        times.append(time.perf_counter() - start)
-    return times
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - started)
+    return wall, cpu

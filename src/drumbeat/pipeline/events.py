@@ -15,7 +15,7 @@ How the planner and this path stay off each other's memberships: `store/event_pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,21 +118,38 @@ class EventPath:
         self.max_users = max_users
         self._workspaces: dict[int, WorkspacePrograms] = {}
 
+    def step(
+        self, ws: int, users: Iterable[UserRecord], events: Iterable[EventRecord], now: float
+    ) -> Callable[[Connection], Reaction] | None:
+        """The event path for written calls, as a step of the transaction that writes them
+        (`Store.write_users(then=…)`: one commit for both); None when there is nothing to
+        decide, or the calls name more than `max_users` users (an import, a big batch: left
+        to the next tick)."""
+        changes = touched(users, events)
+        if not changes or len(changes) > self.max_users:
+            return None
+        return lambda conn: self._react(conn, ws, changes, now)
+
     def react(
         self, ws: int, users: Iterable[UserRecord], events: Iterable[EventRecord], now: float
     ) -> Reaction:
-        """Decide for the users of written calls; a call naming more than `max_users`
-        users (an import, a big batch) is left to the next tick."""
-        changes = touched(users, events)
-        if not changes or len(changes) > self.max_users:
+        """`step` in a transaction of its own, after the calls' commit."""
+        step = self.step(ws, users, events, now)
+        if step is None:
             return Reaction()
-        with metrics.timed("event_path.react", len(changes)):
-            return self.store.retrying(lambda: self._react(ws, changes, now), "event path")
 
-    def _react(self, ws: int, changes: Mapping[str, Touched], now: float) -> Reaction:
+        def run() -> Reaction:
+            with self.store.writing() as conn:
+                return step(conn)
+
+        return self.store.retrying(run, "event path")
+
+    def _react(
+        self, conn: Connection, ws: int, changes: Mapping[str, Touched], now: float
+    ) -> Reaction:
         store, reaction = self.store, Reaction()
         programs = self._workspaces.setdefault(ws, WorkspacePrograms(store, ws))
-        with store.writing() as conn:
+        with metrics.timed("event_path.react", len(changes)):
             found = [concerns(p, changes) for p in programs.current(conn)]
             concerned = [c for c in found if c is not None]
             if not concerned:

@@ -6,7 +6,7 @@ differ per database (bulk upserts) live in `sqlite.py` and `postgres.py`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ _LOAD_USERS = f"""
 SELECT {", ".join(USER_COLUMNS)} FROM users WHERE workspace_id = ? AND user_id IN_IDS
 """
 
+Then = Callable[[Connection], object]  # a last step of a write's transaction
 _USER_VERSIONS = "SELECT user_id, version FROM users WHERE workspace_id = ? AND user_id IN_IDS"
 
 
@@ -141,13 +142,17 @@ class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeInd
         now: float,
         *,
         new_types: Mapping[str, AttrType] | None = None,
+        then: Then | None = None,
     ) -> int:
         """Upsert users in one transaction: given fields replace, attributes merge (None
-        removes one); version and updated_at move only for users that changed."""
+        removes one); version and updated_at move only for users that changed. `then`
+        runs last in the transaction (the event path)."""
         rows = merge_user_records(records)
         with metrics.timed("store.write_users", len(rows)), self.writing() as conn:
             self._register_types(conn, ws, new_types or {})
             written = self._upsert_users(conn, ws, rows, now)
+            if then is not None:
+                then(conn)
         self.users_changed(ws, [row.user_id for row in rows])
         return written
 
@@ -200,13 +205,18 @@ class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeInd
 
     # ---- events -------------------------------------------------------------------------
 
-    def write_events(self, ws: int, records: Sequence[EventRecord], now: float) -> int:
+    def write_events(
+        self, ws: int, records: Sequence[EventRecord], now: float, *, then: Then | None = None
+    ) -> int:
         """Append events received at `now` (a repeated message_id is ignored), creating the
         users not known yet; returns how many were new. Users who are known are not written:
-        the planner finds them by the events' `received_at` (`event_users`)."""
+        the planner finds them by the events' `received_at` (`event_users`). `then` runs
+        last in the transaction (the event path)."""
         with metrics.timed("store.write_events", len(records)), self.writing() as conn:
             inserted = self._insert_events(conn, ws, records, now)
             self._add_users(conn, ws, sorted({r.user_id for r in records}), now)
+            if then is not None:
+                then(conn)
             return inserted
 
     def write_calls(
@@ -217,10 +227,12 @@ class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeInd
         now: float,
         *,
         new_types: Mapping[str, AttrType] | None = None,
+        then: Then | None = None,
     ) -> int:
-        """Identify and track calls in one transaction (an API batch: all of it or none);
-        returns how many events were new. Users are written in id order: two requests that
-        name the same users in other orders would otherwise lock them crosswise (deadlock)."""
+        """Identify and track calls in one transaction (an API batch: all of it or none),
+        `then` last in it (the event path); returns how many events were new. Users are
+        written in id order: two requests that name the same users in other orders would
+        otherwise lock them crosswise (deadlock)."""
         rows = sorted(merge_user_records(user_records), key=lambda record: record.user_id)
         size = len(rows) + len(event_records)
         with metrics.timed("store.write_calls", size), self.writing() as conn:
@@ -231,6 +243,8 @@ class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeInd
             if event_records:
                 inserted = self._insert_events(conn, ws, event_records, now)
                 self._add_users(conn, ws, sorted({r.user_id for r in event_records}), now)
+            if then is not None:
+                then(conn)
         self.users_changed(ws, [row.user_id for row in rows])
         return inserted
 
