@@ -66,3 +66,16 @@ def test_no_read_returns_a_user_older_than_their_last_committed_write(cached_sto
     assert stale == []
     final = store.load_users(ws, USERS)  # and the cache serves the last writes
     assert {u.attributes["n"] for u in final.values()} == {WRITES}
+
+
+def test_a_file_import_makes_the_cache_forget_the_workspace(cached_store, tmp_path):
+    from drumbeat.ingest.importer import import_file
+
+    store, ws = cached_store
+    store.write_users(ws, [UserRecord(u, {}, {"plan": "free"}) for u in USERS], 1.0)
+    assert {u.attributes["plan"] for u in store.load_users(ws, USERS).values()} == {"free"}
+    store.load_users(ws, USERS)  # now served by the cache (Redis: without a store read)
+    path = tmp_path / "users.jsonl"
+    path.write_text("".join(f'{{"user_id": "{u}", "traits": {{"plan": "pro"}}}}\n' for u in USERS))
+    import_file(store, ws, path, "users", now=2.0)
+    assert {u.attributes["plan"] for u in store.load_users(ws, USERS).values()} == {"pro"}
