@@ -172,3 +172,19 @@ def test_the_tick_and_the_event_path_racing_never_both_act_on_a_membership(world
     keys = outbox_keys(world)
     assert len({key for *_, key in keys}) == len(keys)
     assert {step for _, step, *_ in keys} <= {"offer", "reminder"}
+
+
+def test_the_frequency_cap_holds_across_the_campaigns_of_one_call(world):
+    """Two campaigns start on one event; with a cap of one message a week, the call queues
+    the first campaign's message and holds the second's until the cap lets it go."""
+    world.cap(1, 7 * DAY)
+    first, second = welcome_on("signed_up"), welcome_on("signed_up")
+    second.update(key="welcome-too", name="welcome-too")
+    world.apply(first)
+    world.apply(second)
+    world.track("u1", "signed_up")
+    assert len(world.outbox()) == 1
+    held = [world.member(key, "u1") for key in ("welcome", "welcome-too")]
+    assert all(m is not None and m.state is State.ACTIVE for m in held)
+    waiting = [m for m in held if not m.last_step]
+    assert len(waiting) == 1 and waiting[0].next_due_at == MONDAY + 7 * DAY
