@@ -2,8 +2,9 @@
 for the active campaigns whose rules read what the call changed, instead of at the next tick.
 
 An event enters its users into the campaigns that start on it; a goal met, a `wait_until`
-come true or an audience left is decided in the same call. It is one transaction of bulk
-statements whatever the number of campaigns: the workspace's campaigns' fingerprint (one
+come true or an audience left is decided in the same call. It is bulk statements, whatever
+the number of campaigns, in the call's own write transaction (`step`; `react` takes one of
+its own): the workspace's campaigns' fingerprint (one
 query; programs are compiled again only when it changes), the campaigns' planning locks
 (PostgreSQL), the users an unfinished batch holds (left to that batch), the users, their
 memberships of every campaign concerned, their event facts and recent sends, then the
