@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drumbeat.cache import user_cache
 from drumbeat.choices import BatchStatus, MemberState, MessageStatus, choice
 from drumbeat.config import Settings, settings
 from drumbeat.errors import InvalidInput, Problem
@@ -16,6 +17,7 @@ from drumbeat.model.durations import InvalidDuration, parse_duration
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
 from drumbeat.pipeline.clock import StoreClock
+from drumbeat.pipeline.events import EventPath
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import chunks
 from drumbeat.views import Advanced, Batch, Membership, Message
@@ -59,6 +61,7 @@ class Drumbeat:
             self.config.database_url,
             batch_size=self.config.batch_size,
             retry_seconds=self.config.db_retry_seconds,
+            cache=user_cache(self.config),
         )
         # the store's virtual clock when one is set (`drumbeat advance`), else real time
         self.clock: Clock = clock or StoreClock(self.store)
@@ -66,6 +69,13 @@ class Drumbeat:
 
     def close(self) -> None:
         self.store.close()
+
+    @cached_property
+    def event_path(self) -> EventPath:
+        """Runs the engine for the users of an identify or track call right after it is
+        written (`pipeline/events.py`); calls naming more than DRUMBEAT_EVENT_PATH_USERS
+        users wait for the next tick."""
+        return EventPath(self.store, max_users=self.config.event_path_users)
 
     @cached_property
     def campaigns(self) -> Campaigns:
@@ -90,10 +100,13 @@ class Drumbeat:
         now = self.clock()
         validator = Validator(self.store.attribute_types(self.ws), now=now)
         records: list[UserRecord] = _validated(calls, validator.user)
+        step = self.event_path.step(self.ws, records, (), now)  # in the last part's commit
+        parts = list(chunks(records, self.store.batch_size))
         written = 0
-        for index, part in enumerate(chunks(records, self.store.batch_size)):
+        for index, part in enumerate(parts):
             new_types = validator.new_types if index == 0 else None
-            written += self.store.write_users(self.ws, part, now, new_types=new_types)
+            then = step if index == len(parts) - 1 else None
+            written += self.store.write_users(self.ws, part, now, new_types=new_types, then=then)
         return written
 
     def track(
@@ -122,9 +135,11 @@ class Drumbeat:
         now = self.clock()
         validator = Validator({}, now=now)
         records: list[EventRecord] = _validated(calls, validator.event)
+        step = self.event_path.step(self.ws, (), records, now)  # in the last part's commit
+        parts = list(chunks(records, self.store.batch_size))
         return sum(
-            self.store.write_events(self.ws, part, now)
-            for part in chunks(records, self.store.batch_size)
+            self.store.write_events(self.ws, part, now, then=step if part is parts[-1] else None)
+            for part in parts
         )
 
     def declare_attribute(self, name: str, kind: str | AttrType) -> None:

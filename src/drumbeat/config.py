@@ -1,15 +1,22 @@
 """Settings, read from DRUMBEAT_* environment variables; each is also a CLI option.
 
-The Redis and broker URLs belong to the distributed shape, which is not built yet: a set one
-is refused rather than ignored (README.md, "The shapes").
+The broker URL belongs to the distributed shape, which is not built yet: a set one is
+refused rather than ignored (README.md, "The shapes"). The Redis URL serves the user cache.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -22,7 +29,22 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///./drumbeat.db", description="store of record: sqlite:///path or postgresql://…"
     )
-    redis_url: str | None = Field(None, description="Redis user cache: not built yet, keep unset")
+    cache: Literal["none", "memory", "redis"] = Field(
+        "none",
+        description="the user cache the batch path reads users through: none, memory (an "
+        "LRU per process, checked against the store's versions) or redis (shared, "
+        "invalidated by every write; needs DRUMBEAT_REDIS_URL and the redis extra). Off by "
+        "default: BENCHMARKS.md (bench access) measured it not paying for itself",
+    )
+    redis_url: str | None = Field(
+        None, description="Redis, for the user cache (DRUMBEAT_CACHE=redis): redis://host:6379/0"
+    )
+    cache_size: int = Field(
+        100_000, ge=1, le=10_000_000, description="users the memory cache keeps per process"
+    )
+    cache_ttl: float = Field(
+        300.0, gt=0, description="seconds the Redis cache keeps a user (and an invalidation)"
+    )
     broker_url: str | None = Field(None, description="Celery broker: not built yet, keep unset")
     workspace: str = Field("default", description="the workspace (tenant) commands act on")
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
@@ -39,6 +61,14 @@ class Settings(BaseSettings):
         le=64,
         description="processes that check a users file of 8 MiB or more while the importing "
         "one writes (1: check in the importing process)",
+    )
+    event_path_users: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="an identify or track call naming at most this many users runs the "
+        "engine for them at once (entry on an event, goals, wait_until); bigger calls and "
+        "imports wait for the next tick (0: every call waits for it)",
     )
     tick_interval: float = Field(10.0, gt=0, description="seconds between ticks of `drumbeat run`")
     full_pass_every: float = Field(
@@ -124,7 +154,21 @@ class Settings(BaseSettings):
         default_factory=dict, description="per channel msgs/s"
     )
 
-    @field_validator("redis_url", "broker_url")
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_for_the_cache(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The Redis URL serves the user cache only so far: without it, it is refused."""
+        if value is not None and info.data.get("cache") != "redis":
+            raise PydanticCustomError("not_built", REDIS_CACHE)
+        return value
+
+    @model_validator(mode="after")
+    def _cache_has_redis(self) -> Settings:
+        if self.cache == "redis" and self.redis_url is None:
+            raise PydanticCustomError("not_built", REDIS_CACHE)
+        return self
+
+    @field_validator("broker_url")
     @classmethod
     def _not_built(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
@@ -196,9 +240,11 @@ class Settings(BaseSettings):
 MIN_SECRET_KEY = 16
 PUBLIC_KEYS = frozenset({"change-me"})  # the default of earlier versions, in their docs
 
+REDIS_CACHE = (
+    "DRUMBEAT_REDIS_URL serves the Redis user cache only: set both it and DRUMBEAT_CACHE=redis, "
+    "or neither"
+)
 NOT_BUILT = {
-    "redis_url": "the Redis user cache (distributed shape) is not built yet; unset it "
-    "(the cache is in-process)",
     "broker_url": "the distributed shape (Celery) is not built yet; unset it "
     "(workers are processes on this machine: DRUMBEAT_WORKERS)",
 }

@@ -39,6 +39,12 @@ TEMPLATE_MISSING = Counter(
     registry=REGISTRY,
 )
 
+CACHE_ERRORS = Counter(
+    "drumbeat_cache_errors_total",
+    "Calls to the Redis user cache that failed (the users were read from the store).",
+    registry=REGISTRY,
+)
+
 SAMPLE_SIZE = 4096
 
 

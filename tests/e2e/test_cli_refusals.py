@@ -65,10 +65,12 @@ def test_rate_limits_per_channel_are_taken(tmp_path):
     ("how", "variable", "reason"),
     [
         ("env", "DRUMBEAT_BROKER_URL", "the distributed shape (Celery) is not built yet; unset it"),
-        ("option", "DRUMBEAT_REDIS_URL", "the Redis user cache (distributed shape) is not built"),
+        ("option", "DRUMBEAT_REDIS_URL", "serves the Redis user cache only"),
     ],
 )
-def test_the_distributed_shape_is_refused_until_it_is_built(tmp_path, how, variable, reason):
+def test_the_distributed_shape_and_redis_without_its_cache_are_refused(
+    tmp_path, how, variable, reason
+):
     url = "amqp://guest:secret@127.0.0.1//" if "BROKER" in variable else "redis://:secret@h/0"
     if how == "env":
         done = run(tmp_path, "campaign", "list", **{variable: url})

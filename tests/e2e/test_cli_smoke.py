@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from drumbeat.demo.story import CAMPAIGNS, campaign_path
+from tests.conftest import need_service
 
 DRUMBEAT = [sys.executable, "-m", "drumbeat"]
 
@@ -199,3 +200,33 @@ def test_import_from_the_cli_in_batches_of_the_import_batch_size(tmp_path, clean
     )
     assert refused.returncode == 2 and "DRUMBEAT_IMPORT_BATCH_SIZE" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_bench_event_smoke_writes_its_figures(tmp_path, clean_env):
+    report = tmp_path / "BENCH.md"
+    drumbeat(
+        "bench", "event", "--users", "20", "--campaigns", "3", "--write", str(report),
+        cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "<!-- bench:event -->" in text
+    assert "identify → decision, 3 campaigns, p99 of 20 calls" in text
+
+
+def test_bench_access_smoke_writes_its_figures(tmp_path, clean_env):
+    from tests.contract.test_cache import REDIS_URL, redis_cache
+
+    try:
+        redis_cache().client.ping()  # type: ignore[attr-defined]
+    except Exception as exc:
+        need_service("Redis", str(exc))
+    report = tmp_path / "BENCH.md"
+    drumbeat(
+        "bench", "access", "--users", "200", "--changed", "20", "--campaigns", "3",
+        "--redis", REDIS_URL, "--write", str(report), cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "<!-- bench:access -->" in text
+    assert (
+        "| redis cache: store reads of users, 3 campaigns × 20 changed users | 1.00 reads" in text
+    )

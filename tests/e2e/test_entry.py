@@ -29,6 +29,7 @@ def test_users_matching_the_audience_enter_at_a_tick(world):
 
 
 def test_a_user_who_comes_to_match_enters_at_the_next_tick(world):
+    world.ticks_only()
     world.identify("u1", plan="paid")
     world.apply(WELCOME)
     world.advance(3 * HOUR)  # the campaign's first full pass is behind it
@@ -42,6 +43,7 @@ def test_a_user_who_comes_to_match_enters_at_the_next_tick(world):
 
 
 def test_entry_on_an_event_waits_for_the_event(world):
+    world.ticks_only()
     world.identify("u1", plan="free")
     world.identify("u2", plan="paid")
     world.apply(campaign("on-signup", [send("hello")], entry={"on": {"event": "signed_up"}}))

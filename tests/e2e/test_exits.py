@@ -11,6 +11,7 @@ GOAL = {"rule": PAID, "window": "2d"}
 
 
 def test_a_member_who_reaches_the_goal_exits_converted(world):
+    world.ticks_only()
     world.identify("u1", plan="free")
     world.identify("u2", plan="free")
     world.apply(campaign("convert", [send("pitch"), wait("10d"), send("last")], goal=GOAL))
@@ -29,6 +30,7 @@ def test_a_member_who_reaches_the_goal_exits_converted(world):
 
 
 def test_a_conversion_after_the_goal_window_is_not_attributed(world):
+    world.ticks_only()
     world.identify("u1", plan="free")
     world.apply(campaign("convert", [send("pitch"), wait("10d"), send("last")], goal=GOAL))
     world.tick()
@@ -58,6 +60,7 @@ def test_the_goal_is_checked_before_the_audience(world):
 
 
 def test_when_no_longer_matching_a_member_leaves_the_audience(world):
+    world.ticks_only()
     world.identify("u1", plan="free")
     world.identify("u2", plan="free")
     world.apply(
@@ -124,6 +127,7 @@ def test_without_a_goal_the_end_of_the_steps_completes_at_once(world):
 def test_with_a_goal_the_end_of_the_steps_waits_out_the_goal_window(world):
     """Documented: a member past its last step stays until the goal window after its last
     message is over, so a late conversion still counts (and control groups compare)."""
+    world.ticks_only()
     world.identify("late", plan="free")
     world.identify("never", plan="free")
     world.apply(campaign("short", [send("only")], goal=GOAL))

@@ -194,6 +194,7 @@ def test_a_split_assigns_alike_on_both_stores_whatever_order_they_keep_its_paths
 
 @pytest.mark.parametrize("kind", ["event", "attribute"])
 def test_wait_until_goes_on_at_the_first_tick_after_the_rule_holds(world, kind):
+    world.ticks_only()
     rule = (
         {"event": "invited_teammate", "count": {"gte": 1}}
         if kind == "event"

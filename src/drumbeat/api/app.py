@@ -22,7 +22,13 @@ def create_app(database_url: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = open_store(config.database_url, batch_size=config.batch_size)
+        from drumbeat.cache import user_cache
+        from drumbeat.pipeline.events import EventPath
+
+        app.state.store = open_store(
+            config.database_url, batch_size=config.batch_size, cache=user_cache(config)
+        )
+        app.state.events = EventPath(app.state.store, max_users=config.event_path_users)
         app.state.head = migrate.head()
         try:
             yield

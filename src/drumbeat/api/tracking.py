@@ -13,6 +13,7 @@ from drumbeat.api.body import MAX_BATCH, MAX_CALL, read_json
 from drumbeat.api.calls import NOT_YET, Checked, check_messages, not_supported
 from drumbeat.ingest.validate import Validator
 from drumbeat.pipeline.clock import store_now
+from drumbeat.pipeline.events import EventPath
 from drumbeat.store import Store
 from drumbeat.store.keys import ApiKey
 
@@ -83,8 +84,9 @@ async def _store(
     partial: bool,
 ) -> Any:
     store: Store = request.app.state.store
+    events: EventPath = request.app.state.events
     checked, written = await run_in_threadpool(
-        _check_and_write, store, key.workspace_id, messages, kinds, where, partial
+        _check_and_write, store, events, key.workspace_id, messages, kinds, where, partial
     )
     if checked.problems and not written:
         return JSONResponse(
@@ -98,16 +100,26 @@ async def _store(
 
 
 def _check_and_write(
-    store: Store, ws: int, messages: list[Any], kinds: list[str | None], where: str, partial: bool
+    store: Store,
+    events: EventPath,
+    ws: int,
+    messages: list[Any],
+    kinds: list[str | None],
+    where: str,
+    partial: bool,
 ) -> tuple[Checked, bool]:
-    """Checked messages, and whether the good ones were written (durably: committed)."""
+    """Checked messages, and whether the good ones were written (durably: committed); then
+    the engine run for their users (the event path)."""
     now = store_now(store)
     validator = Validator(store.attribute_types(ws), now=now)
     checked = check_messages(messages, kinds, validator, where)
     if checked.problems and not partial:
         return checked, False
     if checked.users or checked.events:
-        store.write_calls(ws, checked.users, checked.events, now, new_types=validator.new_types)
+        step = events.step(ws, checked.users, checked.events, now)
+        store.write_calls(
+            ws, checked.users, checked.events, now, new_types=validator.new_types, then=step
+        )
     return checked, bool(checked.users or checked.events)
 
 

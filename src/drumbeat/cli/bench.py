@@ -144,3 +144,37 @@ def dispatch(
     if postgres:
         figures += run(postgres, small, large)
     show("dispatch", figures, write)
+
+
+@app.command("event")
+def event(
+    users: Annotated[int, typer.Option(min=10, help="Identify calls timed, each way")] = 2000,
+    campaigns: Annotated[int, typer.Option(min=1, help="Active campaigns")] = 10,
+    write: WriteOpt = None,
+) -> None:
+    """Identify → decision on SQLite: p50 and p99 of `identify` converting a member of
+    CAMPAIGNS campaigns in the call, against the plain write (the event path off)."""
+    from drumbeat.bench.event import run
+
+    show("event", run(users, campaigns), write)
+
+
+@app.command("access")
+def access(
+    users: UsersOpt = 10_000,
+    changed: Annotated[int, typer.Option(min=1, help="Users changed since the last tick")] = 1000,
+    campaigns: Annotated[int, typer.Option(min=1, help="Active campaigns")] = 100,
+    redis: Annotated[
+        str | None, typer.Option(help="A Redis URL: measure the Redis cache too")
+    ] = None,
+    write: WriteOpt = None,
+) -> None:
+    """Whether the user cache pays for itself: one tick of CAMPAIGNS campaigns over the same
+    CHANGED users on SQLite, with no cache (the floor), the memory cache and Redis if given;
+    store reads of users and seconds."""
+    from drumbeat.bench.access import run
+    from drumbeat.errors import InvalidInput
+
+    if changed > users:
+        raise InvalidInput(f"--changed ({changed:,}) must be at most --users ({users:,})")
+    show("access", run(users, changed, campaigns, redis), write)

@@ -104,6 +104,7 @@ class Program:
     window: Window | None
     cap: FrequencyCap | None
     event_conditions: tuple[EventCondition, ...]
+    attributes: frozenset[str] = frozenset()  # the user attributes its rules read
 
     @property
     def key(self) -> str:
@@ -171,6 +172,7 @@ def compile_program(
         window,
         cap,
         tuple(conditions.values()),
+        frozenset().union(*(rule.attributes() for rule in rules)),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
@@ -55,6 +55,10 @@ class BatchCutter:
         return batch
 
 
+if TYPE_CHECKING:
+    from drumbeat.cache import UserCache
+
+
 class ImportingStore(Protocol):
     """What a backend offers a users import (`sqlite.py`, `postgres.py`): how many lanes
     (connections) to write in, and the upsert of a batch of checked rows on one of them,
@@ -63,6 +67,7 @@ class ImportingStore(Protocol):
 
     engine: Engine
     import_lanes: int
+    user_cache: UserCache | None
 
     def _writers_turn(self) -> AbstractContextManager[None]: ...
 
@@ -118,6 +123,8 @@ class UserImport:
         for transaction in self._transactions:
             if transaction is not None:
                 transaction.commit()
+        if self.store.user_cache is not None:  # all of the workspace's users, at once
+            self.store.user_cache.invalidate_workspace(self.ws)
 
     def close(self) -> None:
         for conn in self._conns:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from drumbeat.store.base import Store
 from drumbeat.store.connect import create
 from drumbeat.store.core import DB_RETRY_SECONDS
 from drumbeat.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from drumbeat.cache import UserCache
 
 
 def open_store(
@@ -14,9 +19,11 @@ def open_store(
     batch_size: int = 1000,
     migrate: bool = True,
     retry_seconds: float = DB_RETRY_SECONDS,
+    cache: UserCache | None = None,
 ) -> Store:
     """Connect to the store at `url`, bringing its schema up to date first. Work that
-    loses its connection is tried again for `retry_seconds` (`StoreCore.retrying`)."""
+    loses its connection is tried again for `retry_seconds` (`StoreCore.retrying`). With
+    `cache`, users are read through it and writes of users invalidate it."""
     engine = create(url)
     migrated = migrate and upgrade(engine)
     store: Store
@@ -28,6 +35,7 @@ def open_store(
         from drumbeat.store.sqlite import SQLiteStore
 
         store = SQLiteStore(engine, batch_size=batch_size, retry_seconds=retry_seconds)
+    store.user_cache = cache
     if migrated:  # a revision may have dropped an index a live rule wants (0007, 0011)
         store.sync_attribute_indexes()
     return store

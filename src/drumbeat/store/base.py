@@ -6,7 +6,8 @@ differ per database (bulk upserts) live in `sqlite.py` and `postgres.py`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,11 +21,13 @@ from drumbeat.model.user import User
 from drumbeat.store.batches import BatchStore
 from drumbeat.store.campaigns import CampaignStore
 from drumbeat.store.core import StoreCore, chunks
+from drumbeat.store.event_path import EventPathStore
 from drumbeat.store.indexes import AttributeIndexStore
 from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 
 if TYPE_CHECKING:
+    from drumbeat.cache import UserCache
     from drumbeat.model.rules import EventCondition, Rule
 
 USER_COLUMNS = (
@@ -44,6 +47,9 @@ _LOAD_USERS = f"""
 SELECT {", ".join(USER_COLUMNS)} FROM users WHERE workspace_id = ? AND user_id IN_IDS
 """
 
+Then = Callable[[Connection], object]  # a last step of a write's transaction
+_USER_VERSIONS = "SELECT user_id, version FROM users WHERE workspace_id = ? AND user_id IN_IDS"
+
 
 def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     """One record per user, later calls winning field by field (a batch may name a user twice)."""
@@ -60,8 +66,10 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     return list(merged.values())
 
 
-class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCore):
+class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeIndexStore, StoreCore):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
+
+    user_cache: UserCache | None = None  # attached by `open_store(cache=…)`
 
     # ---- workspaces ---------------------------------------------------------------------
 
@@ -122,6 +130,11 @@ class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCo
 
     # ---- users --------------------------------------------------------------------------
 
+    def users_changed(self, ws: int, user_ids: Sequence[str]) -> None:
+        """After a commit that wrote `user_ids`: the user cache forgets them."""
+        if self.user_cache is not None and user_ids:
+            self.user_cache.invalidate_many(ws, user_ids)
+
     def write_users(
         self,
         ws: int,
@@ -129,33 +142,52 @@ class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCo
         now: float,
         *,
         new_types: Mapping[str, AttrType] | None = None,
+        then: Then | None = None,
     ) -> int:
         """Upsert users in one transaction: given fields replace, attributes merge (None
-        removes one); version and updated_at move only for users that changed."""
+        removes one); version and updated_at move only for users that changed. `then`
+        runs last in the transaction (the event path)."""
         rows = merge_user_records(records)
         with metrics.timed("store.write_users", len(rows)), self.writing() as conn:
             self._register_types(conn, ws, new_types or {})
-            return self._upsert_users(conn, ws, rows, now)
+            written = self._upsert_users(conn, ws, rows, now)
+            if then is not None:
+                then(conn)
+        self.users_changed(ws, [row.user_id for row in rows])
+        return written
 
     def load_users(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
-        """The users among `user_ids` (unknown ids are left out), one query per batch."""
+        """The users among `user_ids` (unknown ids are left out), one query per batch;
+        through the user cache if one is attached (`drumbeat.cache.read_through`)."""
+        with metrics.timed("users.load", len(user_ids)):
+            if self.user_cache is None:
+                return self.load_users_from_store(ws, user_ids)
+            from drumbeat.cache import read_through
+
+            return read_through(self, self.user_cache, ws, user_ids)
+
+    def load_users_from_store(self, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
+        with metrics.timed("store.load_users", len(user_ids)), self.engine.connect() as conn:
+            return self.read_users(conn, ws, user_ids)
+
+    def user_versions(self, ws: int, user_ids: Sequence[str]) -> dict[str, int]:
+        """Each known user's version, one narrow query per batch (the memory cache's check)."""
+        found: dict[str, int] = {}
+        with metrics.timed("store.user_versions", len(user_ids)), self.engine.connect() as conn:
+            for part in chunks(user_ids, self.batch_size):
+                found.update(self._fetch_by_ids(conn, _USER_VERSIONS, (ws,), part))
+        return found
+
+    def read_users(self, conn: Connection, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
+        """`load_users` in `conn`'s transaction."""
         found: dict[str, User] = {}
         loads = orjson.loads if self.dialect == "sqlite" else None
-        with metrics.timed("store.load_users", len(user_ids)), self.engine.connect() as conn:
-            for part in chunks(user_ids, self.batch_size):
-                for row in self._fetch_by_ids(conn, _LOAD_USERS, (ws,), part):
-                    attributes = loads(row[6]) if loads is not None else row[6]
-                    found[row[0]] = User(
-                        row[0],
-                        row[1],
-                        row[2],
-                        bool(row[3]),
-                        row[4],
-                        row[5],
-                        attributes,
-                        row[7],
-                        row[8],
-                    )
+        for part in chunks(user_ids, self.batch_size):
+            for row in self._fetch_by_ids(conn, _LOAD_USERS, (ws,), part):
+                attributes = loads(row[6]) if loads is not None else row[6]
+                found[row[0]] = User(
+                    row[0], row[1], row[2], bool(row[3]), row[4], row[5], attributes, row[7], row[8]
+                )
         return found
 
     def count_users(self, ws: int) -> int:
@@ -173,13 +205,18 @@ class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCo
 
     # ---- events -------------------------------------------------------------------------
 
-    def write_events(self, ws: int, records: Sequence[EventRecord], now: float) -> int:
+    def write_events(
+        self, ws: int, records: Sequence[EventRecord], now: float, *, then: Then | None = None
+    ) -> int:
         """Append events received at `now` (a repeated message_id is ignored), creating the
         users not known yet; returns how many were new. Users who are known are not written:
-        the planner finds them by the events' `received_at` (`event_users`)."""
+        the planner finds them by the events' `received_at` (`event_users`). `then` runs
+        last in the transaction (the event path)."""
         with metrics.timed("store.write_events", len(records)), self.writing() as conn:
             inserted = self._insert_events(conn, ws, records, now)
             self._add_users(conn, ws, sorted({r.user_id for r in records}), now)
+            if then is not None:
+                then(conn)
             return inserted
 
     def write_calls(
@@ -190,21 +227,26 @@ class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCo
         now: float,
         *,
         new_types: Mapping[str, AttrType] | None = None,
+        then: Then | None = None,
     ) -> int:
-        """Identify and track calls in one transaction (an API batch: all of it or none);
-        returns how many events were new. Users are written in id order: two requests that
-        name the same users in other orders would otherwise lock them crosswise (deadlock)."""
+        """Identify and track calls in one transaction (an API batch: all of it or none),
+        `then` last in it (the event path); returns how many events were new. Users are
+        written in id order: two requests that name the same users in other orders would
+        otherwise lock them crosswise (deadlock)."""
         rows = sorted(merge_user_records(user_records), key=lambda record: record.user_id)
         size = len(rows) + len(event_records)
         with metrics.timed("store.write_calls", size), self.writing() as conn:
             self._register_types(conn, ws, new_types or {})
             if rows:
                 self._upsert_users(conn, ws, rows, now)
-            if not event_records:
-                return 0
-            inserted = self._insert_events(conn, ws, event_records, now)
-            self._add_users(conn, ws, sorted({r.user_id for r in event_records}), now)
-            return inserted
+            inserted = 0
+            if event_records:
+                inserted = self._insert_events(conn, ws, event_records, now)
+                self._add_users(conn, ws, sorted({r.user_id for r in event_records}), now)
+            if then is not None:
+                then(conn)
+        self.users_changed(ws, [row.user_id for row in rows])
+        return inserted
 
     def count_events(self, ws: int) -> int:
         with self.engine.connect() as conn:
@@ -215,17 +257,24 @@ class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCo
             )
 
     def event_counts(
-        self, ws: int, user_ids: Sequence[str], conditions: Sequence[EventCondition], now: float
+        self,
+        ws: int,
+        user_ids: Sequence[str],
+        conditions: Sequence[EventCondition],
+        now: float,
+        conn: Connection | None = None,
     ) -> dict[str, dict[str, int]]:
         """{user_id: {condition key: count}} for each user with a non-zero count; one query
-        per batch of users for all the conditions."""
+        per batch of users for all the conditions. In `conn`'s transaction if given."""
         from drumbeat.rules.sql import event_facts_select
 
         facts: dict[str, dict[str, int]] = {}
         if not conditions:
             return facts
         keys = [condition.key for condition in conditions]
-        with metrics.timed("store.event_counts", len(user_ids)), self.engine.connect() as conn:
+        with metrics.timed("store.event_counts", len(user_ids)), ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self.engine.connect())
             for part in chunks(user_ids, self.batch_size):
                 query = event_facts_select(
                     conditions, workspace_id=ws, user_ids=list(part), now=now, dialect=self.dialect

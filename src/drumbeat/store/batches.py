@@ -14,6 +14,7 @@ from sqlalchemy import Connection, and_, case, func, or_, select, update
 from drumbeat import metrics
 from drumbeat.errors import InvalidInput
 from drumbeat.store.core import StoreCore
+from drumbeat.store.event_path import lock_campaigns
 from drumbeat.store.owners import claim_owner, gone_processes, host_owner, process_owner
 from drumbeat.store.schema import batches, workspaces
 
@@ -46,6 +47,9 @@ class BatchStore(StoreCore):
         due_at: float,
         now: float,
     ) -> int:
+        """Write the campaign's batches, holding its planning lock (`lock_campaigns`) until
+        `conn` commits: the one-user event path, which takes it too, either sees them (and
+        leaves their users to them) or finishes before any of them is worked."""
         rows = [
             {
                 "workspace_id": ws,
@@ -63,6 +67,7 @@ class BatchStore(StoreCore):
             if part
         ]
         if rows:
+            lock_campaigns(conn, ws, [key])
             conn.execute(batches.insert(), rows)
         return len(rows)
 

@@ -239,6 +239,13 @@ class CampaignStore(StoreCore):
 
     def write_members(self, conn: Connection, ws: int, key: str, members: Sequence[Member]) -> None:
         """Upsert memberships (the latest entry of each user)."""
+        self.write_memberships(conn, ws, [(key, m) for m in members])
+
+    def write_memberships(
+        self, conn: Connection, ws: int, members: Sequence[tuple[str, Member]]
+    ) -> None:
+        """Upsert memberships of any campaigns, each given with its campaign's key, in one
+        statement (the event path decides for several campaigns at once)."""
         if not members:
             return
         rows = [
@@ -258,7 +265,7 @@ class CampaignStore(StoreCore):
                 m.exit_reason,
                 m.attributed,
             )
-            for m in members
+            for key, m in members
         ]
         self._executemany(conn, _UPSERT_MEMBERS, rows)
 

@@ -118,11 +118,17 @@ class OutboxStore(StoreCore):
         self, conn: Connection, ws: int, key: str, messages: Sequence[OutMessage]
     ) -> int:
         """Queue messages; one whose dedupe key exists already is ignored (at most once)."""
+        return self.insert_campaign_messages(conn, ws, [(key, m) for m in messages])
+
+    def insert_campaign_messages(
+        self, conn: Connection, ws: int, messages: Sequence[tuple[str, OutMessage]]
+    ) -> int:
+        """`insert_messages` of any campaigns, each message given with its campaign's key."""
         if not messages:
             return 0
         payloads: dict[int, str] = {}  # one serialisation per step, not per message
         rows = []
-        for m in messages:
+        for key, m in messages:
             payload = payloads.get(id(m.payload))
             if payload is None:
                 payload = payloads[id(m.payload)] = orjson.dumps(m.payload).decode()

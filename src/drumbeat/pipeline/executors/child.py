@@ -15,6 +15,7 @@ from collections.abc import Callable
 import orjson
 
 from drumbeat import metrics
+from drumbeat.cache import user_cache
 from drumbeat.config import Settings
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.executors.processes import report_line
@@ -34,6 +35,7 @@ def main() -> None:
         batch_size=settings.batch_size,
         migrate=False,
         retry_seconds=settings.db_retry_seconds,
+        cache=user_cache(settings),
     )
     programs = Programs(store)
     out = sys.stdout.buffer
