@@ -235,6 +235,31 @@ class Drumbeat:
             raise InvalidToken(f"unsubscribe token of workspace {workspace!r}")
         return user_id
 
+    def unsubscribe_url(self, user_id: str) -> str:
+        """The user's unsubscribe link, as emails carry it: `{public_url}/unsubscribe/{token}`
+        (for a "manage emails" page of the product, say)."""
+        from drumbeat.channels.keys import SigningKeys
+        from drumbeat.channels.tokens import unsubscribe_token
+
+        key = SigningKeys(self.config, self.store)(self.config.workspace)
+        token = unsubscribe_token(key, self.config.workspace, user_id)
+        return f"{self.config.public_url.rstrip('/')}/unsubscribe/{token}"
+
+    def inbox_token(self, user_id: str, ttl: str | float = "1d") -> str:
+        """A token that opens `user_id`'s inbox over the HTTP API (`Authorization: Bearer …`
+        on `/v1/inbox/{user_id}`) for `ttl` (`1d`, `12h` or seconds) of real time. Mint it in
+        the product's backend for the signed-in user and hand it to their browser."""
+        import time
+
+        from drumbeat.channels.keys import SigningKeys
+        from drumbeat.channels.tokens import inbox_token
+
+        if not user_id or NUL in user_id:
+            raise InvalidInput(Problem("user_id", "a non-empty id without NUL characters"))
+        expires = int(time.time() + interval(ttl, "ttl"))
+        key = SigningKeys(self.config, self.store)(self.config.workspace)
+        return inbox_token(key, self.config.workspace, user_id, expires)
+
     def batches(
         self, status: str | None = None, campaign: str | None = None, *, limit: int | None = None
     ) -> list[Batch]:

@@ -6,6 +6,7 @@ refused rather than ignored (README.md, "The shapes"). The Redis URL serves the 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -96,6 +97,19 @@ class Settings(BaseSettings):
     )
     public_url: str = Field(
         "http://localhost:8000", description="base of links in messages (unsubscribe)"
+    )
+
+    # the HTTP API (`drumbeat serve`)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins (https://app.example.com) whose pages may call the API from the "
+        "browser, e.g. the in-app inbox; * for any; none by default",
+    )
+    api_rate_limit: float | None = Field(
+        None,
+        gt=0,
+        description="requests per second per key (a token bucket in each serving process, so "
+        "N times that with --workers N); unset: no limit",
     )
 
     # email (SMTP); unset host means email goes to the file channel (a dry run)
@@ -225,7 +239,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("webhook_allow", mode="before")
+    @field_validator("webhook_allow", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """`DRUMBEAT_WEBHOOK_ALLOW=127.0.0.1,hooks.internal` or a JSON list."""
@@ -236,8 +250,23 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """An origin is scheme://host[:port], nothing after: what a browser sends."""
+        bad = [o for o in value if o != "*" and not ORIGIN.fullmatch(o)]
+        if bad:
+            raise PydanticCustomError(
+                "origin",
+                "{bad}: an origin is scheme://host[:port] with no path, e.g. "
+                "https://app.example.com, or *",
+                {"bad": ", ".join(map(repr, bad))},
+            )
+        return value
+
 
 MIN_SECRET_KEY = 16
+ORIGIN = re.compile(r"https?://[^/?#\s:]+(:[0-9]{1,5})?")
 PUBLIC_KEYS = frozenset({"change-me"})  # the default of earlier versions, in their docs
 
 REDIS_CACHE = (

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +49,12 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail(f"drumbeat serve did not answer /healthz within 30 s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a running `drumbeat serve` on a free localhost port."""
+@contextmanager
+def serving(database_url: str, log: Path, **env: str) -> Iterator[str]:
+    """A `drumbeat serve` on a free localhost port, with these DRUMBEAT_* settings added to
+    the environment, for as long as the `with` lasts: its base URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "DRUMBEAT_DATABASE_URL": database_url}
+    env = {**os.environ, "DRUMBEAT_DATABASE_URL": database_url, **env}
     command = [sys.executable, "-m", "drumbeat", "serve", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -66,6 +67,13 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         process.wait(timeout=20)
 
 
+@pytest.fixture(scope="module")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a running `drumbeat serve` on a free localhost port."""
+    with serving(database_url, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url
+
+
 @dataclass
 class Tenant:
     """A workspace of its own and a write key for it."""
@@ -73,6 +81,7 @@ class Tenant:
     ws: int
     key: str
     store: Store
+    name: str
 
     def auth(self) -> tuple[str, str]:
         return (self.key, "")
@@ -86,9 +95,10 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 def new_tenant(store: Store, scope: str = "write") -> Tenant:
-    ws = create_workspace(store, f"api-{uuid.uuid4().hex[:12]}", time.time())
+    name = f"api-{uuid.uuid4().hex[:12]}"
+    ws = create_workspace(store, name, time.time())
     _key_id, token = create_key(store, ws, scope, time.time())
-    return Tenant(ws, token, store)
+    return Tenant(ws, token, store, name)
 
 
 @pytest.fixture

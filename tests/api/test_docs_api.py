@@ -16,7 +16,10 @@ from tests.e2e.test_docs import ROOT
 
 DOC = (ROOT / "docs" / "api.md").read_text()
 README = (ROOT / "README.md").read_text()
-RUN = re.compile(r"<!-- run-by: [^>]*-->\n```sh\n(.*?)```(?:\n\n```json\n(.*?)```)?", re.S)
+RUN = re.compile(
+    r"<!-- run-by: tests/api/test_docs_api.py[^>]*-->\n```sh\n(.*?)```(?:\n\n```json\n(.*?)```)?",
+    re.S,
+)
 
 
 def run_block(block: str, server: str, tenant: Tenant) -> str:

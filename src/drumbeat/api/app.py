@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from drumbeat.api import tracking
+from drumbeat.api import cors, inbox, ratelimit, tracking, unsubscribe
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput
 from drumbeat.store import migrate, open_store
@@ -36,10 +36,15 @@ def create_app(database_url: str | None = None) -> FastAPI:
             app.state.store.close()
 
     app = FastAPI(title="Drumbeat", version="0.1.0", lifespan=lifespan)
+    app.state.config = config
     app.include_router(tracking.router)
+    app.include_router(inbox.router)
+    app.include_router(unsubscribe.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"])
     app.add_exception_handler(InvalidInput, _invalid_input)
+    ratelimit.install(app, config)
+    cors.install(app, config)  # outermost: a 429 carries the CORS headers too
     return app
 
 

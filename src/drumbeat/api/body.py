@@ -18,6 +18,15 @@ def too_large(limit: int) -> HTTPException:
 
 async def read_json(request: Request, limit: int) -> Any:
     """The body as JSON; the limit holds for the body as sent and, gzipped, as unpacked."""
+    data = await read_body(request, limit)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"body is not JSON: {exc}") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body's bytes, gunzipped if sent so; 413 past `limit` either way."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
@@ -29,10 +38,7 @@ async def read_json(request: Request, limit: int) -> Any:
     data = bytes(raw)
     if request.headers.get("content-encoding", "").lower() == "gzip":
         data = _gunzip(data, limit)
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(400, f"body is not JSON: {exc}") from None
+    return data
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:

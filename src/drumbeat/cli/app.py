@@ -21,6 +21,7 @@ from drumbeat.cli import (
     inspect,
     keys,
     serve,
+    tokens,
 )
 from drumbeat.cli.context import State
 
@@ -98,6 +99,7 @@ app.command("cap")(flow.cap)
 app.command("outbox")(inspect.outbox)
 app.command("members")(inspect.members)
 app.command("inbox")(inspect.inbox)
+app.command("inbox-token")(tokens.inbox_token)
 app.command("stats")(inspect.stats)
 app.add_typer(batches.app, name="batches")
 app.command("demo")(demo.demo)

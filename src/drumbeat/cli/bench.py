@@ -178,3 +178,32 @@ def access(
     if changed > users:
         raise InvalidInput(f"--changed ({changed:,}) must be at most --users ({users:,})")
     show("access", run(users, changed, campaigns, redis), write)
+
+
+@app.command("api")
+def api(
+    batches: Annotated[int, typer.Option(min=1, help="/v1/batch requests of 100 events")] = 2000,
+    tracks: Annotated[int, typer.Option(min=1, help="single /v1/track requests")] = 5000,
+    concurrency: Annotated[int, typer.Option(min=1, help="connections at once")] = 8,
+    workers: Annotated[int, typer.Option(min=1, help="drumbeat serve --workers")] = 2,
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """The tracking API under load from another process on this host: events stored/s and
+    latency of /v1/batch (100 events a request), requests/s and p99 of single /v1/track
+    calls, on SQLite (and PostgreSQL if given), next to the Python API and /healthz."""
+    import tempfile
+
+    from drumbeat.bench.api import run
+    from drumbeat.errors import require
+
+    require("fastapi", feature="drumbeat bench api", extra="api")
+    figures = []
+    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
+        figures += run(f"sqlite:///{folder}/bench.db", batches, tracks, concurrency, workers)
+    if postgres:
+        figures += run(postgres, batches, tracks, concurrency, workers)
+    show("api", figures, write)
