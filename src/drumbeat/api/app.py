@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from drumbeat.api import tracking
+from drumbeat.api import campaigns, deliveries, operations, tracking, users
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput
 from drumbeat.store import migrate, open_store
@@ -24,6 +24,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = open_store(config.database_url, batch_size=config.batch_size)
         app.state.head = migrate.head()
+        app.state.config = config
         try:
             yield
         finally:
@@ -31,6 +32,10 @@ def create_app(database_url: str | None = None) -> FastAPI:
 
     app = FastAPI(title="Drumbeat", version="0.1.0", lifespan=lifespan)
     app.include_router(tracking.router)
+    app.include_router(campaigns.router)
+    app.include_router(users.router)
+    app.include_router(operations.router)
+    app.include_router(deliveries.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"])
     app.add_exception_handler(InvalidInput, _invalid_input)
