@@ -48,8 +48,12 @@ class ErasureStore(StoreCore):
             return self._add_suppressions(conn, rows)
 
     def _add_suppressions(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
-        done = conn.execute(self._insert_ignore(suppressions), list(rows))
-        return max(0, int(done.rowcount))
+        """Insert the rows not there yet (one multi-row statement a batch); how many."""
+        added = 0
+        for part in chunks(rows, self.batch_size):
+            insert = self._insert_ignore(suppressions).values(list(part))
+            added += len(conn.execute(insert.returning(suppressions.c.address_hash)).all())
+        return added
 
     def suppressed(self, ws: int, addresses: Iterable[str]) -> set[str]:
         """Which of the addresses are suppressed (as given), one query per batch."""
