@@ -16,16 +16,22 @@ from tests.e2e.test_docs import ROOT
 
 DOC = (ROOT / "docs" / "api.md").read_text()
 README = (ROOT / "README.md").read_text()
-RUN = re.compile(r"<!-- run-by: [^>]*-->\n```sh\n(.*?)```(?:\n\n```json\n(.*?)```)?", re.S)
+RUN = re.compile(
+    r"<!-- run-by: tests/api/test_docs_api.py[^>]*-->\n```sh\n(.*?)```(?:\n\n```json\n(.*?)```)?",
+    re.S,
+)
 
 
-def run_block(block: str, server: str, tenant: Tenant) -> str:
+def run_block(
+    block: str, server: str, tenant: Tenant, env: dict[str, str] | None = None, cwd: str = "."
+) -> str:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     script = block.replace("http://127.0.0.1:8000", server)
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
-        env={**os.environ, "DRUMBEAT_KEY": tenant.key},
+        env={**os.environ, "DRUMBEAT_KEY": tenant.key, **(env or {})},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,

@@ -48,6 +48,23 @@ class CampaignView(CampaignDetail):
 
 
 @dataclass(frozen=True)
+class AppliedView:
+    key: str
+    version: int
+    status: str | None
+    kept: int  # active members whose step this version keeps
+    moved: dict[str, int]  # removed step → members who exit as completed
+
+
+@dataclass(frozen=True)
+class CheckedView:
+    key: str
+    name: str
+    steps: list[str]  # the step tree, one line a step
+    audience: int  # users in the audience now
+
+
+@dataclass(frozen=True)
 class StatusView:
     key: str
     status: str
@@ -96,16 +113,16 @@ def _existing(client: Drumbeat, key: str) -> Any:
 @router.post(
     "",
     openapi_extra=_DEFINITION_BODY,
-    response_model=Applied,
+    response_model=AppliedView,
     status_code=201,
-    responses={200: {"model": Applied, "description": "A new version of an existing campaign"}},
+    responses={200: {"model": AppliedView, "description": "A new version of a campaign"}},
 )
 def apply(
     response: Response,
     doc: Any = Depends(definition),
     activate: bool = Query(False, description="Make it active"),
     client: Drumbeat = Depends(workspace),
-) -> Applied:
+) -> AppliedView:
     """Create the campaign (201) or store its next version (200); members keep their step
     if the new version has it, and exit as completed if not. An archived campaign: 409."""
     key = doc.get("key") if isinstance(doc, dict) else None
@@ -116,16 +133,18 @@ def apply(
     (applied,) = _checked(lambda d: client.campaigns.apply(d, activate=activate), doc)
     if applied.version > 1:
         response.status_code = 200
-    return applied
+    return AppliedView(
+        applied.key, applied.version, applied.status, applied.kept, dict(applied.moved)
+    )
 
 
-@router.post("/check", openapi_extra=_DEFINITION_BODY, response_model=Checked)
-def check(doc: Any = Depends(definition), client: Drumbeat = Depends(workspace)) -> Checked:
+@router.post("/check", openapi_extra=_DEFINITION_BODY, response_model=CheckedView)
+def check(doc: Any = Depends(definition), client: Drumbeat = Depends(workspace)) -> CheckedView:
     """Validate a definition without storing it: its step tree and audience size now, or
     400 with every problem at its path (as `drumbeat campaign check`)."""
     checked: Checked
     (checked,) = _checked(client.campaigns.check, doc)
-    return checked
+    return CheckedView(checked.key, checked.name, checked.steps, checked.audience)
 
 
 @router.get("", response_model=list[CampaignSummary])
