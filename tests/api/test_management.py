@@ -218,3 +218,23 @@ def test_a_write_key_may_not_manage(server: str, store, method: str, path: str):
     answer = call(server, writer, method, path, json=DRIP)
     assert answer.status_code == 403
     assert "admin key" in answer.json()["detail"]
+
+
+def test_what_no_database_takes_is_refused_before_it_reaches_one(server: str, admin: Tenant):
+    for method, path, options, field in (
+        ("GET", "/v1/outbox", {"params": {"user_id": "u\x00"}}, "user_id"),
+        ("GET", "/v1/campaigns/a%00b", {}, "key"),
+        ("DELETE", "/v1/users/u%00", {}, "user_id"),
+        ("POST", "/v1/campaigns", {"json": {**DRIP, "name": "a\x00"}}, "body"),
+        ("POST", f"/v1/batches/{2**63}/retry", {}, "batch_id"),
+        (
+            "GET",
+            "/v1/batches",
+            {"params": {"cursor": "eyJhZnRlciI6OTIyMzM3MjAzNjg1NDc3NTgwOH0"}},
+            "cursor",
+        ),
+    ):
+        answer = call(server, admin, method, path, **options)
+        assert answer.status_code == 400, (path, answer.text)
+        assert [p["path"] for p in answer.json()["problems"]] == [field], path
+    assert admin.store.campaign(admin.ws, "drip") is None

@@ -27,6 +27,9 @@ from drumbeat.errors import InvalidInput, Problem
 from drumbeat.pipeline.clock import store_now
 from drumbeat.store.keys import ApiKey
 
+NUL = "\x00"
+MAX_ID = 2**63 - 1  # ids are 64-bit: a larger one is no row's, and no database takes it
+
 
 class ApiProblem(BaseModel):
     path: str
@@ -85,6 +88,10 @@ class AdminRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            given = [*request.path_params.items(), *request.query_params.multi_items()]
+            nul = [Problem(name, "contains a NUL character") for name, v in given if NUL in v]
+            if nul:  # no database stores one in text, PostgreSQL refuses it outright
+                return _body(400, "invalid request", nul)
             try:
                 return await handle(request)
             except RequestValidationError as exc:
@@ -127,7 +134,7 @@ def decode_cursor(cursor: str | None) -> int | None:
     except (binascii.Error, ValueError):
         value = None
     after = value.get("after") if isinstance(value, dict) else None
-    if not isinstance(after, int) or isinstance(after, bool):
+    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_ID:
         raise ApiError(400, "cursor", "not a cursor this API gave (pass next_cursor as is)")
     return after
 

@@ -75,6 +75,17 @@ async def definition(request: Request) -> Any:
     raw = await request.body()
     if len(raw) > MAX_DEFINITION:
         raise InvalidInput(Problem("body", f"larger than {MAX_DEFINITION // 1024} KB"))
+    doc = _parsed(request, raw)
+    try:
+        shown = orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidInput(Problem("body", str(exc))) from None
+    if b"\\u0000" in shown:  # no database stores one in JSON text
+        raise InvalidInput(Problem("body", "contains a NUL character"))
+    return doc
+
+
+def _parsed(request: Request, raw: bytes) -> Any:
     if "yaml" in request.headers.get("content-type", ""):
         try:
             return load_yaml(raw.decode("utf-8", errors="replace"))

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from drumbeat.api.admin import (
     ERRORS,
+    MAX_ID,
     AdminRoute,
     conflict,
     decode_cursor,
@@ -76,7 +77,9 @@ def batches(
 
 
 @router.post("/batches/{batch_id}/retry", response_model=Batch)
-def retry_batch(batch_id: int, client: Drumbeat = Depends(workspace)) -> Batch:
+def retry_batch(
+    batch_id: int = Path(ge=1, le=MAX_ID), client: Drumbeat = Depends(workspace)
+) -> Batch:
     """Put a dead batch back to pending, its attempts reset: the next tick runs it. A
     batch that is not dead: 409."""
     found = client.batches(ids=[batch_id])
