@@ -205,7 +205,7 @@ def test_a_dead_batch_is_listed_and_retried_once(server: str, admin: Tenant):
     assert again.json()["problems"] == [
         {"path": "status", "message": f"batch {batch_id} is pending, not dead"}
     ]
-    assert call(server, admin, "POST", "/v1/batches/0/retry").status_code == 404
+    assert call(server, admin, "POST", "/v1/batches/999999999/retry").status_code == 404
     admin.store.set_campaign_status(admin.ws, "drip", "archived", 0.0)  # the batch skips
 
 

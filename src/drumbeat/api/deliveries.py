@@ -69,7 +69,12 @@ def _record(store: Store, config: Any, name: str, body: bytes, signature: str | 
     return Recorded(suppressed, found.soft_bounces)
 
 
-@router.post("/deliveries", openapi_extra=_BODY, response_model=Recorded, responses=ERRORS)
+@router.post(
+    "/deliveries",
+    openapi_extra=_BODY,
+    response_model=Recorded,
+    responses={400: ERRORS[400], 401: {**ERRORS[401], "description": "Not signed so"}},
+)
 async def deliveries(
     request: Request,
     workspace: str = Query(description="The workspace whose addresses these are"),
