@@ -98,7 +98,7 @@ class AdminRoute(APIRoute):
                 problems = [Problem(_field(e["loc"]), e["msg"]) for e in exc.errors()]
                 return _body(400, "invalid request", problems)
             except InvalidInput as exc:
-                return _body(400, str(exc).splitlines()[0], exc.problems)
+                return _body(400, str(exc).splitlines()[0].rstrip(":"), exc.problems)
             except ApiError as exc:
                 return _body(exc.status, str(exc), [exc.problem])
 
