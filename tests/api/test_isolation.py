@@ -54,6 +54,11 @@ def test_every_management_endpoint_is_called_here():
     paths = create_app("sqlite://").openapi()["paths"]
     documented = {(method.upper(), path) for path, ops in paths.items() for method in ops}
     assert {(m, r.replace(":path", "")) for m, r in served | SIGNED} <= documented
+    for method, route in served | SIGNED:  # each answer has its schema, errors theirs
+        responses = paths[route.replace(":path", "")][method.lower()]["responses"]
+        ok = responses.get("200") or responses["201"]
+        assert "$ref" in str(ok["content"]["application/json"]["schema"]), route
+        assert "ErrorBody" in str(responses["400"]), route
 
 
 def snapshot(a: Tenant) -> tuple[Any, ...]:
