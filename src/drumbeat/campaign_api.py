@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drumbeat.campaign_stats import campaign_stats, messages_by_step
 from drumbeat.campaigns import (
     CAMPAIGN_SUFFIXES,
     ApplyPlan,
@@ -24,7 +25,7 @@ from drumbeat.campaigns import (
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.campaign import Campaign, parse_campaign
 from drumbeat.store.campaigns import CampaignRow
-from drumbeat.views import Applied, CampaignDetail, CampaignSummary, Checked
+from drumbeat.views import Applied, CampaignDetail, CampaignStats, CampaignSummary, Checked
 
 if TYPE_CHECKING:
     from drumbeat.client import Drumbeat
@@ -93,10 +94,6 @@ class Campaigns:
     def show(self, key: str) -> CampaignDetail:
         client = self._client
         row = self.require(key)
-        messages: dict[str, dict[str, int]] = {}
-        for (campaign, step, status), n in sorted(client.store.outbox_counts(client.ws).items()):
-            if campaign == key:
-                messages.setdefault(step, {})[status] = n
         return CampaignDetail(
             key,
             row.name,
@@ -106,8 +103,13 @@ class Campaigns:
             list(step_tree(parse_campaign(row.definition).steps)),
             client.store.member_counts(client.ws, key),
             client.store.positions(client.ws, key),
-            messages,
+            messages_by_step(client.store, client.ws, key),
         )
+
+    def stats(self, key: str) -> CampaignStats:
+        """Messages by step and status, members by state, exits by reason, and conversion
+        per path of the campaign's first split (its control group against the others)."""
+        return campaign_stats(self._client.store, self._client.ws, self.require(key))
 
     def pause(self, key: str) -> None:
         """Stop planning and running the campaign; members stay where they are."""

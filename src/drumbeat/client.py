@@ -20,7 +20,7 @@ from drumbeat.pipeline.clock import StoreClock
 from drumbeat.pipeline.events import EventPath
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import chunks
-from drumbeat.views import Advanced, Batch, Membership, Message
+from drumbeat.views import Advanced, Batch, Membership, Message, UserDetail
 
 if TYPE_CHECKING:
     from drumbeat.campaign_api import Campaigns
@@ -66,6 +66,15 @@ class Drumbeat:
         # the store's virtual clock when one is set (`drumbeat advance`), else real time
         self.clock: Clock = clock or StoreClock(self.store)
         self.ws = self.store.workspace_id(self.config.workspace, now=self.clock())
+
+    @classmethod
+    def attached(cls, store: Store, ws: int, config: Settings, clock: Clock) -> Drumbeat:
+        """A client of workspace `ws` on a store already open (the HTTP API makes one a
+        request on its server's store); closing it would close that store: don't."""
+        client = cls.__new__(cls)
+        client.config = config.model_copy(update={"workspace": store.workspace_name(ws)})
+        client.store, client.clock, client.ws = store, clock, ws
+        return client
 
     def close(self) -> None:
         self.store.close()
@@ -179,28 +188,70 @@ class Drumbeat:
         return [found[user_id] for user_id in ids if user_id in found]
 
     def outbox(
-        self, campaign: str | None = None, status: str | None = None, *, limit: int | None = 100
+        self,
+        campaign: str | None = None,
+        status: str | None = None,
+        *,
+        user_id: str | None = None,
+        after: int | None = None,
+        limit: int | None = 100,
     ) -> list[Message]:
         """Messages, oldest first: of one campaign, in one status (pending, sending, sent,
-        failed, dead), at most `limit` (None: all)."""
+        failed, dead), to one user, with an id above `after` (the last of a page), at most
+        `limit` (None: all)."""
         choice(MessageStatus, status, "status")
         if campaign is not None:
             self.campaigns.require(campaign)
-        rows = self.store.outbox_rows(self.ws, campaign=campaign, status=status, limit=limit)
-        return [
-            Message(
-                r["campaign_key"],
-                r["step_id"],
-                r["user_id"],
-                r["channel"],
-                r["status"],
-                r["attempts"],
-                r["created_at"],
-                r["sent_at"],
-                r["last_error"],
+        rows = self.store.outbox_rows(
+            self.ws, campaign=campaign, status=status, user_id=user_id, after_id=after, limit=limit
+        )
+        return [_message(r) for r in rows]
+
+    def user(self, user_id: str, *, messages: int = 20) -> UserDetail | None:
+        """The user's fields, attributes, campaigns and `messages` latest messages; None if
+        the workspace has no such user."""
+        user = self.users([user_id]).get(user_id)
+        if user is None:
+            return None
+        memberships = [
+            Membership(
+                user_id,
+                m["state"],
+                m["position"],
+                m["entry_count"],
+                m["entered_at"],
+                m["exited_at"],
+                m["exit_reason"],
+                m["campaign_key"],
             )
-            for r in rows
+            for m in self.store.user_memberships(self.ws, user_id)
         ]
+        latest = self.store.recent_messages(self.ws, user_id, messages)
+        return UserDetail(
+            user.user_id,
+            user.email,
+            user.timezone,
+            user.unsubscribed,
+            user.created_at,
+            user.last_seen_at,
+            dict(user.attributes),
+            memberships,
+            [_message(r) for r in latest],
+        )
+
+    def erase_user(self, user_id: str) -> bool:
+        """Delete the user with their events, memberships, messages and inbox, keeping only
+        the sha256 of their address so it is never mailed again; False if there was none."""
+        return self.store.erase_user(self.ws, user_id, self.clock())
+
+    def suppress(self, addresses: Iterable[str], reason: str) -> int:
+        """Never mail these addresses again (`reason`: erased, bounce or complaint); how
+        many were not suppressed already. Only their sha256 is kept."""
+        from drumbeat.store.erasure import REASONS
+
+        if reason not in REASONS:
+            raise InvalidInput(f"reason {reason!r}: use one of {', '.join(REASONS)}")
+        return self.store.suppress(self.ws, addresses, reason, self.clock())
 
     def members(
         self, campaign: str, state: str | None = None, *, limit: int | None = 100
@@ -261,14 +312,23 @@ class Drumbeat:
         return inbox_token(key, self.config.workspace, user_id, expires)
 
     def batches(
-        self, status: str | None = None, campaign: str | None = None, *, limit: int | None = None
+        self,
+        status: str | None = None,
+        campaign: str | None = None,
+        *,
+        ids: Sequence[int] | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[Batch]:
         """The workspace's batches, oldest first: in one status (pending, running, done,
-        skipped, dead), of one campaign, at most `limit` (None: all)."""
+        skipped, dead), of one campaign, among `ids`, with an id above `after` (the last of
+        a page), at most `limit` (None: all)."""
         choice(BatchStatus, status, "status")
         if campaign is not None:
             self.campaigns.require(campaign)
-        rows = self.store.batch_rows(self.ws, status=status, campaign=campaign, limit=limit)
+        rows = self.store.batch_rows(
+            self.ws, status=status, campaign=campaign, ids=ids, after_id=after, limit=limit
+        )
         return [_batch(r) for r in rows]
 
     def retry_batches(
@@ -319,6 +379,21 @@ class Drumbeat:
             for status, n in report.sent.items():
                 done.sent[status] = done.sent.get(status, 0) + n
         return done
+
+
+def _message(row: Mapping[str, Any]) -> Message:
+    return Message(
+        row["id"],
+        row["campaign_key"],
+        row["step_id"],
+        row["user_id"],
+        row["channel"],
+        row["status"],
+        row["attempts"],
+        row["created_at"],
+        row["sent_at"],
+        row["last_error"],
+    )
 
 
 def _batch(row: Mapping[str, Any]) -> Batch:

@@ -54,6 +54,7 @@ class CampaignDetail:
 
 @dataclass(frozen=True)
 class Message:
+    id: int  # the outbox row's: ids grow, so `outbox(after=id)` pages on
     campaign: str
     step: str
     user_id: str
@@ -74,6 +75,7 @@ class Membership:
     entered_at: float
     exited_at: float | None
     exit_reason: str | None
+    campaign: str | None = None  # given where memberships of several campaigns are listed
 
 
 @dataclass
@@ -101,3 +103,40 @@ class Batch:
     attempts: int
     created_at: float
     error: str | None
+
+
+@dataclass(frozen=True)
+class PathConversion:
+    """The members a split's path received, and how many of them reached the goal."""
+
+    entered: int
+    converted: int
+    rate: float | None  # converted / entered; None when nobody entered
+
+
+@dataclass(frozen=True)
+class CampaignStats:
+    """What a campaign did: messages by step and status, members by state, exits by
+    reason, and conversion per path of its first split (the control group's comparison)."""
+
+    key: str
+    messages: dict[str, dict[str, int]]  # step → status → messages
+    members: dict[str, int]  # state → members
+    exits: dict[str, int]  # exit reason → members who left for it
+    split: str | None  # the id of the split compared, if the campaign has one
+    paths: dict[str, PathConversion]  # path → its members and conversions
+
+
+@dataclass(frozen=True)
+class UserDetail:
+    """A user with their campaigns and latest messages (`Drumbeat.user`)."""
+
+    user_id: str
+    email: str | None
+    timezone: str | None
+    unsubscribed: bool
+    created_at: float | None
+    last_seen_at: float | None
+    attributes: dict[str, object]
+    memberships: list[Membership]  # `Membership.campaign` says which
+    messages: list[Message]  # newest first

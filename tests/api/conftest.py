@@ -19,6 +19,7 @@ import pytest
 
 from drumbeat.store import Store, open_store
 from drumbeat.store.keys import create_key, create_workspace
+from tests.conftest import archive_campaigns
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -104,3 +105,12 @@ def new_tenant(store: Store, scope: str = "write") -> Tenant:
 @pytest.fixture
 def tenant(store: Store) -> Tenant:
     return new_tenant(store)
+
+
+@pytest.fixture
+def admin(store: Store, database_url: str) -> Iterator[Tenant]:
+    """A workspace with an admin key; at the end its campaigns are archived and its work
+    ended, as `workspace_name` does (another test's tick would take them)."""
+    made = new_tenant(store, "admin")
+    yield made
+    archive_campaigns(database_url, store.workspace_name(made.ws))

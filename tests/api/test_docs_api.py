@@ -22,13 +22,16 @@ RUN = re.compile(
 )
 
 
-def run_block(block: str, server: str, tenant: Tenant) -> str:
+def run_block(
+    block: str, server: str, tenant: Tenant, env: dict[str, str] | None = None, cwd: str = "."
+) -> str:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     script = block.replace("http://127.0.0.1:8000", server)
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
-        env={**os.environ, "DRUMBEAT_KEY": tenant.key},
+        env={**os.environ, "DRUMBEAT_KEY": tenant.key, **(env or {})},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,

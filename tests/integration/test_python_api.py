@@ -154,6 +154,7 @@ def test_advance_runs_the_flow_and_the_records_show_it(database_url, workspace_n
         messages = db.outbox(campaign="drip", status="sent", limit=2)
         assert [type(m) for m in messages] == [Message, Message]
         assert asdict(messages[0]) | {"created_at": 0, "sent_at": 0} == {
+            "id": messages[0].id,
             "campaign": "drip",
             "step": "hello",
             "user_id": "u0",

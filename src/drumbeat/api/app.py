@@ -11,7 +11,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from drumbeat.api import cors, inbox, ratelimit, tracking, unsubscribe
+from drumbeat.api import (
+    campaigns,
+    cors,
+    deliveries,
+    inbox,
+    operations,
+    ratelimit,
+    tracking,
+    unsubscribe,
+    users,
+)
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput
 from drumbeat.store import migrate, open_store
@@ -40,6 +50,10 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(inbox.router)
     app.include_router(unsubscribe.router)
+    app.include_router(campaigns.router)
+    app.include_router(users.router)
+    app.include_router(operations.router)
+    app.include_router(deliveries.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"])
     app.add_exception_handler(InvalidInput, _invalid_input)

@@ -31,6 +31,8 @@ from drumbeat.model.user import User
 from drumbeat.store import Store
 from drumbeat.store.outbox import OutboxRow, SendResult
 
+EMAIL = "email"  # the channel that sends to the user's address, which may be suppressed
+
 
 def backoff(dedupe_key: str, attempts: int, first: float, most: float) -> float:
     """Real seconds before attempt `attempts + 1`: doubling from `first`, capped at `most`,
@@ -162,6 +164,7 @@ class Dispatcher:
             ),
             "reading the recipients",
         )
+        blocked = self._suppressed_addresses(ws, rows, users)
         results: list[SendResult] = []
         ready: dict[str, list[tuple[OutboxRow, Message]]] = defaultdict(list)
         missing: dict[int, set[str]] = defaultdict(set)  # row id → names written empty
@@ -169,6 +172,9 @@ class Dispatcher:
             user = users.get(row.user_id)
             if user is None or user.unsubscribed:  # suppression, checked again at send time
                 results.append(row_failed(row, "suppressed: unsubscribed"))
+            elif row.channel == EMAIL and user.email in blocked:
+                why = "suppressed: the address was erased, bounced or complained"
+                results.append(row_failed(row, why))
             elif row.channel not in self.channels:
                 known = ", ".join(sorted(self.channels))
                 results.append(row_failed(row, f"no channel {row.channel!r} (known: {known})"))
@@ -182,6 +188,22 @@ class Dispatcher:
             held = [(row, message) for row, message in pairs if keeper.holds(row.id)]
             results += self._deliver(self.channels[channel], held)
         return _note_missing(results, {row.id: row for row in rows}, missing)
+
+    def _suppressed_addresses(
+        self, ws: int, rows: Sequence[OutboxRow], users: Mapping[str, User]
+    ) -> set[str]:
+        """The addresses of the email rows' recipients that are suppressed (erased users'
+        addresses, hard bounces, complaints: `store/erasure.py`), in one query a batch."""
+        addresses = {
+            user.email
+            for row in rows
+            if row.channel == EMAIL and (user := users.get(row.user_id)) and user.email
+        }
+        if not addresses:
+            return set()
+        return self.store.retrying(
+            lambda: self.store.suppressed(ws, addresses), "reading suppressed addresses"
+        )
 
     def _message(
         self,

@@ -101,3 +101,19 @@ def key_revoke(
     store = _store(ctx)
     revoke_key(store, _workspace(ctx, store, workspace), key_id, time.time())
     console().print(f"key {key_id} revoked")
+
+
+@key_app.command("deliveries-secret")
+def key_deliveries_secret(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
+    """Print the secret an email provider signs the bounces and complaints it posts to
+    /v1/deliveries with (HMAC-SHA256 of the body). It is derived from the workspace's
+    signing key (DRUMBEAT_SECRET_KEY, or the random one kept in the store)."""
+    from drumbeat.channels.deliveries import deliveries_secret
+    from drumbeat.channels.keys import SigningKeys
+    from drumbeat.cli.output import console
+
+    config = state(ctx).settings()
+    store = _store(ctx)
+    name = workspace or config.workspace
+    _workspace(ctx, store, name)  # an unknown workspace is refused, not made
+    console().print(deliveries_secret(SigningKeys(config, store)(name), name), soft_wrap=True)

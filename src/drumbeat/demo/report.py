@@ -9,11 +9,10 @@ from collections import defaultdict
 from rich.console import Console
 
 from drumbeat import metrics
+from drumbeat.campaign_stats import split_conversion
 from drumbeat.cli.output import table
 from drumbeat.client import Drumbeat
 from drumbeat.demo.synthetic import RULES_DIR
-from drumbeat.engine.program import SplitNode
-from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 
 AUDIENCE_RULES = ("free-engaged.yaml", "lapsed-paid.yaml")
@@ -63,29 +62,15 @@ def exits_table(store: Store, ws: int) -> object:
 
 def control_table(store: Store, ws: int, key: str) -> object | None:
     """Conversion per path of the campaign's first split (the control group's comparison)."""
-    program = Programs(store).get(ws, key)
-    if program is None:
-        return None
-    split = next((n for n in program.nodes.values() if isinstance(n, SplitNode)), None)
+    row = store.campaign(ws, key)
+    split, paths = split_conversion(store, ws, row) if row is not None else (None, {})
     if split is None:
         return None
-    entered: dict[str, int] = defaultdict(int)
-    converted: dict[str, int] = defaultdict(int)
-    for member in store.members(ws, key):
-        path, _ = split.pick(f"{program.workspace}:{key}:{split.id}:{member.user_id}")
-        entered[path] += 1
-        converted[path] += member.state == "converted"
     rows = [
-        (
-            path,
-            entered[path],
-            converted[path],
-            f"{100 * converted[path] / entered[path]:.2f}%" if entered[path] else "—",
-        )
-        for path in sorted(entered)
+        (path, p.entered, p.converted, f"{100 * (p.rate or 0):.2f}%") for path, p in paths.items()
     ]
     return table(
-        f"{key}: conversion by path of split {split.id!r}",
+        f"{key}: conversion by path of split {split!r}",
         ("path", "entered", "converted", "rate"),
         rows,
     )

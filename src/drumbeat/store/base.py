@@ -21,6 +21,7 @@ from drumbeat.model.user import User
 from drumbeat.store.batches import BatchStore
 from drumbeat.store.campaigns import CampaignStore
 from drumbeat.store.core import StoreCore, chunks
+from drumbeat.store.erasure import ErasureStore
 from drumbeat.store.event_path import EventPathStore
 from drumbeat.store.indexes import AttributeIndexStore
 from drumbeat.store.outbox import OutboxStore
@@ -66,7 +67,15 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     return list(merged.values())
 
 
-class Store(CampaignStore, OutboxStore, BatchStore, EventPathStore, AttributeIndexStore, StoreCore):
+class Store(
+    CampaignStore,
+    OutboxStore,
+    BatchStore,
+    EventPathStore,
+    AttributeIndexStore,
+    ErasureStore,
+    StoreCore,
+):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
 
     user_cache: UserCache | None = None  # attached by `open_store(cache=…)`

@@ -231,15 +231,22 @@ class BatchStore(StoreCore):
         *,
         status: str | None = None,
         campaign: str | None = None,
+        ids: Collection[int] | None = None,
+        after_id: int | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The workspace's batches, oldest first: of one status, of one campaign."""
+        """The workspace's batches, oldest first: of one status, of one campaign, among
+        `ids`, from after `after_id` (keyset)."""
         b = batches.c
         query = select(*_LISTED).where(b.workspace_id == ws)
         if status is not None:
             query = query.where(b.status == status)
         if campaign is not None:
             query = query.where(b.campaign_key == campaign)
+        if ids is not None:
+            query = query.where(b.id.in_(sorted(set(ids))))
+        if after_id is not None:
+            query = query.where(b.id > after_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(b.id).limit(limit))]
 

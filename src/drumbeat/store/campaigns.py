@@ -291,6 +291,17 @@ class CampaignStore(StoreCore):
         with self.engine.connect() as conn:
             return {state: int(n) for state, n in conn.execute(query)}
 
+    def exit_counts(self, ws: int, key: str) -> dict[str, int]:
+        """How many members left the campaign for each reason."""
+        m = memberships.c
+        query = (
+            select(m.exit_reason, func.count())
+            .where(m.workspace_id == ws, m.campaign_key == key, m.exit_reason.is_not(None))
+            .group_by(m.exit_reason)
+        )
+        with self.engine.connect() as conn:
+            return {reason: int(n) for reason, n in conn.execute(query)}
+
     def positions(self, ws: int, key: str) -> dict[str, int]:
         """How many active members wait at each position."""
         query = (

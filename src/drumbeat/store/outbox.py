@@ -339,25 +339,34 @@ class OutboxStore(StoreCore):
         *,
         campaign: str | None = None,
         status: str | None = None,
+        user_id: str | None = None,
+        after_id: int | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
+        """The workspace's messages by id (oldest first), from after `after_id` (keyset)."""
         o = outbox.c
-        query = select(
-            o.campaign_key,
-            o.step_id,
-            o.user_id,
-            o.channel,
-            o.status,
-            o.attempts,
-            o.created_at,
-            o.sent_at,
-            o.last_error,
-        ).where(o.workspace_id == ws)
+        query = select(*_LISTED).where(o.workspace_id == ws)
         if campaign is not None:
             query = query.where(o.campaign_key == campaign)
         if status is not None:
             query = query.where(o.status == status)
+        if user_id is not None:
+            query = query.where(o.user_id == user_id)
+        if after_id is not None:
+            query = query.where(o.id > after_id)
         query = query.order_by(o.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def recent_messages(self, ws: int, user_id: str, limit: int) -> list[dict[str, Any]]:
+        """The user's `limit` latest messages, newest first (the user's outbox index)."""
+        o = outbox.c
+        query = (
+            select(*_LISTED)
+            .where(o.workspace_id == ws, o.user_id == user_id)
+            .order_by(o.created_at.desc(), o.id.desc())
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
@@ -371,3 +380,17 @@ class OutboxStore(StoreCore):
         )
         with self.engine.connect() as conn:
             return {(c, s, st): int(n) for c, s, st, n in conn.execute(query)}
+
+
+_LISTED = (
+    outbox.c.id,
+    outbox.c.campaign_key,
+    outbox.c.step_id,
+    outbox.c.user_id,
+    outbox.c.channel,
+    outbox.c.status,
+    outbox.c.attempts,
+    outbox.c.created_at,
+    outbox.c.sent_at,
+    outbox.c.last_error,
+)

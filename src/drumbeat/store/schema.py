@@ -253,3 +253,17 @@ api_keys = Table(
     Column("revoked_at", Epoch),
     Index(None, "workspace_id", "id"),
 )
+
+# ---- suppressions (revision 0014) ------------------------------------------------------
+
+# Addresses never to mail again, by the sha256 of the normalised address (store/erasure.py):
+# an erased user's address, a hard bounce, a complaint. Only the hash is kept, so erasing a
+# user leaves no address in the clear; the dispatcher checks it at send time, in bulk.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    _workspace(),
+    Column("address_hash", String(64), primary_key=True),
+    Column("reason", String(16), nullable=False),  # erased, bounce, complaint
+    Column("created_at", Epoch, nullable=False),
+)
