@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from drumbeat.api import tracking
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput
+from drumbeat.recorder import Recorder
 from drumbeat.store import migrate, open_store
 
 
@@ -24,9 +25,15 @@ def create_app(database_url: str | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = open_store(config.database_url, batch_size=config.batch_size)
         app.state.head = migrate.head()
+        recorder = Recorder(
+            app.state.store,
+            every=config.stats_flush_seconds,
+            keep=config.stats_keep_days * 86400,
+        )
         try:
             yield
         finally:
+            recorder.close()
             app.state.store.close()
 
     app = FastAPI(title="Drumbeat", version="0.1.0", lifespan=lifespan)

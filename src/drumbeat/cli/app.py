@@ -21,6 +21,7 @@ from drumbeat.cli import (
     inspect,
     keys,
     serve,
+    stats,
 )
 from drumbeat.cli.context import State
 
@@ -98,7 +99,7 @@ app.command("cap")(flow.cap)
 app.command("outbox")(inspect.outbox)
 app.command("members")(inspect.members)
 app.command("inbox")(inspect.inbox)
-app.command("stats")(inspect.stats)
+app.command("stats")(stats.stats)
 app.add_typer(batches.app, name="batches")
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")
