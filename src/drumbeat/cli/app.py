@@ -17,6 +17,7 @@ from drumbeat.cli import (
     campaign,
     data,
     demo,
+    explain,
     flow,
     inspect,
     keys,
@@ -100,6 +101,7 @@ app.command("outbox")(inspect.outbox)
 app.command("members")(inspect.members)
 app.command("inbox")(inspect.inbox)
 app.command("stats")(stats.stats)
+app.command("explain")(explain.explain)
 app.add_typer(batches.app, name="batches")
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")
