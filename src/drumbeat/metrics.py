@@ -69,7 +69,7 @@ Key = tuple[float, int, str, str]  # minute, workspace, kind, name
 _lock = threading.Lock()
 _summaries: dict[str, Summary] = {}
 _rows: dict[Key, Summary] = {}
-_for_store = False
+_recorders = 0  # rows are kept for the store while at least one recorder runs
 
 
 def kind_of(name: str) -> str:
@@ -77,11 +77,12 @@ def kind_of(name: str) -> str:
 
 
 def record_for_store(on: bool) -> None:
-    """Keep (or stop keeping) the per-minute rows `take_rows` hands to the store."""
-    global _for_store
+    """A recorder starts (or stops): while any runs, the per-minute rows are kept for
+    `take_rows`; after the last stops, none are."""
+    global _recorders
     with _lock:
-        _for_store = on
-        if not on:
+        _recorders = max(0, _recorders + (1 if on else -1))
+        if not _recorders:
             _rows.clear()
 
 
@@ -100,7 +101,7 @@ def observe(name: str, seconds: float, items: int = 0) -> None:
         QUERY_ITEMS.labels(name).inc(items)
     with _lock:
         _summaries.setdefault(name, Summary()).add(seconds, items)
-        if _for_store:
+        if _recorders:
             _row(GLOBAL, kind_of(name), name).add(seconds, items)
 
 
@@ -114,7 +115,7 @@ def observe_batch(
     if outcome not in ("done", "skipped"):
         return
     with _lock:
-        if _for_store:
+        if _recorders:
             _row(ws, "campaign", campaign).add(seconds, users)
             _row(ws, "lane", lane).add(seconds, users)
 
@@ -123,7 +124,7 @@ def tally(name: str, n: int = 1) -> None:
     """Count `n` of something without a duration (CACHE_HITS, CACHE_MISSES)."""
     QUERY_ITEMS.labels(name).inc(n)
     with _lock:
-        if _for_store:
+        if _recorders:
             _row(GLOBAL, "count", name).tally(n)
 
 
@@ -174,7 +175,7 @@ def merge(exported: dict[str, Any]) -> None:
     with _lock:
         for name, data in exported["names"].items():
             _summaries.setdefault(name, Summary()).merge(Summary.load(data))
-        if _for_store:
+        if _recorders:
             for minute, ws, kind, name, data in exported["rows"]:
                 key = (float(minute), int(ws), str(kind), str(name))
                 _rows.setdefault(key, Summary()).merge(Summary.load(data))

@@ -91,13 +91,13 @@ def process_batch(
 
 
 def _finished(batch: Batch, outcome: str, seconds: float) -> None:
-    """A batch's line in the log (JSON fields with DRUMBEAT_LOG_FORMAT=json) and timings."""
+    """A batch's line in the log (JSON fields with DRUMBEAT_LOG_FORMAT=json) and timings.
+    At info level whatever the outcome: a failure's cause is logged where it is handled."""
     users = len(batch.user_ids)
     metrics.observe_batch(
         batch.workspace_id, batch.campaign_key, batch.lane, seconds, users, outcome
     )
-    log.log(
-        logging.INFO if outcome in ("done", "skipped") else logging.WARNING,
+    log.info(
         "batch %s of %s (lane %s): %s users in %.3f s, %s",
         batch.id,
         batch.campaign_key,
