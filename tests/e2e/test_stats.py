@@ -129,6 +129,11 @@ def test_since_leaves_out_older_minutes(url: str, tmp_path: Path) -> None:
     everything = named(stats(env, "--since", "3h"), "store.write_users")
     assert (everything["count"], everything["items"]) == (recent["count"] + 3, 303)
     assert everything["max"] == 0.5 and everything["p50"] == 0.5
+    shown = drumbeat(env, "stats", "--since", "3h").stdout  # the table people read
+    assert (
+        f"│ store.write_users │ {everything['count']} " in shown and "│ 500.00 │" in shown
+    )  # max in ms
+    assert "│ cache hit rate                │ n/a" in shown
 
 
 BAD = (
