@@ -13,6 +13,7 @@ per name for this process, and the rows the store keeps for `drumbeat stats`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -70,6 +71,18 @@ _lock = threading.Lock()
 _summaries: dict[str, Summary] = {}
 _rows: dict[Key, Summary] = {}
 _recorders = 0  # rows are kept for the store while at least one recorder runs
+
+
+def _forked() -> None:
+    """A forked child starts with no rows and no recorder (its parent's thread is not in it,
+    and the parent writes its own rows): one it starts writes only what the child timed."""
+    global _lock, _rows, _recorders
+    _lock = threading.Lock()
+    _rows = {}
+    _recorders = 0
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def kind_of(name: str) -> str:

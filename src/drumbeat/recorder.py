@@ -5,7 +5,9 @@ rows a minute per process, whatever it did; a write that fails is tried again ne
 
 Every command that works records (`drumbeat run`, `advance`, `import`, `serve`): the worker
 processes of `drumbeat run` hand their timings to it with their batch reports. Old minutes
-are dropped once an hour (`keep` seconds)."""
+are dropped once an hour (`keep` seconds). A process that forks its workers (a Celery
+pool) starts a recorder in each after the fork: a forked child has none of its parent's
+rows or thread (drumbeat.metrics)."""
 
 from __future__ import annotations
 

@@ -139,3 +139,27 @@ def test_lane_depths_count_the_workspaces_waiting_and_running_batches(
     assert batch is not None and batch.workspace_id == ws
     assert batch.user_ids == ["u1"]  # the oldest first; u2 still waits from 100.0
     assert store.lane_depths(ws) == {"slow": (2, 1, 100.0)}
+
+
+def test_the_cache_hit_rate_is_read_from_what_a_cache_counted(store: Store) -> None:
+    """n/a (None) until a cache counts hits or misses; then hits over both."""
+    from drumbeat.choices import StatsBy
+    from drumbeat.stats import read_stats
+
+    ws = random.randrange(10**6, 10**9)  # lane depths of no workspace: none
+    now = time.time()
+    with_cache = {metrics.CACHE_HITS: 3, metrics.CACHE_MISSES: 1}
+
+    def rate() -> float | None:
+        found = read_stats(store, ws, since=60.0, by=StatsBy.QUERY, now=now + 60, clock=now)
+        return found.cache_hit_rate
+
+    before = rate()
+    recorder = Recorder(store, every=3600.0, keep=86400.0)
+    for name, n in with_cache.items():
+        metrics.tally(name, n)
+    recorder.close()
+    after = rate()
+    if before is None:  # no other test counted hits in this minute on the shared database
+        assert after == 0.75
+    assert after is not None and 0 < after < 1
