@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import case, delete, func, select
 
 from drumbeat.histogram import Histogram
-from drumbeat.store.core import StoreCore, chunks
+from drumbeat.store.core import StoreCore
 from drumbeat.store.schema import BUCKET_COLUMNS, timings
 
 Key = tuple[float, int, str, str]  # minute, workspace (0: every one's), kind, name
-ROWS_PER_STATEMENT = 100  # ~100 parameters a row
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,8 @@ class TimingStore(StoreCore):
         upsert = insert.on_conflict_do_update(index_elements=list(timings.primary_key), set_=added)
 
         def write() -> None:
-            with self.writing() as conn:
-                for part in chunks(values, ROWS_PER_STATEMENT):
-                    conn.execute(upsert.values(list(part)))
+            with self.writing() as conn:  # one statement, compiled once, run for every row
+                conn.execute(upsert, values)
 
         self.retrying(write, "writing timings")
 
