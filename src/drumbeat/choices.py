@@ -43,6 +43,23 @@ class Format(StrEnum):
     JSONL = "jsonl"
 
 
+class ReportFormat(StrEnum):
+    """How a report prints: tables for people, one JSON document for scripts."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+class StatsBy(StrEnum):
+    """What `drumbeat stats` lists timings of: named store queries, stages of the flow,
+    batches per campaign, batches per lane."""
+
+    QUERY = "query"
+    STAGE = "stage"
+    CAMPAIGN = "campaign"
+    LANE = "lane"
+
+
 class FileFormat(StrEnum):
     """An import file's format (by default, its suffix says)."""
 

@@ -110,6 +110,24 @@ class Settings(BaseSettings):
         gt=0,
         description="requests per second per key (a token bucket in each serving process, so "
         "N times that with --workers N); unset: no limit",
+    # observability
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: log lines as messages; json: one JSON object a line (time, level, "
+        "logger, message, and for each batch: batch, campaign, lane, users, seconds, outcome)",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning", description="the least severe log lines written (info: one line a batch)"
+    )
+    stats_flush_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="seconds between two writes of a process's timings into the store "
+        "(and once at exit), for `drumbeat stats`",
+    )
+    stats_keep_days: float = Field(
+        7.0, gt=0, description="days of timings the store keeps (older minutes are dropped)"
     )
 
     # email (SMTP); unset host means email goes to the file channel (a dry run)

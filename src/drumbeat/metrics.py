@@ -1,26 +1,34 @@
-"""Timings of every named query and stage: prometheus_client instruments plus exact summaries.
+"""Timings of every named query and stage: prometheus_client instruments, exact summaries
+per name for this process, and the rows the store keeps for `drumbeat stats`.
 
-Prometheus histograms feed `/metrics`; the summaries keep a bounded sample per name so that
-`drumbeat stats` and the demo report can print p50, p99 and max without a metrics server.
+- Prometheus histograms feed `/metrics` (drumbeat.metrics_server; in multiprocess mode
+  each process writes its own, and the server adds them up).
+- `summaries()`: count, total, max and fixed log buckets per name (drumbeat.histogram), so
+  the demo report prints p50 / p99 / max without a metrics server; a worker process hands
+  its own to its parent (`export`, `merge`), exactly.
+- While a process records for the store (`drumbeat.recorder`), each duration is also added
+  to a histogram per minute, workspace, kind and name, which the recorder writes in bulk
+  every few seconds (`take_rows`); kinds: query, stage, campaign, lane and count.
 """
 
 from __future__ import annotations
 
-import random
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from drumbeat.histogram import Histogram as Summary
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 QUERY_SECONDS = Histogram(
     "drumbeat_query_seconds",
-    "Time spent in one named store, cache or index query.",
+    "Time spent in one named store, cache or index query, or one stage of the flow.",
     ["query"],
     registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -31,55 +39,78 @@ QUERY_ITEMS = Counter(
     ["query"],
     registry=REGISTRY,
 )
-
+BATCHES = Counter(
+    "drumbeat_batches_total",
+    "Batches a worker finished, by lane and outcome (done, skipped, lease_lost, failed).",
+    ["lane", "outcome"],
+    registry=REGISTRY,
+)
+BATCH_USERS = Counter(
+    "drumbeat_batch_users_total",
+    "Users of the batches finished, by lane.",
+    ["lane"],
+    registry=REGISTRY,
+)
 TEMPLATE_MISSING = Counter(
     "drumbeat_template_missing_total",
     "Messages sent with a value their template writes missing for the user (written empty).",
     ["campaign", "step", "name"],
     registry=REGISTRY,
 )
-
 CACHE_ERRORS = Counter(
     "drumbeat_cache_errors_total",
     "Calls to the Redis user cache that failed (the users were read from the store).",
     registry=REGISTRY,
 )
 
-SAMPLE_SIZE = 4096
+# Names other engineers' parts record (the user cache): `tally(CACHE_HITS, n)`.
+CACHE_HITS = "cache.hits"
+CACHE_MISSES = "cache.misses"
+STAGE_PREFIXES = ("stage.", "plan.", "engine.")  # the rest are queries
+KINDS = ("query", "stage", "campaign", "lane", "count")
+GLOBAL = 0  # the workspace of rows that are not one workspace's (queries and stages)
 
-
-@dataclass
-class Summary:
-    """Count, total, max and a uniform sample (reservoir) of one query's durations."""
-
-    count: int = 0
-    total: float = 0.0
-    maximum: float = 0.0
-    items: int = 0
-    sample: list[float] = field(default_factory=list)
-
-    def add(self, seconds: float, items: int, rng: random.Random) -> None:
-        self.count += 1
-        self.total += seconds
-        self.items += items
-        self.maximum = max(self.maximum, seconds)
-        if len(self.sample) < SAMPLE_SIZE:
-            self.sample.append(seconds)
-        else:
-            slot = rng.randrange(self.count)
-            if slot < SAMPLE_SIZE:
-                self.sample[slot] = seconds
-
-    def quantile(self, q: float) -> float:
-        if not self.sample:
-            return 0.0
-        ordered = sorted(self.sample)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
+Key = tuple[float, int, str, str]  # minute, workspace, kind, name
 
 _lock = threading.Lock()
 _summaries: dict[str, Summary] = {}
-_rng = random.Random(0)
+_rows: dict[Key, Summary] = {}
+_recorders = 0  # rows are kept for the store while at least one recorder runs
+
+
+def _forked() -> None:
+    """A forked child starts with no rows and no recorder (its parent's thread is not in it,
+    and the parent writes its own rows): one it starts writes only what the child timed."""
+    global _lock, _rows, _recorders
+    _lock = threading.Lock()
+    _rows = {}
+    _recorders = 0
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def kind_of(name: str) -> str:
+    return "stage" if name.startswith(STAGE_PREFIXES) else "query"
+
+
+def record_for_store(on: bool) -> None:
+    """A recorder starts (or stops): while any runs, the per-minute rows are kept for
+    `take_rows`; after the last stops, none are."""
+    global _recorders
+    with _lock:
+        _recorders = max(0, _recorders + (1 if on else -1))
+        if not _recorders:
+            _rows.clear()
+
+
+def _row(ws: int, kind: str, name: str) -> Summary:
+    """The current minute's histogram of (ws, kind, name); call with the lock held."""
+    key = (time.time() // 60 * 60, ws, kind, name)
+    found = _rows.get(key)
+    if found is None:
+        found = _rows[key] = Summary()
+    return found
 
 
 def observe(name: str, seconds: float, items: int = 0) -> None:
@@ -87,7 +118,32 @@ def observe(name: str, seconds: float, items: int = 0) -> None:
     if items:
         QUERY_ITEMS.labels(name).inc(items)
     with _lock:
-        _summaries.setdefault(name, Summary()).add(seconds, items, _rng)
+        _summaries.setdefault(name, Summary()).add(seconds, items)
+        if _recorders:
+            _row(GLOBAL, kind_of(name), name).add(seconds, items)
+
+
+def observe_batch(
+    ws: int, campaign: str, lane: str, seconds: float, users: int, outcome: str
+) -> None:
+    """A batch finished (or given up): counted by lane and outcome; its time per campaign and
+    per lane (of its workspace) when it was worked through (done or skipped)."""
+    BATCHES.labels(lane, outcome).inc()
+    BATCH_USERS.labels(lane).inc(users)
+    if outcome not in ("done", "skipped"):
+        return
+    with _lock:
+        if _recorders:
+            _row(ws, "campaign", campaign).add(seconds, users)
+            _row(ws, "lane", lane).add(seconds, users)
+
+
+def tally(name: str, n: int = 1) -> None:
+    """Count `n` of something without a duration (CACHE_HITS, CACHE_MISSES)."""
+    QUERY_ITEMS.labels(name).inc(n)
+    with _lock:
+        if _recorders:
+            _row(GLOBAL, "count", name).tally(n)
 
 
 @contextmanager
@@ -102,38 +158,48 @@ def timed(name: str, items: int = 0) -> Iterator[None]:
 
 def summaries() -> dict[str, Summary]:
     with _lock:
+        return {name: s.copy() for name, s in sorted(_summaries.items())}
+
+
+def take_rows() -> dict[Key, Summary]:
+    """The rows kept since the last call, handed over (the recorder writes them)."""
+    global _rows
+    with _lock:
+        taken, _rows = _rows, {}
+    return taken
+
+
+def give_back(rows: dict[Key, Summary]) -> None:
+    """Rows the recorder could not write, kept for its next try."""
+    with _lock:
+        for key, row in rows.items():
+            _rows.setdefault(key, Summary()).merge(row)
+
+
+def export() -> dict[str, Any]:
+    """This process's summaries and rows as plain data, for a worker process to hand to its
+    parent (`merge`) once a drain is done; it then `reset`s."""
+    with _lock:
         return {
-            name: Summary(s.count, s.total, s.maximum, s.items, list(s.sample))
-            for name, s in sorted(_summaries.items())
+            "names": {name: s.export() for name, s in _summaries.items()},
+            "rows": [[*key, row.export()] for key, row in _rows.items()],
         }
 
 
-def export() -> dict[str, dict[str, Any]]:
-    """The summaries as plain data, for a worker process to hand to its parent."""
-    return {name: asdict(summary) for name, summary in summaries().items()}
-
-
-def merge(exported: dict[str, dict[str, Any]]) -> None:
-    """Add a worker process's summaries (from `export`) to this process's: counts, totals
-    and maxima add up exactly; the samples are pooled and cut back to SAMPLE_SIZE at random.
-    The Prometheus histograms get the child's sampled durations, which are all of them
-    while a child times a name at most SAMPLE_SIZE times between two exports."""
-    for name, data in exported.items():
-        for seconds in data["sample"]:
-            QUERY_SECONDS.labels(name).observe(seconds)
-        if data["items"]:
-            QUERY_ITEMS.labels(name).inc(data["items"])
+def merge(exported: dict[str, Any]) -> None:
+    """Add a worker process's summaries and rows (from `export`) to this process's: counts,
+    totals, maxima and buckets add up exactly. (Its Prometheus instruments are its own: in
+    multiprocess mode the metrics server adds them up.)"""
     with _lock:
-        for name, data in exported.items():
-            into = _summaries.setdefault(name, Summary())
-            into.count += data["count"]
-            into.total += data["total"]
-            into.items += data["items"]
-            into.maximum = max(into.maximum, data["maximum"])
-            pooled = into.sample + data["sample"]
-            into.sample = _rng.sample(pooled, SAMPLE_SIZE) if len(pooled) > SAMPLE_SIZE else pooled
+        for name, data in exported["names"].items():
+            _summaries.setdefault(name, Summary()).merge(Summary.load(data))
+        if _recorders:
+            for minute, ws, kind, name, data in exported["rows"]:
+                key = (float(minute), int(ws), str(kind), str(name))
+                _rows.setdefault(key, Summary()).merge(Summary.load(data))
 
 
 def reset() -> None:
     with _lock:
         _summaries.clear()
+        _rows.clear()

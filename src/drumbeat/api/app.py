@@ -24,6 +24,7 @@ from drumbeat.api import (
 )
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput
+from drumbeat.recorder import Recorder
 from drumbeat.store import migrate, open_store
 
 
@@ -40,9 +41,15 @@ def create_app(database_url: str | None = None) -> FastAPI:
         )
         app.state.events = EventPath(app.state.store, max_users=config.event_path_users)
         app.state.head = migrate.head()
+        recorder = Recorder(
+            app.state.store,
+            every=config.stats_flush_seconds,
+            keep=config.stats_keep_days * 86400,
+        )
         try:
             yield
         finally:
+            recorder.close()
             app.state.store.close()
 
     app = FastAPI(title="Drumbeat", version="0.1.0", lifespan=lifespan)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from drumbeat import metrics
 from drumbeat.model.user import User
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def read_through(
         current = store.user_versions(ws, list(users))
         users = {u: user for u, user in users.items() if current.get(u) == user.version}
     missing = [u for u in user_ids if u not in users]
+    metrics.tally(metrics.CACHE_HITS, len(user_ids) - len(missing))
+    metrics.tally(metrics.CACHE_MISSES, len(missing))
     if missing:
         loaded = store.load_users_from_store(ws, missing)
         cache.set_many(ws, loaded.values(), hits.stamp)

@@ -17,11 +17,13 @@ from drumbeat.cli import (
     campaign,
     data,
     demo,
+    explain,
     flow,
     inspect,
     keys,
     serve,
     tokens,
+    stats,
 )
 from drumbeat.cli.context import State
 
@@ -100,7 +102,8 @@ app.command("outbox")(inspect.outbox)
 app.command("members")(inspect.members)
 app.command("inbox")(inspect.inbox)
 app.command("inbox-token")(tokens.inbox_token)
-app.command("stats")(inspect.stats)
+app.command("stats")(stats.stats)
+app.command("explain")(explain.explain)
 app.add_typer(batches.app, name="batches")
 app.command("demo")(demo.demo)
 app.add_typer(bench.app, name="bench")

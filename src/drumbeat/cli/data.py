@@ -76,6 +76,7 @@ def _import(
 
     options = state(ctx)
     client = options.client()
+    options.record_timings()
     size = path.stat().st_size if path.is_file() else 0
     columns = (
         "[progress.description]{task.description}",

@@ -39,6 +39,7 @@ def advance(
     from drumbeat.client import interval, timestamp
 
     db = client(ctx)
+    state(ctx).record_timings()
     target, step = timestamp(to, "--to"), interval(every, "--every")
     start = db.clock()
     columns = (
@@ -66,19 +67,40 @@ def run(
     ctx: typer.Context,
     workers: Annotated[int | None, typer.Option(help="Worker processes (1: this process)")] = None,
     interval: Annotated[float | None, typer.Option(help="Seconds between ticks")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port"),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address /metrics listens on (with --metrics-port)")
+    ] = "127.0.0.1",
 ) -> None:
     """Tick on the real clock until stopped: SIGTERM or Ctrl-C stops after the current tick."""
+    settings = state(ctx).settings()
+    server = None
+    if metrics_port is not None:  # before anything is timed, and before the workers start
+        from drumbeat.metrics_server import serve_metrics
+
+        server = serve_metrics(metrics_port, metrics_host)
+    try:
+        _run(ctx, workers or settings.workers, interval or settings.tick_interval)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _run(ctx: typer.Context, workers: int, interval: float) -> None:
     from drumbeat.cli.signals import StopOnSignal
 
-    settings = state(ctx).settings()
-    runner = _runner(ctx, workers or settings.workers)
+    runner = _runner(ctx, workers)
     if runner.clock.virtual:
         runner.close()
         raise InvalidInput("this store runs on a virtual clock: `drumbeat clock --real` first")
+    state(ctx).record_timings()
     stop = StopOnSignal()
-    console().print(f"running; a tick every {interval or settings.tick_interval:g} s")
+    console().print(f"running; a tick every {interval:g} s")
     try:
-        runner.run(interval or settings.tick_interval, stop=stop)
+        runner.run(interval, stop=stop)
     finally:
         runner.close()
         stop.close()

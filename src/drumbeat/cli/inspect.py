@@ -1,4 +1,4 @@
-"""`drumbeat outbox|members|inbox|stats`: look at what the flow did."""
+"""`drumbeat outbox|members|inbox`: look at what the flow did."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from drumbeat.choices import Format, MemberState, MessageStatus
 from drumbeat.cli.context import client
-from drumbeat.cli.output import console, print_rows, table, when
+from drumbeat.cli.output import print_rows, when
 
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format")]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="At most this many rows [default: all]")]
@@ -88,15 +88,3 @@ def inbox(
         for m in client(ctx).inbox(user_id, unread_only=unread)
     ]
     print_rows(("id", "campaign", "subject", "body", "created_at", "read_at"), rows, fmt)
-
-
-def stats(ctx: typer.Context) -> None:
-    """This workspace's batches and messages, by status."""
-    db = client(ctx)
-    batches = dict(db.store.batch_counts(db.ws))
-    messages: dict[str, int] = {}
-    for (_, _, status), n in db.store.outbox_counts(db.ws).items():
-        messages[status] = messages.get(status, 0) + n
-    states = sorted(set(batches) | set(messages))
-    rows = [(s, batches.get(s, ""), messages.get(s, "")) for s in states]
-    console().print(table(None, ("status", "batches", "messages"), rows))

@@ -10,6 +10,7 @@ cap holds across campaigns and workers."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -19,11 +20,13 @@ from drumbeat import metrics
 from drumbeat.engine.machine import decide
 from drumbeat.engine.member import Decision, Subject
 from drumbeat.engine.program import Program
+from drumbeat.logs import fields
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 from drumbeat.store.batches import Batch
 from drumbeat.store.owners import claim_owner
 
+log = logging.getLogger(__name__)
 BATCH_LEASE = 300.0  # real seconds a worker may hold a batch before another may take it
 CAP_ATTEMPTS = 5  # times a batch is worked again when other sends overtook its cap check
 
@@ -44,6 +47,7 @@ class BatchReport:
     changed: int = 0
     entered: int = 0
     messages: int = 0
+    outcome: str = "done"  # skipped: its campaign was no longer active
 
 
 @dataclass
@@ -70,8 +74,46 @@ def process_batch(
     by their key), and the next batch's claim, under the same owner, takes up the batch
     that commit claimed."""
     owner = claim_owner()
-    return store.retrying(
-        lambda: _process_batch(store, programs, batch, now, claim_from, owner), f"batch {batch.id}"
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        report, following = store.retrying(
+            lambda: _process_batch(store, programs, batch, now, claim_from, owner),
+            f"batch {batch.id}",
+        )
+        outcome = report.outcome
+        return report, following
+    except LeaseLost:
+        outcome = "lease_lost"
+        raise
+    finally:
+        _finished(batch, outcome, time.perf_counter() - started)
+
+
+def _finished(batch: Batch, outcome: str, seconds: float) -> None:
+    """A batch's line in the log (JSON fields with DRUMBEAT_LOG_FORMAT=json) and timings.
+    At info level whatever the outcome: a failure's cause is logged where it is handled."""
+    users = len(batch.user_ids)
+    metrics.observe_batch(
+        batch.workspace_id, batch.campaign_key, batch.lane, seconds, users, outcome
+    )
+    log.info(
+        "batch %s of %s (lane %s): %s users in %.3f s, %s",
+        batch.id,
+        batch.campaign_key,
+        batch.lane,
+        users,
+        seconds,
+        outcome,
+        extra=fields(
+            batch=batch.id,
+            workspace=batch.workspace_id,
+            campaign=batch.campaign_key,
+            lane=batch.lane,
+            users=users,
+            seconds=round(seconds, 6),
+            outcome=outcome,
+        ),
     )
 
 
@@ -86,6 +128,7 @@ def _process_batch(
     report = BatchReport(batch.id, len(batch.user_ids))
     program = programs.get(batch.workspace_id, batch.campaign_key)
     if program is None:  # paused or archived since it was planned
+        report.outcome = "skipped"
         with store.writing() as conn:
             store.finish_batch(conn, batch, now, 0.0, status="skipped")
             return report, _claim_next(store, conn, claim_from, owner)

@@ -26,6 +26,7 @@ from drumbeat.store.event_path import EventPathStore
 from drumbeat.store.indexes import AttributeIndexStore
 from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
+from drumbeat.store.timings import TimingStore
 
 if TYPE_CHECKING:
     from drumbeat.cache import UserCache
@@ -74,6 +75,7 @@ class Store(
     EventPathStore,
     AttributeIndexStore,
     ErasureStore,
+    TimingStore,
     StoreCore,
 ):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""

@@ -225,6 +225,28 @@ class BatchStore(StoreCore):
         with self.engine.connect() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
 
+    def lane_depths(self, ws: int) -> dict[str, tuple[int, int, float | None]]:
+        """Per lane, the workspace's pending and running batches and when the oldest
+        pending one was made (None: none waits), in one query."""
+        b = batches.c
+        waiting = case((b.status == "pending", 1), else_=0)
+        query = (
+            select(
+                b.lane,
+                func.sum(waiting),
+                func.sum(case((b.status == "running", 1), else_=0)),
+                func.min(case((b.status == "pending", b.created_at), else_=None)),
+            )
+            .where(b.workspace_id == ws, b.status.in_(("pending", "running")))
+            .group_by(b.lane)
+            .order_by(b.lane)
+        )
+        with self.engine.connect() as conn:
+            return {
+                str(lane): (int(pending), int(running), None if oldest is None else float(oldest))
+                for lane, pending, running, oldest in conn.execute(query)
+            }
+
     def batch_rows(
         self,
         ws: int,

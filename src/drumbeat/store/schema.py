@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
 
+from drumbeat.histogram import BUCKETS
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -266,4 +268,24 @@ suppressions = Table(
     Column("address_hash", String(64), primary_key=True),
     Column("reason", String(16), nullable=False),  # erased, bounce, complaint
     Column("created_at", Epoch, nullable=False),
+# ---- timings (revision 0015) ------------------------------------------------------------
+
+# Every process's query and stage timings, added up per minute (real time), workspace (0:
+# not one workspace's: queries and stages), kind (query, stage, campaign, lane, count) and
+# name; the buckets are drumbeat.histogram's, one column each, so that an upsert adds
+# them up in SQL and `drumbeat stats` sums them over any span exactly (store/timings.py).
+BUCKET_COLUMNS = tuple(f"b{i:02d}" for i in range(BUCKETS))
+
+timings = Table(
+    "timings",
+    metadata,
+    Column("minute", Epoch, primary_key=True),
+    Column("workspace_id", Integer, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("total", Epoch, nullable=False),
+    Column("maximum", Epoch, nullable=False),
+    Column("items", BigInteger, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in BUCKET_COLUMNS),
 )

@@ -17,6 +17,7 @@ import orjson
 from drumbeat import metrics
 from drumbeat.cache import user_cache
 from drumbeat.config import Settings
+from drumbeat.logs import configure as configure_logs
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.executors.processes import report_line
 from drumbeat.pipeline.programs import Programs
@@ -30,6 +31,8 @@ def main() -> None:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
     settings = Settings()
+    configure_logs(settings.log_format, settings.log_level)
+    metrics.record_for_store(True)  # handed to the parent with each answer, which writes them
     store = open_store(
         settings.database_url,
         batch_size=settings.batch_size,

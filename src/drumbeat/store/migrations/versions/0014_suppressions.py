@@ -1,7 +1,7 @@
 """Suppressions: the sha256 of each address never to mail again (an erased user's, a hard
 bounce's, a complaint's), per workspace (`store/erasure.py`).
 
-Revision ID: 0014_suppressions
+Revision ID: 0014
 Revises: 0013
 """
 
