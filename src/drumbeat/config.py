@@ -110,6 +110,8 @@ class Settings(BaseSettings):
         gt=0,
         description="requests per second per key (a token bucket in each serving process, so "
         "N times that with --workers N); unset: no limit",
+    )
+
     # observability
     log_format: Literal["text", "json"] = Field(
         "text",
