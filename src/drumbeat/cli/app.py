@@ -22,8 +22,8 @@ from drumbeat.cli import (
     inspect,
     keys,
     serve,
-    tokens,
     stats,
+    tokens,
 )
 from drumbeat.cli.context import State
 

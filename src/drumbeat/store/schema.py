@@ -268,6 +268,8 @@ suppressions = Table(
     Column("address_hash", String(64), primary_key=True),
     Column("reason", String(16), nullable=False),  # erased, bounce, complaint
     Column("created_at", Epoch, nullable=False),
+)
+
 # ---- timings (revision 0015) ------------------------------------------------------------
 
 # Every process's query and stage timings, added up per minute (real time), workspace (0:
