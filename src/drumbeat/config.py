@@ -1,15 +1,24 @@
 """Settings, read from DRUMBEAT_* environment variables; each is also a CLI option.
 
-The Redis and broker URLs belong to the distributed shape, which is not built yet: a set one
-is refused rather than ignored (README.md, "The shapes").
+The broker URL belongs to the distributed shape, which is not built yet: a set one is refused
+rather than ignored (README.md, "The shapes"). The Redis URL holds the shared send rate
+limits, and nothing else yet: it is refused without `DRUMBEAT_RATE_LIMITS`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Annotated, Any
 
 import orjson
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -22,7 +31,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///./drumbeat.db", description="store of record: sqlite:///path or postgresql://…"
     )
-    redis_url: str | None = Field(None, description="Redis user cache: not built yet, keep unset")
+    redis_url: str | None = Field(
+        None,
+        description="Redis counting the per-channel rate limits of every process (unset: the "
+        "store counts them); used for nothing else yet",
+    )
     broker_url: str | None = Field(None, description="Celery broker: not built yet, keep unset")
     workspace: str = Field("default", description="the workspace (tenant) commands act on")
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
@@ -124,12 +137,38 @@ class Settings(BaseSettings):
         default_factory=dict, description="per channel msgs/s"
     )
 
-    @field_validator("redis_url", "broker_url")
+    @field_validator("broker_url")
     @classmethod
     def _not_built(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             raise PydanticCustomError("not_built", NOT_BUILT[str(info.field_name)])
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.split("://", 1)[0] not in REDIS_SCHEMES:
+            raise PydanticCustomError(
+                "not_built", "expected redis://host[:port][/db], rediss://… or unix://path"
+            )
+        if importlib.util.find_spec("redis") is None:
+            raise PydanticCustomError(
+                "not_built", "needs the redis extra: pip install 'drumbeat[redis]'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _redis_has_work(self) -> Settings:
+        """Redis holds the rate limits only (today): without any, it would be ignored."""
+        if self.redis_url is not None and not self.rate_limits:
+            raise PydanticCustomError(
+                "not_built",
+                "DRUMBEAT_REDIS_URL is set but DRUMBEAT_RATE_LIMITS sets no limit, and Redis "
+                "holds only the shared rate limits so far: set some, or unset it",
+            )
+        return self
 
     @field_validator("secret_key")
     @classmethod
@@ -196,9 +235,9 @@ class Settings(BaseSettings):
 MIN_SECRET_KEY = 16
 PUBLIC_KEYS = frozenset({"change-me"})  # the default of earlier versions, in their docs
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
 NOT_BUILT = {
-    "redis_url": "the Redis user cache (distributed shape) is not built yet; unset it "
-    "(the cache is in-process)",
     "broker_url": "the distributed shape (Celery) is not built yet; unset it "
     "(workers are processes on this machine: DRUMBEAT_WORKERS)",
 }

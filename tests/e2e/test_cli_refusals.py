@@ -61,14 +61,28 @@ def test_rate_limits_per_channel_are_taken(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_a_redis_url_is_taken_with_rate_limits_to_count(tmp_path):
+    limits = {"DRUMBEAT_RATE_LIMITS": '{"email": 50}'}
+    done = run(tmp_path, "campaign", "list", DRUMBEAT_REDIS_URL="redis://127.0.0.1:1/0", **limits)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_redis_url_that_is_not_one_is_refused(tmp_path):
+    limits = {"DRUMBEAT_RATE_LIMITS": '{"email": 50}'}
+    done = run(tmp_path, "campaign", "list", DRUMBEAT_REDIS_URL="http://:secret@h/0", **limits)
+    assert_refused(done, tmp_path, "DRUMBEAT_REDIS_URL", "expected redis://host")
+    assert "secret" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("how", "variable", "reason"),
     [
         ("env", "DRUMBEAT_BROKER_URL", "the distributed shape (Celery) is not built yet; unset it"),
-        ("option", "DRUMBEAT_REDIS_URL", "the Redis user cache (distributed shape) is not built"),
+        ("option", "DRUMBEAT_REDIS_URL", "DRUMBEAT_RATE_LIMITS sets no limit"),
     ],
 )
 def test_the_distributed_shape_is_refused_until_it_is_built(tmp_path, how, variable, reason):
+    """Redis holds the shared rate limits only so far: without any it would do nothing."""
     url = "amqp://guest:secret@127.0.0.1//" if "BROKER" in variable else "redis://:secret@h/0"
     if how == "env":
         done = run(tmp_path, "campaign", "list", **{variable: url})

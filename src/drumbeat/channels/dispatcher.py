@@ -22,6 +22,7 @@ from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
 from drumbeat.channels.keys import SigningKeys
 from drumbeat.channels.leases import LeaseKeeper
+from drumbeat.channels.rate_limits import RateLimiter, open_limiter
 from drumbeat.channels.registry import load_channels
 from drumbeat.channels.render import render, user_context
 from drumbeat.channels.tokens import unsubscribe_token
@@ -32,13 +33,21 @@ from drumbeat.store import Store
 from drumbeat.store.outbox import OutboxRow, SendResult
 
 
-def backoff(dedupe_key: str, attempts: int, first: float, most: float) -> float:
+def backoff(
+    dedupe_key: str, attempts: int, first: float, most: float, asked: float | None = None
+) -> float:
     """Real seconds before attempt `attempts + 1`: doubling from `first`, capped at `most`,
-    with ±20% jitter derived from the message (rows that failed together spread out)."""
+    with ±20% jitter derived from the message (rows that failed together spread out). A
+    provider's `Retry-After` (`asked`) is a floor: never sooner, and up to 20% later so that
+    the messages it turned away together do not all come back at one instant; it too is
+    capped at `most`."""
     delay = min(most, first * 2 ** max(0, attempts - 1))
     digest = hashlib.sha256(f"{dedupe_key}:{attempts}".encode()).digest()
-    jitter = int.from_bytes(digest[:4], "big") / 2**32 * 0.4 - 0.2
-    return float(delay * (1 + jitter))
+    spread = int.from_bytes(digest[:4], "big") / 2**32 * 0.4  # 0 … 0.4
+    jittered = delay * (0.8 + spread)
+    if asked is None:
+        return float(jittered)
+    return float(min(most, max(jittered, asked * (1 + spread / 2))))
 
 
 @dataclass
@@ -78,37 +87,64 @@ class Dispatcher:
         channels: Mapping[str, Channel] | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.keys = SigningKeys(config, store)
         self.channels = channels if channels is not None else load_channels(config, store)
-        self.clock = clock  # real time: leases and retries
-        self._last_claim: dict[str, float] = {}
+        self.clock = clock  # real time: leases, retries and rate limits
+        self.limiter = limiter if limiter is not None else open_limiter(config, store)
 
     def dispatch(self, now: float) -> DispatchReport:
-        """Send everything due at `now` (within each channel's rate limit). Rows of a claim
-        that another claim took over are counted `stale`: their results were not recorded."""
+        """Send everything due at `now`, each rate-limited channel within its limit (waiting
+        for its next second while rows are due, up to `tick_interval` real seconds). Rows of
+        a claim that another claim took over are counted `stale`: their results were not
+        recorded."""
         report = DispatchReport()
-        lease = self.config.send_lease
-        for channel in [None] if not self.config.rate_limits else sorted(self.channels):
-            while rows := self._claim(channel, now, lease):
-                with (
-                    metrics.timed("stage.dispatch", len(rows)),
-                    LeaseKeeper(self.store, rows, lease, self.clock) as keeper,
-                ):
-                    results = self._send(rows, keeper)
-                # retried after a lost connection: the fence writes each result once
-                record = partial(self.store.record_results, results, now)
-                recorded = self.store.retrying(record, "recording sends")
-                dropped = recorded + len(rows) - len(results)
-                for result in results:
-                    report.add(result.status)
-                if dropped:
-                    report.add("stale", dropped)
-                if channel is not None and channel in self.config.rate_limits:
-                    break  # this round's allowance is spent
+        limits = self.config.rate_limits
+        for channel in [None] if not limits else sorted(self.channels):
+            rate = limits.get(channel or "")
+            if rate is None:
+                while rows := self._claim(channel, now, self.store.batch_size):
+                    self._send_claim(rows, now, report)
+            else:
+                self._send_limited(str(channel), rate, now, report)
         return report
+
+    def _send_limited(self, channel: str, rate: float, now: float, report: DispatchReport) -> None:
+        """Claims of no more rows than the limiter grants, until none are due; a claim that
+        finds fewer gives the rest back at once (another process may send them)."""
+        deadline = self.clock() + self.config.tick_interval
+        while True:
+            grant = self.limiter.acquire(channel, self.store.batch_size, rate, self.clock())
+            if grant.granted == 0:
+                if self.clock() + grant.wait > deadline:
+                    return
+                time.sleep(grant.wait)
+                continue
+            rows = self._claim(channel, now, grant.granted)
+            self.limiter.give_back(channel, grant, grant.granted - len(rows))
+            if rows:
+                self._send_claim(rows, now, report)
+            if len(rows) < grant.granted:
+                return  # nothing more due
+
+    def _send_claim(self, rows: list[OutboxRow], now: float, report: DispatchReport) -> None:
+        lease = self.config.send_lease
+        with (
+            metrics.timed("stage.dispatch", len(rows)),
+            LeaseKeeper(self.store, rows, lease, self.clock) as keeper,
+        ):
+            results = self._send(rows, keeper)
+        # retried after a lost connection: the fence writes each result once
+        record = partial(self.store.record_results, results, now)
+        recorded = self.store.retrying(record, "recording sends")
+        dropped = recorded + len(rows) - len(results)
+        for result in results:
+            report.add(result.status)
+        if dropped:
+            report.add("stale", dropped)
 
     def settle(self, now: float) -> DispatchReport:
         """The end of `advance`: wait (real time) for the retries due within
@@ -125,22 +161,14 @@ class Dispatcher:
             report.merge(sent)
         return report
 
-    def _claim(self, channel: str | None, now: float, lease: float) -> list[OutboxRow]:
+    def _claim(self, channel: str | None, now: float, limit: int) -> list[OutboxRow]:
         """Claim the next rows, again if the connection is lost: rows claimed unseen come
         back when their lease runs out."""
-        limit = self._allowance(channel, now)
+        lease = self.config.send_lease
         return self.store.retrying(
             lambda: self.store.claim_messages(now, self.clock(), limit, lease, channel),
             "claiming messages",
         )
-
-    def _allowance(self, channel: str | None, now: float) -> int:
-        rate = self.config.rate_limits.get(channel or "")
-        if rate is None:
-            return self.store.batch_size
-        elapsed = max(1.0, now - self._last_claim.get(channel or "", now - 1.0))
-        self._last_claim[channel or ""] = now
-        return max(1, min(self.store.batch_size, int(rate * elapsed)))
 
     def _send(self, rows: Sequence[OutboxRow], keeper: LeaseKeeper) -> list[SendResult]:
         by_workspace: dict[int, list[OutboxRow]] = defaultdict(list)
@@ -235,7 +263,9 @@ class Dispatcher:
         if row.attempts >= self.config.send_attempts:
             return SendResult(row.id, row.fence, "dead", error=outcome.error)
         config = self.config
-        delay = backoff(row.dedupe_key, row.attempts, config.retry_after, config.retry_max)
+        delay = backoff(
+            row.dedupe_key, row.attempts, config.retry_after, config.retry_max, outcome.retry_after
+        )
         return SendResult(
             row.id, row.fence, "pending", retry_at=self.clock() + delay, error=outcome.error
         )
@@ -244,6 +274,7 @@ class Dispatcher:
         from drumbeat.channels.registry import close_channels
 
         close_channels(self.channels)
+        self.limiter.close()
 
 
 def row_failed(row: OutboxRow, error: str | None) -> SendResult:
