@@ -15,6 +15,7 @@ import pytest
 from drumbeat.channels.rate_limits import (
     REDIS_FALLBACKS,
     FallbackTokens,
+    Grant,
     RateLimiter,
     StoreTokens,
     allowance,
@@ -64,15 +65,14 @@ def channel() -> str:
 def test_a_second_grants_no_more_than_its_rate_whoever_asks(limiter, channel):
     grants = [limiter.acquire(channel, 4, 10, T + at) for at in (0.0, 0.1, 0.5, 0.9)]
     assert [g.granted for g in grants] == [4, 4, 2, 0]
-    assert {g.window for g in grants} == {int(T)}
-    assert grants[-1].wait == pytest.approx(0.1)  # the next second
+    assert {g.at for g in grants} == {T + 1}  # sent at the start of the next second
 
 
 def test_the_next_second_grants_anew(limiter, channel):
-    assert limiter.acquire(channel, 50, 10, T + 0.2).granted == 10
-    assert limiter.acquire(channel, 50, 10, T + 1.0).granted == 10
-    assert limiter.acquire(channel, 50, 10, T + 1.7).granted == 0
-    assert limiter.acquire(channel, 3, 10, T + 5.5).granted == 3
+    assert limiter.acquire(channel, 50, 10, T + 0.2) == Grant(10, T + 1)
+    assert limiter.acquire(channel, 50, 10, T + 1.0) == Grant(10, T + 2)
+    assert limiter.acquire(channel, 50, 10, T + 1.7) == Grant(0, T + 2)  # ask again then
+    assert limiter.acquire(channel, 3, 10, T + 5.5) == Grant(3, T + 6)
 
 
 def test_a_fractional_rate_is_kept_on_average_and_never_rounded_up_in_a_second(limiter, channel):
@@ -80,25 +80,11 @@ def test_a_fractional_rate_is_kept_on_average_and_never_rounded_up_in_a_second(l
     assert sum(granted) == 20 and max(granted) == 3 and min(granted) == 2
 
 
-def test_below_one_a_second_the_wait_reaches_the_next_second_with_room(limiter, channel):
-    first = limiter.acquire(channel, 5, 0.25, T)  # one message every 4 seconds: T + 3 has it
-    assert (first.granted, first.wait) == (0, 3.0)
-    assert limiter.acquire(channel, 5, 0.25, T + first.wait).granted == 1
-    assert limiter.acquire(channel, 5, 0.25, T + first.wait + 0.5).granted == 0
-
-
-def test_what_a_claim_gives_back_another_may_take_in_the_same_second(limiter, channel):
-    grant = limiter.acquire(channel, 10, 10, T)
-    assert limiter.acquire(channel, 10, 10, T + 0.1).granted == 0
-    limiter.give_back(channel, grant, 6)
-    assert limiter.acquire(channel, 10, 10, T + 0.2).granted == 6
-
-
-def test_a_give_back_after_its_second_adds_nothing_to_the_next(limiter, channel):
-    grant = limiter.acquire(channel, 10, 10, T)
-    assert limiter.acquire(channel, 10, 10, T + 1.1).granted == 10
-    limiter.give_back(channel, grant, 10)
-    assert limiter.acquire(channel, 10, 10, T + 1.2).granted == 0
+def test_below_one_a_second_a_grant_waits_for_the_next_second_with_room(limiter, channel):
+    # one message every 4 seconds: T + 3 has the next one, then T + 7
+    assert limiter.acquire(channel, 5, 0.25, T) == Grant(1, T + 3)
+    assert limiter.acquire(channel, 5, 0.25, T + 0.5) == Grant(0, T + 3)
+    assert limiter.acquire(channel, 5, 0.25, T + 3) == Grant(1, T + 7)
 
 
 def test_channels_are_counted_apart(limiter, channel):
@@ -151,7 +137,7 @@ def test_with_redis_out_of_reach_the_store_counts_logs_once_and_counts_it(
         with caplog.at_level(logging.WARNING, "drumbeat.channels.rate_limits"):
             grants = [limiter.acquire(channel, 4, 10, T + at) for at in (0.0, 0.1, 0.2)]
         assert [g.granted for g in grants] == [4, 4, 2]
-        assert store.take_tokens(channel, int(T), 10, 10) == 0  # the store counted them
+        assert store.take_tokens(channel, int(T) + 1, 10, 10) == 0  # the store counted them
         warnings = [r.getMessage() for r in caplog.records]
         assert len(warnings) == 1 and "Redis is out of reach" in warnings[0], warnings
         assert REDIS_FALLBACKS._value.get() - before == 3

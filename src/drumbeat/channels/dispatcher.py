@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from math import ceil
 
 from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
@@ -97,38 +98,22 @@ class Dispatcher:
         self.limiter = limiter if limiter is not None else open_limiter(config, store)
 
     def dispatch(self, now: float) -> DispatchReport:
-        """Send everything due at `now`, each rate-limited channel within its limit (waiting
-        for its next second while rows are due, up to `tick_interval` real seconds). Rows of
-        a claim that another claim took over are counted `stale`: their results were not
+        """Send everything due at `now`, each rate-limited channel within its limit (for up to
+        `tick_interval` real seconds: what is left waits for the next dispatch). Rows of a
+        claim that another claim took over are counted `stale`: their results were not
         recorded."""
         report = DispatchReport()
         limits = self.config.rate_limits
+        deadline = self.clock() + self.config.tick_interval
         for channel in [None] if not limits else sorted(self.channels):
             rate = limits.get(channel or "")
-            if rate is None:
-                while rows := self._claim(channel, now, self.store.batch_size):
-                    self._send_claim(rows, now, report)
-            else:
-                self._send_limited(str(channel), rate, now, report)
-        return report
-
-    def _send_limited(self, channel: str, rate: float, now: float, report: DispatchReport) -> None:
-        """Claims of no more rows than the limiter grants, until none are due; a claim that
-        finds fewer gives the rest back at once (another process may send them)."""
-        deadline = self.clock() + self.config.tick_interval
-        while True:
-            grant = self.limiter.acquire(channel, self.store.batch_size, rate, self.clock())
-            if grant.granted == 0:
-                if self.clock() + grant.wait > deadline:
-                    return
-                time.sleep(grant.wait)
-                continue
-            rows = self._claim(channel, now, grant.granted)
-            self.limiter.give_back(channel, grant, grant.granted - len(rows))
-            if rows:
+            # a rate-limited channel claims a second's sending at a time
+            size = self.store.batch_size if rate is None else min(self.store.batch_size, ceil(rate))
+            while rows := self._claim(channel, now, size):
                 self._send_claim(rows, now, report)
-            if len(rows) < grant.granted:
-                return  # nothing more due
+                if rate is not None and (len(rows) < size or self.clock() >= deadline):
+                    break
+        return report
 
     def _send_claim(self, rows: list[OutboxRow], now: float, report: DispatchReport) -> None:
         lease = self.config.send_lease
@@ -247,13 +232,28 @@ class Dispatcher:
         self, channel: Channel, pairs: list[tuple[OutboxRow, Message]]
     ) -> list[SendResult]:
         """Send the rows still held (another claim sends the ones taken over)."""
-        try:
-            outcomes = channel.send_batch([message for _, message in pairs])
-        except Exception as exc:  # the channel's own trouble: every message tries again
-            outcomes = [Result.retry(f"{type(exc).__name__}: {exc}")] * len(pairs)
+        outcomes = self._send_paced(channel, [message for _, message in pairs])
         return [
             self._result(row, outcome) for (row, _), outcome in zip(pairs, outcomes, strict=True)
         ]
+
+    def _send_paced(self, channel: Channel, messages: list[Message]) -> list[Result]:
+        """The messages in one call of the channel; on a rate-limited channel, in one call a
+        grant of the limiter, asked for right before and made at the start of the second
+        it counts in (`rate_limits.py`)."""
+        rate = self.config.rate_limits.get(channel.name)
+        outcomes: list[Result] = []
+        while len(outcomes) < len(messages):
+            part = messages[len(outcomes) :]
+            if rate is not None:
+                grant = self.limiter.acquire(channel.name, len(part), rate, self.clock())
+                time.sleep(max(0.0, grant.at - self.clock()))
+                part = part[: grant.granted]
+            try:
+                outcomes += channel.send_batch(part) if part else []
+            except Exception as exc:  # the channel's own trouble: these messages try again
+                outcomes += [Result.retry(f"{type(exc).__name__}: {exc}")] * len(part)
+        return outcomes
 
     def _result(self, row: OutboxRow, outcome: Result) -> SendResult:
         if outcome.outcome is Outcome.SENT:

@@ -6,9 +6,13 @@ A limit of `rate` messages a second is counted in windows of one real second (ep
 seconds, so every machine's clock must be synchronised, as leases already require): second
 `w` allows `floor(rate·(w+1)) − floor(rate·w)` messages, so no second gets more than
 `ceil(rate)` and any run of seconds gets `rate` a second on average (2.5/s: 2, 3, 2, 3 …;
-0.5/s: one message every other second). A claim asks for as many as it would send at once
-(`acquire`: one round trip whatever the number) and gives back what it did not use, so that
-another process may send them in the same second.
+0.5/s: one message every other second).
+
+The dispatcher asks, right before a call of the channel, for as many as that call would
+send (`acquire`: one round trip whatever the number). They are granted in the next second
+that allows any, and sent at its start (`Grant.at`): a call may then take up to a second to
+reach the provider (a process's first call, a loaded machine) and still land in the second
+it was counted in. So a message waits up to a second more on a rate-limited channel.
 
 The counting itself, atomic across processes, is a `Tokens` backend: the store's
 `rate_limits` table (`store/rate_limits.py`) or Redis (`redis_limits.py`); `FallbackTokens`
@@ -49,18 +53,13 @@ class Tokens(Protocol):
         """Grant up to `wanted` of the `limit` second `window` allows; how many."""
         ...
 
-    def give_back(self, channel: str, window: int, unused: int) -> None:
-        """Return unused messages of a grant in second `window` (none once it is over)."""
-        ...
-
     def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    granted: int  # messages that may be sent now
-    window: int  # the second they count in
-    wait: float  # seconds until the next second that allows any (when fewer were granted)
+    granted: int  # messages that may be sent from `at` on (none: ask again at `at`)
+    at: float  # the start of the second they count in (real time)
 
 
 def allowance(rate: float, window: int) -> int:
@@ -73,18 +72,13 @@ class RateLimiter:
         self.tokens = tokens
 
     def acquire(self, channel: str, wanted: int, rate: float, now: float) -> Grant:
-        """Up to `wanted` messages of `channel` at `rate` a second, at real time `now`."""
-        window = math.floor(now)
-        limit = allowance(rate, window)
-        granted = self.tokens.take(channel, window, wanted, limit) if limit and wanted else 0
-        following = window + 1
-        while allowance(rate, following) == 0:  # only below one message a second
-            following += 1
-        return Grant(granted, window, following - now)
-
-    def give_back(self, channel: str, grant: Grant, unused: int) -> None:
-        if unused > 0:
-            self.tokens.give_back(channel, grant.window, unused)
+        """Up to `wanted` messages of `channel` at `rate` a second, in the first second after
+        real time `now` that allows any."""
+        window = math.floor(now) + 1
+        while allowance(rate, window) == 0:  # only below one message a second
+            window += 1
+        granted = self.tokens.take(channel, window, wanted, allowance(rate, window))
+        return Grant(granted, float(window))
 
     def close(self) -> None:
         self.tokens.close()
@@ -99,11 +93,6 @@ class StoreTokens:
     def take(self, channel: str, window: int, wanted: int, limit: int) -> int:
         return self.store.retrying(
             lambda: self.store.take_tokens(channel, window, wanted, limit), "taking send tokens"
-        )
-
-    def give_back(self, channel: str, window: int, unused: int) -> None:
-        self.store.retrying(
-            lambda: self.store.give_back_tokens(channel, window, unused), "giving back tokens"
         )
 
     def close(self) -> None:
@@ -124,7 +113,6 @@ class FallbackTokens:
         self.fallback = fallback
         self.unavailable = unavailable
         self._down_until: float | None = None  # monotonic time of the next try of Redis
-        self._granted_by: dict[str, tuple[int, Tokens]] = {}  # channel → last grant's backend
 
     def take(self, channel: str, window: int, wanted: int, limit: int) -> int:
         tokens = self._current()
@@ -141,17 +129,7 @@ class FallbackTokens:
         elif self._down_until is not None:
             log.warning("Redis is back: rate limits are counted in Redis again")
             self._down_until = None
-        self._granted_by[channel] = (window, tokens)
         return granted
-
-    def give_back(self, channel: str, window: int, unused: int) -> None:
-        granted_in, tokens = self._granted_by.get(channel, (None, self.fallback))
-        if granted_in != window:
-            return
-        try:
-            tokens.give_back(channel, window, unused)
-        except self.unavailable:  # only lets another process send them: not worth a retry
-            log.debug("could not give back %d send tokens to Redis", unused)
 
     def _current(self) -> Tokens:
         if self._down_until is None or time.monotonic() >= self._down_until:

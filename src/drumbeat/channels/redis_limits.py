@@ -1,7 +1,7 @@
 """Send rate limits counted in Redis (`rate_limits.py` says what is counted): one key a
 channel and second, `drumbeat:rate:<channel>:<second>`, expiring soon after its second.
-A grant and a give-back are each one Lua script, so one round trip and atomic whatever the
-number of messages. Needs the `redis` extra (`pip install 'drumbeat[redis]'`)."""
+A grant is one Lua script: one round trip, atomic, whatever the number of messages. Needs
+the `redis` extra (`pip install 'drumbeat[redis]'`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed in devel
     ) from exc
 
 KEY_PREFIX = "drumbeat:rate:"  # every key Drumbeat writes in Redis starts with this
-KEEP_SECONDS = 10  # a second's key outlives it this long (a late give-back finds it)
+KEEP_SECONDS = 10  # a second's key outlives it this long (clocks a little behind find it)
 TIMEOUT = 1.0  # seconds a connect or a reply may take before Redis counts as away
 
 # Errors that mean Redis is out of reach (the store counts meanwhile).
@@ -32,12 +32,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return granted
 """
 
-_GIVE_BACK = """
-local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
-if taken >= tonumber(ARGV[1]) then redis.call('DECRBY', KEYS[1], ARGV[1]) end
-return 0
-"""
-
 
 class RedisTokens:
     def __init__(self, url: str, prefix: str = KEY_PREFIX) -> None:
@@ -46,7 +40,6 @@ class RedisTokens:
         )
         self.prefix = prefix
         self._take = self.client.register_script(_TAKE)
-        self._give_back = self.client.register_script(_GIVE_BACK)
 
     def key(self, channel: str, window: int) -> str:
         return f"{self.prefix}{channel}:{window}"
@@ -54,9 +47,6 @@ class RedisTokens:
     def take(self, channel: str, window: int, wanted: int, limit: int) -> int:
         key = self.key(channel, window)
         return int(self._take(keys=[key], args=[wanted, limit, KEEP_SECONDS]))
-
-    def give_back(self, channel: str, window: int, unused: int) -> None:
-        self._give_back(keys=[self.key(channel, window)], args=[unused])
 
     def close(self) -> None:
         self.client.close()

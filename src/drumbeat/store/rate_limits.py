@@ -38,20 +38,6 @@ class RateLimitStore(StoreCore):
             )
         return granted
 
-    def give_back_tokens(self, channel: str, window: int, unused: int) -> None:
-        """Return `unused` messages of a grant in second `window` (its claim found fewer
-        rows due), so that another process may send them in that second; none once the
-        second is over."""
-        if unused <= 0:
-            return
-        r = rate_limits.c
-        with self.writing() as conn:
-            conn.execute(
-                update(rate_limits)
-                .where(r.channel == channel, r.window_start == window, r.taken >= unused)
-                .values(taken=r.taken - unused)
-            )
-
     def _locked_window(self, conn: Connection, channel: str) -> tuple[int, int]:
         """The channel's (second, taken), locked until `conn`'s transaction ends on
         PostgreSQL (SQLite: the write transaction holds the database already)."""

@@ -1,0 +1,113 @@
+"""A provider that pushes back, and two `drumbeat advance` processes sending to it at once
+on one store: every message is delivered once, each retry waits at least what the provider's
+`Retry-After` asked, and the channel's rate limit holds across both processes (counted at
+the server, per second), with the limit counted in the store or in Redis."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.integration.test_delivery_faults import advance, db, finished, queue, statuses, store
+from tests.integration.test_webhook import ServedInThread
+
+__all__ = ["db", "store"]  # fixtures
+
+RATE = 10  # webhook messages a second
+ANSWERS = (429, 503, 200)  # each message's first, second and third call
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class PushingBack(ServedInThread):
+    """Answers each Idempotency-Key 429 (`Retry-After: 1`), then 503, then 200, and notes
+    the real time and answer of every call."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        self.lock = threading.Lock()
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with peer.lock:
+                    calls = peer.calls[self.headers["Idempotency-Key"]]
+                    status = ANSWERS[min(len(calls), len(ANSWERS) - 1)]
+                    calls.append((time.time(), status))
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
+
+    def per_second(self) -> Counter[int]:
+        return Counter(math.floor(at) for calls in self.calls.values() for at, _ in calls)
+
+
+@pytest.fixture(params=["store", "redis"])
+def limits_in(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Where the processes count the limit: the settings that say so."""
+    if request.param == "store":
+        return {}
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.exceptions.RedisError as exc:
+        from tests.conftest import need_service
+
+        need_service("Redis", str(exc))
+    return {"redis_url": REDIS_URL}
+
+
+def test_two_processes_deliver_each_message_once_within_one_rate_limit(
+    db, store, database_url, workspace_name, limits_in
+):
+    n = 20
+    with PushingBack() as server:
+        queue(db, n, "webhook", {"body": "hi", "url": server.url()})
+        settings = {
+            "webhook_allow": "127.0.0.1",
+            "rate_limits": json.dumps({"webhook": RATE}),
+            # each process could send 8 a second: only a limit they share keeps both to 10
+            "batch_size": 8,
+            "retry_after": 0.2,
+            "advance_retry_wait": 30,
+            **limits_in,
+        }
+        started = [
+            advance(database_url, workspace_name, "2026-01-05T02:00:00Z", **settings)
+            for _ in range(2)
+        ]
+        outs = [finished(process) for process in started]
+    assert statuses(store, workspace_name) == {"sent": n}
+    assert all(re.search(r"\b[1-9]\d* sent\b", out) for out in outs), outs  # both sent
+    assert len(server.calls) == n
+    assert {key: [status for _, status in calls] for key, calls in server.calls.items()} == {
+        key: list(ANSWERS) for key in server.calls
+    }  # delivered once: no call after the 200
+    waited = [calls[1][0] - calls[0][0] for calls in server.calls.values()]
+    assert min(waited) >= 1.0  # Retry-After: 1
+    per_second = server.per_second()
+    seconds = range(min(per_second), max(per_second) + 1)
+    counts = [per_second[second] for second in seconds]
+    shown = f"calls a second: {counts}"
+    # A process's first call (imports, a new event loop) can take a second to get out on a
+    # loaded machine and land in the second after the one it was counted in: the strict
+    # count starts once both processes have made theirs (their first claims, at once).
+    assert max(counts[2:]) <= RATE, shown  # the two could send 16 a second without it
+    assert all(a + b <= 2 * RATE for a, b in itertools.pairwise(counts)), shown
