@@ -17,7 +17,18 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_delivery_faults import advance, db, finished, queue, statuses, store
+from drumbeat.channels.dispatcher import Dispatcher
+from drumbeat.config import Settings
+from tests.integration.test_delivery_faults import (
+    T0,
+    CountingServer,
+    advance,
+    db,
+    finished,
+    queue,
+    statuses,
+    store,
+)
 from tests.integration.test_webhook import ServedInThread
 
 __all__ = ["db", "store"]  # fixtures
@@ -111,3 +122,32 @@ def test_two_processes_deliver_each_message_once_within_one_rate_limit(
     # count starts once both processes have made theirs (their first claims, at once).
     assert max(counts[2:]) <= RATE, shown  # the two could send 16 a second without it
     assert all(a + b <= 2 * RATE for a, b in itertools.pairwise(counts)), shown
+
+
+def test_a_dispatch_sends_a_limited_channel_for_one_tick_and_leaves_the_rest_pending(
+    db, store, workspace_name
+):
+    """In-process: 15 messages at 5 a second, a tick of 1 s: each dispatch sends what its
+    tick allows, the next one goes on, and no second gets more than 5."""
+    n, rate = 15, 5
+    config = Settings(
+        secret_key="a-secret-key-of-the-tests",
+        webhook_allow=["127.0.0.1"],
+        rate_limits={"webhook": rate},
+        tick_interval=1.0,
+    )
+    with CountingServer(delay=0.0) as server:
+        queue(db, n, "webhook", {"body": "hi", "url": server.url()})
+        dispatcher = Dispatcher(store, config)
+        try:
+            first = dispatcher.dispatch(T0).counts["sent"]
+            assert 0 < first < n and statuses(store, workspace_name)["pending"] == n - first
+            sent = first
+            while sent < n:
+                sent += dispatcher.dispatch(T0).counts["sent"]
+        finally:
+            dispatcher.close()
+        arrivals = sorted(server.arrivals)
+    assert statuses(store, workspace_name) == {"sent": n} and len(server.keys) == n
+    per_second = Counter(math.floor(at) for at in arrivals)
+    assert max(per_second.values()) <= rate, sorted(per_second.items())  # unlimited: all in one

@@ -1,12 +1,17 @@
 """The dispatcher: claim due outbox rows, check suppression again, render, send through the
 channel, record the outcome. Transient failures retry with exponential backoff and jitter,
 counted in real seconds whatever the store's clock does; after `send_attempts` a row is
-`dead`; permanent failures are `failed` with the reason.
+`dead`; permanent failures are `failed` with the reason. A provider's `Retry-After`
+(`Result.retry_after`) is the least a retry waits.
+
+A rate-limited channel (`DRUMBEAT_RATE_LIMITS`) claims a second's messages at a time and
+sends them as the limiter shared by every process of the store grants them
+(`rate_limits.py`), for up to `tick_interval` seconds a dispatch.
 
 Two clocks: the store's (virtual under `advance`) says which rows are due; the real one
-(`clock`, time.time unless a test gives another) runs leases and retries. A claim's lease
-is kept while it is sent (`leases.py`), and its results are recorded only for the rows it
-still holds (their fence).
+(`clock`, time.time unless a test gives another) runs leases, retries and rate limits. A
+claim's lease is kept while it is sent (`leases.py`), and its results are recorded only for
+the rows it still holds (their fence).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
 from drumbeat.channels.keys import SigningKeys
 from drumbeat.channels.leases import LeaseKeeper
-from drumbeat.channels.rate_limits import RateLimiter, open_limiter
+from drumbeat.channels.rate_limits import open_limiter
 from drumbeat.channels.registry import load_channels
 from drumbeat.channels.render import render, user_context
 from drumbeat.channels.tokens import unsubscribe_token
@@ -88,14 +93,13 @@ class Dispatcher:
         channels: Mapping[str, Channel] | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.keys = SigningKeys(config, store)
         self.channels = channels if channels is not None else load_channels(config, store)
         self.clock = clock  # real time: leases, retries and rate limits
-        self.limiter = limiter if limiter is not None else open_limiter(config, store)
+        self.limiter = open_limiter(config, store)  # shared by every process of the store
 
     def dispatch(self, now: float) -> DispatchReport:
         """Send everything due at `now`, each rate-limited channel within its limit (for up to
