@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import socket
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -142,5 +145,57 @@ def test_with_redis_out_of_reach_the_store_counts_logs_once_and_counts_it(
         assert len(warnings) == 1 and "Redis is out of reach" in warnings[0], warnings
         assert REDIS_FALLBACKS._value.get() - before == 3
     finally:
+        limiter.close()
+        store.close()
+
+
+def redis_server(port: int) -> subprocess.Popen[bytes]:
+    """A Redis of the test's own on `port`, answering once this returns."""
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    server = subprocess.Popen([*args, "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
+def test_redis_stopping_and_coming_back_moves_the_count_to_the_store_and_back(
+    tmp_path, channel, caplog, monkeypatch
+):
+    if shutil.which("redis-server") is None:
+        from tests.conftest import need_service
+
+        need_service("redis-server", "no redis-server command to start one of the test's own")
+    from drumbeat.channels import rate_limits
+    from drumbeat.channels.redis_limits import UNAVAILABLE
+
+    monkeypatch.setattr(rate_limits, "REDIS_RETRY_SECONDS", 0.0)  # try Redis at each grant
+    port = free_port()
+    store = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    redis = redis_tokens(f"redis://127.0.0.1:{port}/0")
+    limiter = RateLimiter(FallbackTokens(redis, StoreTokens(store), UNAVAILABLE))
+    server = redis_server(port)
+    try:
+        with caplog.at_level(logging.WARNING, "drumbeat.channels.rate_limits"):
+            assert limiter.acquire(channel, 3, 10, T).granted == 3  # in Redis
+            server.terminate()
+            server.wait()
+            assert limiter.acquire(channel, 3, 10, T + 0.1).granted == 3  # in the store
+            assert limiter.acquire(channel, 3, 10, T + 0.2).granted == 3  # still
+            server = redis_server(port)  # empty: the second's count started again
+            assert limiter.acquire(channel, 20, 10, T + 0.3).granted == 10  # in Redis
+        assert store.take_tokens(channel, int(T) + 1, 10, 10) == 4  # the store had 6
+        messages = [r.getMessage() for r in caplog.records]
+        assert [m.split(" (")[0].split(":")[0] for m in messages] == [
+            "Redis is out of reach",
+            "Redis is back",
+        ], messages
+    finally:
+        server.terminate()
+        server.wait()
         limiter.close()
         store.close()

@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import re
+import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
@@ -19,12 +20,12 @@ import pytest
 
 from drumbeat.channels.dispatcher import Dispatcher
 from drumbeat.config import Settings
+from tests.contract.test_rate_limits import free_port
 from tests.integration.test_delivery_faults import (
     T0,
     CountingServer,
     advance,
     db,
-    finished,
     queue,
     statuses,
     store,
@@ -69,11 +70,14 @@ class PushingBack(ServedInThread):
         return Counter(math.floor(at) for calls in self.calls.values() for at, _ in calls)
 
 
-@pytest.fixture(params=["store", "redis"])
-def limits_in(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Where the processes count the limit: the settings that say so."""
+@pytest.fixture(params=["store", "redis", "redis out of reach"])
+def limits_in(request: pytest.FixtureRequest) -> tuple[str, dict[str, str]]:
+    """Where the processes count the limit, and the settings that say so. With Redis out of
+    reach (nothing listens on its port) they count it in the store."""
     if request.param == "store":
-        return {}
+        return request.param, {}
+    if request.param == "redis out of reach":
+        return request.param, {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}
     import redis
 
     try:
@@ -82,12 +86,19 @@ def limits_in(request: pytest.FixtureRequest) -> dict[str, str]:
         from tests.conftest import need_service
 
         need_service("Redis", str(exc))
-    return {"redis_url": REDIS_URL}
+    return request.param, {"redis_url": REDIS_URL}
+
+
+def finished(process: subprocess.Popen[str]) -> tuple[str, str]:
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 0, err
+    return out, err
 
 
 def test_two_processes_deliver_each_message_once_within_one_rate_limit(
     db, store, database_url, workspace_name, limits_in
 ):
+    where, limits = limits_in
     n = 20
     with PushingBack() as server:
         queue(db, n, "webhook", {"body": "hi", "url": server.url()})
@@ -98,14 +109,17 @@ def test_two_processes_deliver_each_message_once_within_one_rate_limit(
             "batch_size": 8,
             "retry_after": 0.2,
             "advance_retry_wait": 30,
-            **limits_in,
+            **limits,
         }
         started = [
             advance(database_url, workspace_name, "2026-01-05T02:00:00Z", **settings)
             for _ in range(2)
         ]
-        outs = [finished(process) for process in started]
+        outs, errors = zip(*(finished(process) for process in started), strict=True)
     assert statuses(store, workspace_name) == {"sent": n}
+    warned = [error.count("Redis is out of reach") for error in errors]
+    # out of reach: logged once by each process, which went on counting in the store
+    assert warned == ([1, 1] if where == "redis out of reach" else [0, 0]), errors
     assert all(re.search(r"\b[1-9]\d* sent\b", out) for out in outs), outs  # both sent
     assert len(server.calls) == n
     assert {key: [status for _, status in calls] for key, calls in server.calls.items()} == {
