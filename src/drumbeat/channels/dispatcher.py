@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from math import ceil
@@ -114,18 +114,22 @@ class Dispatcher:
             # a rate-limited channel claims a second's sending at a time
             size = self.store.batch_size if rate is None else min(self.store.batch_size, ceil(rate))
             while rows := self._claim(channel, now, size):
-                self._send_claim(rows, now, report)
+                self._send_claim(rows, now, report, rate)
                 if rate is not None and (len(rows) < size or self.clock() >= deadline):
                     break
         return report
 
-    def _send_claim(self, rows: list[OutboxRow], now: float, report: DispatchReport) -> None:
+    def _send_claim(
+        self, rows: list[OutboxRow], now: float, report: DispatchReport, rate: float | None
+    ) -> None:
         lease = self.config.send_lease
         with (
             metrics.timed("stage.dispatch", len(rows)),
             LeaseKeeper(self.store, rows, lease, self.clock) as keeper,
         ):
-            results = self._send(rows, keeper)
+            results = []
+            for part in self._paced(rows, rate):
+                results += self._send(part, keeper)
         # retried after a lost connection: the fence writes each result once
         record = partial(self.store.record_results, results, now)
         recorded = self.store.retrying(record, "recording sends")
@@ -134,6 +138,21 @@ class Dispatcher:
             report.add(result.status)
         if dropped:
             report.add("stale", dropped)
+
+    def _paced(self, rows: list[OutboxRow], rate: float | None) -> Iterator[list[OutboxRow]]:
+        """The claim at once; on a rate-limited channel (all its rows are that channel's), in
+        parts as the limiter grants them, each given once the second it counts in has begun
+        (`rate_limits.py`): rendered and sent then."""
+        if rate is None:
+            yield rows
+            return
+        start = 0
+        while start < len(rows):
+            channel = rows[start].channel
+            grant = self.limiter.acquire(channel, len(rows) - start, rate, self.clock())
+            time.sleep(max(0.0, grant.at - self.clock()))
+            yield rows[start : start + grant.granted]
+            start += grant.granted
 
     def settle(self, now: float) -> DispatchReport:
         """The end of `advance`: wait (real time) for the retries due within
@@ -236,28 +255,13 @@ class Dispatcher:
         self, channel: Channel, pairs: list[tuple[OutboxRow, Message]]
     ) -> list[SendResult]:
         """Send the rows still held (another claim sends the ones taken over)."""
-        outcomes = self._send_paced(channel, [message for _, message in pairs])
+        try:
+            outcomes = channel.send_batch([message for _, message in pairs])
+        except Exception as exc:  # the channel's own trouble: every message tries again
+            outcomes = [Result.retry(f"{type(exc).__name__}: {exc}")] * len(pairs)
         return [
             self._result(row, outcome) for (row, _), outcome in zip(pairs, outcomes, strict=True)
         ]
-
-    def _send_paced(self, channel: Channel, messages: list[Message]) -> list[Result]:
-        """The messages in one call of the channel; on a rate-limited channel, in one call a
-        grant of the limiter, asked for right before and made at the start of the second
-        it counts in (`rate_limits.py`)."""
-        rate = self.config.rate_limits.get(channel.name)
-        outcomes: list[Result] = []
-        while len(outcomes) < len(messages):
-            part = messages[len(outcomes) :]
-            if rate is not None:
-                grant = self.limiter.acquire(channel.name, len(part), rate, self.clock())
-                time.sleep(max(0.0, grant.at - self.clock()))
-                part = part[: grant.granted]
-            try:
-                outcomes += channel.send_batch(part) if part else []
-            except Exception as exc:  # the channel's own trouble: these messages try again
-                outcomes += [Result.retry(f"{type(exc).__name__}: {exc}")] * len(part)
-        return outcomes
 
     def _result(self, row: OutboxRow, outcome: Result) -> SendResult:
         if outcome.outcome is Outcome.SENT:

@@ -8,11 +8,11 @@ seconds, so every machine's clock must be synchronised, as leases already requir
 `ceil(rate)` and any run of seconds gets `rate` a second on average (2.5/s: 2, 3, 2, 3 …;
 0.5/s: one message every other second).
 
-The dispatcher asks, right before a call of the channel, for as many as that call would
-send (`acquire`: one round trip whatever the number). They are granted in the next second
-that allows any, and sent at its start (`Grant.at`): a call may then take up to a second to
-reach the provider (a process's first call, a loaded machine) and still land in the second
-it was counted in. So a message waits up to a second more on a rate-limited channel.
+The dispatcher asks for a claim's messages at once (`acquire`: one round trip whatever the
+number). They are granted in the next second that allows any, and rendered and sent at its
+start (`Grant.at`): the sending may then take up to a second to reach the provider (a
+process's first call, a loaded machine) and still land in the second it was counted in. So
+a message waits up to a second more on a rate-limited channel.
 
 The counting itself, atomic across processes, is a `Tokens` backend: the store's
 `rate_limits` table (`store/rate_limits.py`) or Redis (`redis_limits.py`); `FallbackTokens`
