@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from drumbeat.channels.dispatcher import Dispatcher
+from drumbeat.client import Drumbeat
 from drumbeat.config import Settings
 from tests.contract.test_rate_limits import free_port
 from tests.integration.test_delivery_faults import (
@@ -169,3 +170,24 @@ def test_a_dispatch_sends_a_limited_channel_for_one_tick_and_leaves_the_rest_pen
         arrivals = sorted(server.arrivals)
     assert statuses(store, workspace_name) == {"sent": n} and len(server.keys) == n
     assert_never_ahead_of(rate, arrivals)  # unlimited, all 15 would come in one second
+
+
+def test_a_claim_across_workspaces_is_granted_at_once(db, store, database_url, workspace_name):
+    """Six messages of three workspaces at 6 a second: one claim, one grant, one second."""
+    config = Settings(
+        secret_key="a-secret-key-of-the-tests",
+        webhook_allow=["127.0.0.1"],
+        rate_limits={"webhook": 6},
+    )
+    others = [Drumbeat(database_url, workspace=f"{workspace_name}-{n}") for n in (2, 3)]
+    with CountingServer(delay=0.0) as server:
+        for client in (db, *others):
+            queue(client, 2, "webhook", {"body": "hi", "url": server.url()})
+        dispatcher = Dispatcher(store, config)
+        try:
+            assert dispatcher.dispatch(T0).counts == {"sent": 6}
+        finally:
+            dispatcher.close()
+            for client in others:
+                client.close()
+    assert len(server.keys) == 6 and len({math.floor(at) for at in server.arrivals}) == 1
