@@ -1,11 +1,14 @@
 """Settings, read from DRUMBEAT_* environment variables; each is also a CLI option.
 
 The broker URL belongs to the distributed shape, which is not built yet: a set one is
-refused rather than ignored (README.md, "The shapes"). The Redis URL serves the user cache.
+refused rather than ignored (README.md, "The shapes"). The Redis URL serves the user cache
+(`DRUMBEAT_CACHE=redis`) and the shared send rate limits; it is refused when it would serve
+neither.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Annotated, Any, Literal
 
@@ -38,7 +41,9 @@ class Settings(BaseSettings):
         "default: BENCHMARKS.md (bench access) measured it not paying for itself",
     )
     redis_url: str | None = Field(
-        None, description="Redis, for the user cache (DRUMBEAT_CACHE=redis): redis://host:6379/0"
+        None,
+        description="Redis for the user cache (DRUMBEAT_CACHE=redis) and for counting the "
+        "per-channel rate limits of every process (unset: the store counts them)",
     )
     cache_size: int = Field(
         100_000, ge=1, le=10_000_000, description="users the memory cache keeps per process"
@@ -188,26 +193,43 @@ class Settings(BaseSettings):
         default_factory=dict, description="per channel msgs/s"
     )
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_for_the_cache(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """The Redis URL serves the user cache only so far: without it, it is refused."""
-        if value is not None and info.data.get("cache") != "redis":
-            raise PydanticCustomError("not_built", REDIS_CACHE)
-        return value
-
-    @model_validator(mode="after")
-    def _cache_has_redis(self) -> Settings:
-        if self.cache == "redis" and self.redis_url is None:
-            raise PydanticCustomError("not_built", REDIS_CACHE)
-        return self
-
     @field_validator("broker_url")
     @classmethod
     def _not_built(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             raise PydanticCustomError("not_built", NOT_BUILT[str(info.field_name)])
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.split("://", 1)[0] not in REDIS_SCHEMES:
+            raise PydanticCustomError(
+                "not_built", "expected redis://host[:port][/db], rediss://… or unix://path"
+            )
+        if importlib.util.find_spec("redis") is None:
+            raise PydanticCustomError(
+                "not_built", "needs the redis extra: pip install 'drumbeat[redis]'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _redis_has_work(self) -> Settings:
+        """Redis holds the user cache and the rate limits: without either it would be
+        ignored, and the Redis cache has nowhere to go without it."""
+        if self.redis_url is not None and not self.rate_limits and self.cache != "redis":
+            raise PydanticCustomError(
+                "not_built",
+                "DRUMBEAT_REDIS_URL is set but neither DRUMBEAT_CACHE=redis nor "
+                "DRUMBEAT_RATE_LIMITS uses it: set one, or unset it",
+            )
+        if self.cache == "redis" and self.redis_url is None:
+            raise PydanticCustomError(
+                "not_built", "DRUMBEAT_CACHE=redis needs DRUMBEAT_REDIS_URL (redis://host:6379/0)"
+            )
+        return self
 
     @field_validator("secret_key")
     @classmethod
@@ -289,10 +311,8 @@ MIN_SECRET_KEY = 16
 ORIGIN = re.compile(r"https?://[^/?#\s:]+(:[0-9]{1,5})?")
 PUBLIC_KEYS = frozenset({"change-me"})  # the default of earlier versions, in their docs
 
-REDIS_CACHE = (
-    "DRUMBEAT_REDIS_URL serves the Redis user cache only: set both it and DRUMBEAT_CACHE=redis, "
-    "or neither"
-)
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
 NOT_BUILT = {
     "broker_url": "the distributed shape (Celery) is not built yet; unset it "
     "(workers are processes on this machine: DRUMBEAT_WORKERS)",

@@ -61,16 +61,36 @@ def test_rate_limits_per_channel_are_taken(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_a_redis_url_is_taken_with_rate_limits_to_count(tmp_path):
+    limits = {"DRUMBEAT_RATE_LIMITS": '{"email": 50}'}
+    done = run(tmp_path, "campaign", "list", DRUMBEAT_REDIS_URL="redis://127.0.0.1:1/0", **limits)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_redis_cache_without_a_redis_url_is_refused(tmp_path):
+    done = run(tmp_path, "campaign", "list", DRUMBEAT_CACHE="redis")
+    assert_refused(done, tmp_path, "DRUMBEAT_CACHE=redis needs DRUMBEAT_REDIS_URL")
+
+
+def test_a_redis_url_that_is_not_one_is_refused(tmp_path):
+    limits = {"DRUMBEAT_RATE_LIMITS": '{"email": 50}'}
+    done = run(tmp_path, "campaign", "list", DRUMBEAT_REDIS_URL="http://:secret@h/0", **limits)
+    assert_refused(done, tmp_path, "DRUMBEAT_REDIS_URL", "expected redis://host")
+    assert "secret" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("how", "variable", "reason"),
     [
         ("env", "DRUMBEAT_BROKER_URL", "the distributed shape (Celery) is not built yet; unset it"),
-        ("option", "DRUMBEAT_REDIS_URL", "serves the Redis user cache only"),
+        ("option", "DRUMBEAT_REDIS_URL", "neither DRUMBEAT_CACHE=redis nor"),
     ],
 )
-def test_the_distributed_shape_and_redis_without_its_cache_are_refused(
+def test_the_distributed_shape_and_a_redis_url_with_nothing_to_do_are_refused(
     tmp_path, how, variable, reason
 ):
+    """Redis holds the user cache and the shared rate limits: without either it would do
+    nothing."""
     url = "amqp://guest:secret@127.0.0.1//" if "BROKER" in variable else "redis://:secret@h/0"
     if how == "env":
         done = run(tmp_path, "campaign", "list", **{variable: url})

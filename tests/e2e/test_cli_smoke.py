@@ -91,6 +91,31 @@ def test_bench_demo_smoke_writes_its_figures(tmp_path, clean_env):
     assert "<!-- bench:demo -->" in text and "demo: 300 users" in text and "(16 ticks)" in text
 
 
+def test_bench_limiter_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
+    import redis
+
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.exceptions.RedisError as exc:
+        from tests.conftest import need_service
+
+        need_service("Redis", str(exc))
+    report = tmp_path / "BENCH.md"
+    drumbeat(
+        "bench", "limiter", "--pending", "1000", "--postgres", pg_database, "--redis", url,
+        "--write", str(report), cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "<!-- bench:limiter -->" in text
+    for store in ("sqlite", "postgresql"):
+        for where in ("the store", "Redis"):
+            assert f"{store}: a grant of 100 messages counted in {where}" in text
+    with psycopg.connect(pg_database) as conn:  # the run's count is gone: runs stay alike
+        left = conn.execute("SELECT count(*) FROM rate_limits WHERE channel LIKE 'bench-%'")
+        assert left.fetchone() == (0,)
+
+
 def test_bench_startup_smoke_writes_its_figures(tmp_path, clean_env):
     report = tmp_path / "BENCH.md"
     drumbeat("bench", "startup", "--runs", "1", "--write", str(report), cwd=tmp_path, env=clean_env)

@@ -30,15 +30,19 @@ DRUMBEAT = [sys.executable, "-m", "drumbeat"]
 
 
 class CountingServer(ServedInThread):
-    """An HTTP server that answers 200 after `delay` seconds and counts each Idempotency-Key."""
+    """An HTTP server that answers 200 after `delay` seconds and counts each Idempotency-Key
+    (and notes when each call came, real time)."""
 
     def __init__(self, delay: float) -> None:
         self.keys: Counter[str] = Counter()
+        self.arrivals: list[float] = []
         self.lock = threading.Lock()
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                with peer.lock:
+                    peer.arrivals.append(time.time())
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 time.sleep(delay)  # the slow provider
                 with peer.lock:

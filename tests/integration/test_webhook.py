@@ -13,20 +13,23 @@ import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qs, quote
 
 import orjson
 import pytest
 
 from drumbeat.channels.base import Message, Outcome
-from drumbeat.channels.webhook import WebhookChannel, not_public
+from drumbeat.channels.dispatcher import backoff
+from drumbeat.channels.webhook import WebhookChannel, not_public, retry_after
 from drumbeat.config import Settings
 
 SECRET = "hook-secret-of-the-tests"
 
 
 class HookServer:
-    """A real HTTP(S) server on a free local port. The path picks the answer: /status/404,
-    /redirect, /slow (holds the response until `release` is set); anything else is 200."""
+    """A real HTTP(S) server on a free local port. The path picks the answer: /status/404
+    (`?retry-after=V` adds that header), /redirect, /slow (holds the response until
+    `release` is set); anything else is 200."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -50,7 +53,10 @@ class HookServer:
                     self.send_response(302)
                     self.send_header("Location", f"http://127.0.0.1:{peer.port}/elsewhere")
                 elif self.path.startswith("/status/"):
-                    self.send_response(int(self.path.rsplit("/", 1)[1]))
+                    path, _, query = self.path.partition("?")
+                    self.send_response(int(path.rsplit("/", 1)[1]))
+                    for value in parse_qs(query).get("retry-after", []):
+                        self.send_header("Retry-After", value)
                 else:
                     self.send_response(200)
                 payload = b"nope" if self.path.startswith("/status/4") else b"ok"
@@ -173,6 +179,40 @@ def test_status_codes_decide_the_outcome(server, channel, path, outcome, error):
     assert result.outcome is outcome
     assert error is None or error in (result.error or "")
     assert [r["path"] for r in server.requests] == [path]  # a redirect is not followed
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "asked"),
+    [
+        (429, "120", 120.0),
+        (503, "7", 7.0),
+        (429, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date gone by: at once
+        (429, "soon", None),  # neither seconds nor a date: the backoff alone
+        (500, None, None),
+    ],
+)
+def test_a_retry_carries_the_wait_the_provider_asked_for(server, channel, status, header, asked):
+    query = "" if header is None else f"?retry-after={quote(header)}"
+    [result] = channel.send_batch([message(server.url(f"/status/{status}{query}"))])
+    assert result.outcome is Outcome.RETRY
+    assert result.retry_after == asked
+
+
+def test_retry_after_as_an_http_date_counts_from_now():
+    now = 1_445_412_400.0  # 2015-10-21T07:26:40Z
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now) == 80.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 -0000", now) == 80.0
+    assert retry_after(" 30 ", now) == 30.0
+    assert retry_after("-5", now) is None and retry_after("", now) is None
+
+
+def test_backoff_honours_retry_after_never_sooner_and_within_the_longest_wait():
+    plain = [backoff(f"k{n}", 1, 5.0, 3600.0) for n in range(50)]
+    assert all(4.0 <= delay <= 6.0 for delay in plain) and len(set(plain)) > 1
+    asked = [backoff(f"k{n}", 1, 5.0, 3600.0, asked=30.0) for n in range(50)]
+    assert all(30.0 <= delay <= 36.0 for delay in asked) and len(set(asked)) > 1
+    assert backoff("k", 1, 5.0, 3600.0, asked=1.0) == backoff("k", 1, 5.0, 3600.0)  # the longer
+    assert backoff("k", 1, 5.0, 600.0, asked=86_400.0) == 600.0
 
 
 def test_a_slow_receiver_times_out_and_is_retried(server):

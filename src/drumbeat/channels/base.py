@@ -57,14 +57,15 @@ class Result:
     outcome: Outcome
     provider_id: str | None = None
     error: str | None = None
+    retry_after: float | None = None  # RETRY: seconds the provider asked to wait (Retry-After)
 
     @classmethod
     def sent(cls, provider_id: str | None = None) -> Result:
         return cls(Outcome.SENT, provider_id)
 
     @classmethod
-    def retry(cls, error: str) -> Result:
-        return cls(Outcome.RETRY, error=error)
+    def retry(cls, error: str, retry_after: float | None = None) -> Result:
+        return cls(Outcome.RETRY, error=error, retry_after=retry_after)
 
     @classmethod
     def failed(cls, error: str) -> Result:

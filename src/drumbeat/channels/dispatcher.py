@@ -1,12 +1,17 @@
 """The dispatcher: claim due outbox rows, check suppression again, render, send through the
 channel, record the outcome. Transient failures retry with exponential backoff and jitter,
 counted in real seconds whatever the store's clock does; after `send_attempts` a row is
-`dead`; permanent failures are `failed` with the reason.
+`dead`; permanent failures are `failed` with the reason. A provider's `Retry-After`
+(`Result.retry_after`) is the least a retry waits.
+
+A rate-limited channel (`DRUMBEAT_RATE_LIMITS`) claims a second's messages at a time and
+sends them as the limiter shared by every process of the store grants them
+(`rate_limits.py`), for up to `tick_interval` seconds a dispatch.
 
 Two clocks: the store's (virtual under `advance`) says which rows are due; the real one
-(`clock`, time.time unless a test gives another) runs leases and retries. A claim's lease
-is kept while it is sent (`leases.py`), and its results are recorded only for the rows it
-still holds (their fence).
+(`clock`, time.time unless a test gives another) runs leases, retries and rate limits. A
+claim's lease is kept while it is sent (`leases.py`), and its results are recorded only for
+the rows it still holds (their fence).
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from math import ceil
 
 from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
 from drumbeat.channels.keys import SigningKeys
 from drumbeat.channels.leases import LeaseKeeper
+from drumbeat.channels.rate_limits import open_limiter
 from drumbeat.channels.registry import load_channels
 from drumbeat.channels.render import render, user_context
 from drumbeat.channels.tokens import unsubscribe_token
@@ -34,13 +41,21 @@ from drumbeat.store.outbox import OutboxRow, SendResult
 EMAIL = "email"  # the channel that sends to the user's address, which may be suppressed
 
 
-def backoff(dedupe_key: str, attempts: int, first: float, most: float) -> float:
+def backoff(
+    dedupe_key: str, attempts: int, first: float, most: float, asked: float | None = None
+) -> float:
     """Real seconds before attempt `attempts + 1`: doubling from `first`, capped at `most`,
-    with ±20% jitter derived from the message (rows that failed together spread out)."""
+    with ±20% jitter derived from the message (rows that failed together spread out). A
+    provider's `Retry-After` (`asked`) is a floor: never sooner, and up to 20% later so that
+    the messages it turned away together do not all come back at one instant; it too is
+    capped at `most`."""
     delay = min(most, first * 2 ** max(0, attempts - 1))
     digest = hashlib.sha256(f"{dedupe_key}:{attempts}".encode()).digest()
-    jitter = int.from_bytes(digest[:4], "big") / 2**32 * 0.4 - 0.2
-    return float(delay * (1 + jitter))
+    spread = int.from_bytes(digest[:4], "big") / 2**32 * 0.4  # 0 … 0.4
+    jittered = delay * (0.8 + spread)
+    if asked is None:
+        return float(jittered)
+    return float(min(most, max(jittered, asked * (1 + spread / 2))))
 
 
 @dataclass
@@ -85,32 +100,61 @@ class Dispatcher:
         self.config = config
         self.keys = SigningKeys(config, store)
         self.channels = channels if channels is not None else load_channels(config, store)
-        self.clock = clock  # real time: leases and retries
-        self._last_claim: dict[str, float] = {}
+        self.clock = clock  # real time: leases, retries and rate limits
+        self.limiter = open_limiter(config, store)  # shared by every process of the store
 
     def dispatch(self, now: float) -> DispatchReport:
-        """Send everything due at `now` (within each channel's rate limit). Rows of a claim
-        that another claim took over are counted `stale`: their results were not recorded."""
+        """Send everything due at `now`, each rate-limited channel within its limit (for up to
+        `tick_interval` real seconds: what is left waits for the next dispatch). Rows of a
+        claim that another claim took over are counted `stale`: their results were not
+        recorded."""
         report = DispatchReport()
-        lease = self.config.send_lease
-        for channel in [None] if not self.config.rate_limits else sorted(self.channels):
-            while rows := self._claim(channel, now, lease):
-                with (
-                    metrics.timed("stage.dispatch", len(rows)),
-                    LeaseKeeper(self.store, rows, lease, self.clock) as keeper,
-                ):
-                    results = self._send(rows, keeper)
-                # retried after a lost connection: the fence writes each result once
-                record = partial(self.store.record_results, results, now)
-                recorded = self.store.retrying(record, "recording sends")
-                dropped = recorded + len(rows) - len(results)
-                for result in results:
-                    report.add(result.status)
-                if dropped:
-                    report.add("stale", dropped)
-                if channel is not None and channel in self.config.rate_limits:
-                    break  # this round's allowance is spent
+        limits = self.config.rate_limits
+        deadline = self.clock() + self.config.tick_interval
+        for channel in [None] if not limits else sorted(self.channels):
+            rate = limits.get(channel or "")
+            # a rate-limited channel claims a second's sending at a time
+            size = self.store.batch_size if rate is None else min(self.store.batch_size, ceil(rate))
+            while rows := self._claim(channel, now, size):
+                self._send_claim(rows, now, report, rate)
+                if rate is not None and (len(rows) < size or self.clock() >= deadline):
+                    break
         return report
+
+    def _send_claim(
+        self, rows: list[OutboxRow], now: float, report: DispatchReport, rate: float | None
+    ) -> None:
+        lease = self.config.send_lease
+        with (
+            metrics.timed("stage.dispatch", len(rows)),
+            LeaseKeeper(self.store, rows, lease, self.clock) as keeper,
+        ):
+            results = []
+            for part in self._paced(rows, rate):
+                results += self._send(part, keeper)
+        # retried after a lost connection: the fence writes each result once
+        record = partial(self.store.record_results, results, now)
+        recorded = self.store.retrying(record, "recording sends")
+        dropped = recorded + len(rows) - len(results)
+        for result in results:
+            report.add(result.status)
+        if dropped:
+            report.add("stale", dropped)
+
+    def _paced(self, rows: list[OutboxRow], rate: float | None) -> Iterator[list[OutboxRow]]:
+        """The claim at once; on a rate-limited channel (all its rows are that channel's), in
+        parts as the limiter grants them, each given once the second it counts in has begun
+        (`rate_limits.py`): rendered and sent then."""
+        if rate is None:
+            yield rows
+            return
+        start = 0
+        while start < len(rows):
+            channel = rows[start].channel
+            grant = self.limiter.acquire(channel, len(rows) - start, rate, self.clock())
+            time.sleep(max(0.0, grant.at - self.clock()))
+            yield rows[start : start + grant.granted]
+            start += grant.granted
 
     def settle(self, now: float) -> DispatchReport:
         """The end of `advance`: wait (real time) for the retries due within
@@ -127,22 +171,14 @@ class Dispatcher:
             report.merge(sent)
         return report
 
-    def _claim(self, channel: str | None, now: float, lease: float) -> list[OutboxRow]:
+    def _claim(self, channel: str | None, now: float, limit: int) -> list[OutboxRow]:
         """Claim the next rows, again if the connection is lost: rows claimed unseen come
         back when their lease runs out."""
-        limit = self._allowance(channel, now)
+        lease = self.config.send_lease
         return self.store.retrying(
             lambda: self.store.claim_messages(now, self.clock(), limit, lease, channel),
             "claiming messages",
         )
-
-    def _allowance(self, channel: str | None, now: float) -> int:
-        rate = self.config.rate_limits.get(channel or "")
-        if rate is None:
-            return self.store.batch_size
-        elapsed = max(1.0, now - self._last_claim.get(channel or "", now - 1.0))
-        self._last_claim[channel or ""] = now
-        return max(1, min(self.store.batch_size, int(rate * elapsed)))
 
     def _send(self, rows: Sequence[OutboxRow], keeper: LeaseKeeper) -> list[SendResult]:
         by_workspace: dict[int, list[OutboxRow]] = defaultdict(list)
@@ -257,7 +293,9 @@ class Dispatcher:
         if row.attempts >= self.config.send_attempts:
             return SendResult(row.id, row.fence, "dead", error=outcome.error)
         config = self.config
-        delay = backoff(row.dedupe_key, row.attempts, config.retry_after, config.retry_max)
+        delay = backoff(
+            row.dedupe_key, row.attempts, config.retry_after, config.retry_max, outcome.retry_after
+        )
         return SendResult(
             row.id, row.fence, "pending", retry_at=self.clock() + delay, error=outcome.error
         )
@@ -266,6 +304,7 @@ class Dispatcher:
         from drumbeat.channels.registry import close_channels
 
         close_channels(self.channels)
+        self.limiter.close()
 
 
 def row_failed(row: OutboxRow, error: str | None) -> SendResult:

@@ -23,8 +23,10 @@ no DNS, also when a campaign is checked):
 Each host name gets its own pooled client (for the batch), so a TLS connection made for one
 name is never reused for another name that happens to share its address.
 
-Outcomes: 2xx → SENT; 429, 5xx, timeouts and connection errors → RETRY; 3xx → FAILED
-("redirects are not followed"); other 4xx → FAILED; a missing or refused URL → FAILED.
+Outcomes: 2xx → SENT; 429, 5xx, timeouts and connection errors → RETRY (a 429's or 5xx's
+`Retry-After`, seconds or an HTTP date, is the least the retry waits: `Result.retry_after`);
+3xx → FAILED ("redirects are not followed"); other 4xx → FAILED with the status and the
+start of the body; a missing or refused URL → FAILED.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, ClassVar
 
@@ -215,8 +220,25 @@ async def _outcome(response: httpx.Response) -> Result:
     text = snippet[:200].decode("utf-8", "replace").strip()
     error = f"HTTP {status} {response.reason_phrase}" + (f": {text}" if text else "")
     if status == 429 or status >= 500:
-        return Result.retry(error)
+        return Result.retry(error, retry_after(response.headers.get("retry-after")))
     return Result.failed(error)
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait: delta-seconds or an HTTP date (RFC 9110
+    10.2.3), a date in the past being 0; None when absent or neither."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": a date in UTC all the same
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class WebhookChannel:

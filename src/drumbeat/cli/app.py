@@ -57,7 +57,10 @@ def options(
     ] = None,
     redis_url: Annotated[
         str | None,
-        typer.Option(help="Redis user cache: not built yet, refused [env DRUMBEAT_REDIS_URL]"),
+        typer.Option(
+            help="Redis counting the rate limits of every process (only that, so far) "
+            "[env DRUMBEAT_REDIS_URL, default: the store counts them]"
+        ),
     ] = None,
     broker_url: Annotated[
         str | None,

@@ -207,3 +207,30 @@ def api(
     if postgres:
         figures += run(postgres, batches, tracks, concurrency, workers)
     show("api", figures, write)
+
+
+@app.command("limiter")
+def limiter(
+    pending: Annotated[int, typer.Option(min=1000, help="Messages pending")] = 10_000,
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    redis: Annotated[
+        str | None, typer.Option(help="A Redis to count the limit in too (redis://host/db)")
+    ] = None,
+    write: WriteOpt = None,
+) -> None:
+    """A rate-limited channel's claim of 1,000 outbox rows, its grant counted in the store
+    (and in Redis if given), next to the same claim without a limiter; SQLite (and
+    PostgreSQL if given)."""
+    import tempfile
+
+    from drumbeat.bench.limiter import run
+
+    figures = []
+    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
+        figures += run(f"sqlite:///{folder}/bench.db", pending, redis)
+    if postgres:
+        figures += run(postgres, pending, redis)
+    show("limiter", figures, write)

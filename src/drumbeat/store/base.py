@@ -25,6 +25,7 @@ from drumbeat.store.erasure import ErasureStore
 from drumbeat.store.event_path import EventPathStore
 from drumbeat.store.indexes import AttributeIndexStore
 from drumbeat.store.outbox import OutboxStore
+from drumbeat.store.rate_limits import RateLimitStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 from drumbeat.store.timings import TimingStore
 
@@ -76,6 +77,7 @@ class Store(
     AttributeIndexStore,
     ErasureStore,
     TimingStore,
+    RateLimitStore,
     StoreCore,
 ):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""

@@ -291,3 +291,16 @@ timings = Table(
     Column("items", BigInteger, nullable=False),
     *(Column(name, Integer, nullable=False) for name in BUCKET_COLUMNS),
 )
+
+# ---- send rate limits (revision 0016) ---------------------------------------------------
+
+# The messages each rate-limited channel may still send in the current second, shared by
+# every process sending from this store (channels/rate_limits.py). One row a channel, moved
+# on to each new second: no workspace, as a limit is the provider's, whoever's the message.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("channel", String(50), primary_key=True),
+    Column("window_start", BigInteger, nullable=False),  # epoch second, real time
+    Column("taken", Integer, nullable=False),  # messages granted in that second
+)
