@@ -144,3 +144,43 @@ def dispatch(
     if postgres:
         figures += run(postgres, small, large)
     show("dispatch", figures, write)
+
+
+@app.command("idle")
+def idle(
+    ctx: typer.Context,
+    users: UsersOpt = 100_000,
+    campaigns: Annotated[
+        str, typer.Option(help="Numbers of active campaigns, comma-separated, ascending")
+    ] = "10,100,1000",
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """A warm runner's tick when nothing changed and nothing is due, with each number of
+    active campaigns over N users, on SQLite (and PostgreSQL if given), against the same
+    tick with no campaign."""
+    from drumbeat.bench.idle import run_all
+
+    show(
+        "idle",
+        run_all(users, campaign_sizes(campaigns), state(ctx).settings(), sqlite, postgres),
+        write,
+    )
+
+
+def campaign_sizes(text: str) -> list[int]:
+    """`--campaigns 10,100,1000` as ascending positive numbers, or InvalidInput."""
+    from drumbeat.errors import InvalidInput
+
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(n < 1 for n in sizes) or sizes != sorted(set(sizes)):
+        raise InvalidInput(
+            f"--campaigns {text!r}: give ascending positive numbers, comma-separated (10,100,1000)"
+        )
+    return sizes

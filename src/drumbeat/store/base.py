@@ -22,6 +22,7 @@ from drumbeat.store.campaigns import CampaignStore
 from drumbeat.store.core import StoreCore, chunks
 from drumbeat.store.indexes import AttributeIndexStore
 from drumbeat.store.outbox import OutboxStore
+from drumbeat.store.planning import PlanningStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     return list(merged.values())
 
 
-class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCore):
+class Store(CampaignStore, PlanningStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCore):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
 
     # ---- workspaces ---------------------------------------------------------------------
