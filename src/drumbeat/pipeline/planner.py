@@ -72,6 +72,11 @@ class Changes:
         late could carry an id below one already seen; the watermark's lag covers it."""
         return list(self._at(ws, since)[1].get(event, ()))
 
+    def touches(self, ws: int, since: float, events: Collection[str]) -> bool:
+        """Whether `since` would find any user (without making the list)."""
+        written, by_name = self._at(ws, since)
+        return bool(written) or any(name in by_name for name in events)
+
     def any_since(self, ws: int, since: float) -> bool:
         """Whether anything at all changed: a watermark behind it moves, even for a campaign
         that reads none of it (else the next tick would read it again)."""
@@ -158,7 +163,7 @@ def looks_at(
         or programs.audience(ws, row.key).flips
     ):
         return True
-    return bool(changes.since(ws, row.watermark, reads(program)))
+    return changes.touches(ws, row.watermark, reads(program))
 
 
 def plan_campaign(
@@ -245,18 +250,20 @@ def plan_all(
     watermarks move last, in one statement: a run killed before plans the tick again."""
     store.retrying(programs.refresh, "reading the campaigns")
     rows = programs.rows()
-    changes = Changes(store, floors(programs, rows))
-    due = {
-        ws: store.retrying(partial(store.due_by_campaign, ws, now), "reading the members due")
-        for ws in dict.fromkeys(row.workspace_id for row in rows)
-    }
+    oldest = floors(programs, rows)
+    changes = Changes(store, oldest)
+    due = {}
+    for ws in dict.fromkeys(row.workspace_id for row in rows):
+        if ws in oldest:
+            store.retrying(partial(changes.any_since, ws, oldest[ws]), "reading the changes")
+        due[ws] = store.retrying(partial(store.due_by_campaign, ws, now), "reading the due")
     moves = Moves()
     plans = []
     plan = partial(plan_campaign, store, programs, full_pass_every=full_pass_every, lane=lane)
     for row in rows:
         ws, members_due = row.workspace_id, due[row.workspace_id].get(row.key, [])
         look = partial(looks_at, programs, row, now, changes=changes, due=members_due)
-        if store.retrying(partial(look, full_pass_every=full_pass_every), "reading changes"):
+        if look(full_pass_every=full_pass_every):
             work = partial(plan, row, now, changes=changes, due=members_due, moves=moves)
             plans.append(store.retrying(work, f"planning {row.key}"))
             continue

@@ -36,19 +36,20 @@ class Programs:
         self._active: dict[tuple[int, str], tuple[Program, tuple[Any, ...]]] | None = None
         self._types: dict[int, dict[str, AttrType]] = {}
         self._rows: list[CampaignRow] = []
+        self._definitions: dict[tuple[int, str, int], dict[str, Any]] = {}
 
     def refresh(self) -> None:
         """Take a new snapshot: campaigns paused or changed since the last one show now."""
         active: dict[tuple[int, str], tuple[Program, tuple[Any, ...]]] = {}
         workspaces: dict[int, tuple[Any, ...]] = {}
-        rows = self.store.campaigns(status="active")
+        rows = self.store.active_campaigns(self._definitions)
         for row in rows:
             ws = row.workspace_id
             if ws not in workspaces:
                 types = self.store.attribute_types(ws)
                 workspaces[ws] = (
                     types,
-                    tuple(sorted(types.items())),
+                    frozenset(types.items()),  # its hash kept: idents are looked up a lot
                     frequency_cap(self.store, ws),
                     self.store.workspace_name(ws),
                 )
@@ -63,8 +64,10 @@ class Programs:
             active[(ws, row.key)] = program, ident
         self._active = active
         kept = {ident for _, ident in active.values()}  # older versions and types let go
-        self._compiled = {i: p for i, p in self._compiled.items() if i in kept}
-        self._audiences = {i: a for i, a in self._audiences.items() if i in kept}
+        if len(kept) < len(self._compiled):
+            self._compiled = {i: p for i, p in self._compiled.items() if i in kept}
+            self._audiences = {i: a for i, a in self._audiences.items() if i in kept}
+        self._definitions = {(r.workspace_id, r.key, r.version): r.definition for r in rows}
         self._types = {ws: parts[0] for ws, parts in workspaces.items()}
         self._rows = rows
 
