@@ -72,12 +72,16 @@ def test_bench_store_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     assert left == (0,)
 
 
-def test_bench_engine_smoke_writes_its_figures(tmp_path, clean_env):
+def test_bench_engine_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     report = tmp_path / "BENCH.md"
     drumbeat(
-        "bench", "engine", "--users", "500", "--write", str(report), cwd=tmp_path, env=clean_env
-    )
-    assert "first tick: entry + first message, 500 users" in report.read_text()
+        "bench", "engine", "--users", "500", "--postgres", pg_database, "--write", str(report),
+        cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "first tick: entry + first message, 500 users" in text
+    assert "sqlite: statements per 1,000 users, the batch path" in text
+    assert "postgresql: statements per 1,000 users, the batch path" in text
 
 
 def test_bench_demo_smoke_writes_its_figures(tmp_path, clean_env):

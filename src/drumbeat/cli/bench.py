@@ -79,13 +79,24 @@ def engine(
     ctx: typer.Context,
     users: UsersOpt = 1_000_000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
+    postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
-    """Entry plus first message for N matching users on SQLite, and a 1%-due second tick."""
+    """Entry plus first message for N matching users on SQLite, and a 1%-due second tick;
+    then the statements per 1,000 users of the batch path, dispatch included, on SQLite (and
+    PostgreSQL if given)."""
+    import tempfile
+
+    from drumbeat.bench import round_trips
     from drumbeat.bench.engine import run
 
-    batch_size = state(ctx).settings().batch_size
-    show("engine", run(users, workers=workers, batch_size=batch_size), write)
+    settings = state(ctx).settings()
+    figures = run(users, workers=workers, batch_size=settings.batch_size)
+    with tempfile.TemporaryDirectory() as folder:
+        figures += round_trips.run(f"sqlite:///{folder}/trips.db", users, settings)
+    if postgres:
+        figures += round_trips.run(postgres, users, settings)
+    show("engine", figures, write)
 
 
 @app.command("demo")
