@@ -85,12 +85,14 @@ class Dispatcher:
         self.channels = channels if channels is not None else load_channels(config, store)
         self.clock = clock  # real time: leases and retries
         self._last_claim: dict[str, float] = {}
+        self._workspaces: dict[int, tuple[dict[str, AttrType], str]] = {}
 
     def dispatch(self, now: float) -> DispatchReport:
         """Send everything due at `now` (within each channel's rate limit). Rows of a claim
         that another claim took over are counted `stale`: their results were not recorded."""
         report = DispatchReport()
         lease = self.config.send_lease
+        self._workspaces.clear()  # attribute types may have changed since the last
         for channel in [None] if not self.config.rate_limits else sorted(self.channels):
             while rows := self._claim(channel, now, lease):
                 with (
@@ -154,12 +156,14 @@ class Dispatcher:
     def _send_workspace(
         self, ws: int, rows: Sequence[OutboxRow], keeper: LeaseKeeper
     ) -> list[SendResult]:
-        users, types, name = self.store.retrying(
-            lambda: (
-                self.store.load_users(ws, sorted({row.user_id for row in rows})),
-                self.store.attribute_types(ws),
-                self.store.workspace_name(ws),
-            ),
+        if ws not in self._workspaces:  # read once a dispatch, not once a claim
+            self._workspaces[ws] = self.store.retrying(
+                lambda: (self.store.attribute_types(ws), self.store.workspace_name(ws)),
+                "reading the workspace",
+            )
+        types, name = self._workspaces[ws]
+        users = self.store.retrying(
+            lambda: self.store.load_users(ws, sorted({row.user_id for row in rows})),
             "reading the recipients",
         )
         results: list[SendResult] = []
