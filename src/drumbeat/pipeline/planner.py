@@ -23,7 +23,6 @@ from functools import partial
 from itertools import chain
 
 from drumbeat import metrics
-from drumbeat.engine.program import Program
 from drumbeat.model.campaign import EventEntry
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
@@ -126,14 +125,6 @@ class Moves:
         )
 
 
-def reads(program: Program) -> set[str]:
-    """The event names a campaign's rules (and its entry) read."""
-    names = {condition.event for condition in program.event_conditions}
-    if isinstance(program.campaign.entry.on, EventEntry):
-        names.add(program.campaign.entry.on.event)
-    return names
-
-
 def full_pass_due(row: CampaignRow, now: float, full_pass_every: float) -> bool:
     return row.full_pass_at is None or now - row.full_pass_at >= full_pass_every
 
@@ -163,7 +154,7 @@ def looks_at(
         or programs.audience(ws, row.key).flips
     ):
         return True
-    return changes.touches(ws, row.watermark, reads(program))
+    return changes.touches(ws, row.watermark, programs.reads(ws, row.key))
 
 
 def plan_campaign(
@@ -190,7 +181,8 @@ def plan_campaign(
     campaign = program.campaign
     full_pass = False
     changes = changes or Changes(store)
-    changed = changes.since(ws, row.watermark, reads(program)) if row.watermark is not None else []
+    reads = programs.reads(ws, key)
+    changed = changes.since(ws, row.watermark, reads) if row.watermark is not None else []
     with metrics.timed("plan.campaign"):
         if isinstance(campaign.entry.on, EventEntry):
             # events since the last tick's watermark; a campaign never planned takes those
@@ -261,9 +253,10 @@ def plan_all(
     plans = []
     plan = partial(plan_campaign, store, programs, full_pass_every=full_pass_every, lane=lane)
     for row in rows:
-        ws, members_due = row.workspace_id, due[row.workspace_id].get(row.key, [])
-        look = partial(looks_at, programs, row, now, changes=changes, due=members_due)
-        if look(full_pass_every=full_pass_every):
+        ws, members_due = row.workspace_id, due[row.workspace_id].get(row.key, ())
+        if looks_at(
+            programs, row, now, full_pass_every=full_pass_every, changes=changes, due=members_due
+        ):
             work = partial(plan, row, now, changes=changes, due=members_due, moves=moves)
             plans.append(store.retrying(work, f"planning {row.key}"))
             continue

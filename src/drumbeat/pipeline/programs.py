@@ -13,7 +13,7 @@ from typing import Any
 from drumbeat.engine.program import Program, compile_program
 from drumbeat.engine.timing import FrequencyCap
 from drumbeat.model.attributes import AttrType
-from drumbeat.model.campaign import parse_campaign
+from drumbeat.model.campaign import EventEntry, parse_campaign
 from drumbeat.rules.sql import CompiledAudience, compile_audience
 from drumbeat.store import Store
 from drumbeat.store.campaigns import CampaignRow
@@ -33,6 +33,7 @@ class Programs:
         self.store = store
         self._compiled: dict[tuple[Any, ...], Program] = {}
         self._audiences: dict[tuple[Any, ...], CompiledAudience] = {}
+        self._reads: dict[tuple[Any, ...], frozenset[str]] = {}
         self._active: dict[tuple[int, str], tuple[Program, tuple[Any, ...]]] | None = None
         self._types: dict[int, dict[str, AttrType]] = {}
         self._rows: list[CampaignRow] = []
@@ -67,6 +68,7 @@ class Programs:
         if len(kept) < len(self._compiled):
             self._compiled = {i: p for i, p in self._compiled.items() if i in kept}
             self._audiences = {i: a for i, a in self._audiences.items() if i in kept}
+            self._reads = {i: r for i, r in self._reads.items() if i in kept}
         self._definitions = {(r.workspace_id, r.key, r.version): r.definition for r in rows}
         self._types = {ws: parts[0] for ws, parts in workspaces.items()}
         self._rows = rows
@@ -82,6 +84,21 @@ class Programs:
         assert self._active is not None
         found = self._active.get((ws, key))
         return found[0] if found is not None else None
+
+    def reads(self, ws: int, key: str) -> frozenset[str]:
+        """The event names an active campaign's rules (and its entry) read, kept like its
+        program."""
+        if self._active is None:
+            self.refresh()
+        assert self._active is not None
+        program, ident = self._active[(ws, key)]
+        names = self._reads.get(ident)
+        if names is None:
+            names = frozenset(c.event for c in program.event_conditions)
+            if isinstance(program.campaign.entry.on, EventEntry):
+                names |= {program.campaign.entry.on.event}
+            self._reads[ident] = names
+        return names
 
     def audience(self, ws: int, key: str) -> CompiledAudience:
         """The audience of an active campaign as SQL, compiled at its first use under this

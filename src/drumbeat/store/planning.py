@@ -27,15 +27,17 @@ class PlanningStore(StoreCore):
         parsed, not a thousand of them a tick."""
         c = campaigns.c
         heads = [column for column in campaigns.columns if column.name != "definition"]
+        assert heads[4].name == "status"  # the definition comes between name and status
         active = (c.status == "active",)
         order = (c.workspace_id, c.key)
         with metrics.timed("planner.campaigns"), self.engine.connect() as conn:
-            rows = {}
-            for row in conn.execute(select(*heads).where(*active).order_by(*order)):
-                known = definitions.get((row.workspace_id, row.key, row.version))
-                values = dict(row._mapping)
-                rows[row.workspace_id, row.key] = (
-                    None if known is None else CampaignRow(definition=known, **values)
+            rows: dict[tuple[int, str], CampaignRow | None] = {}
+            for ws, key, version, name, *rest in conn.execute(
+                select(*heads).where(*active).order_by(*order)
+            ):
+                known = definitions.get((ws, key, version))
+                rows[ws, key] = (
+                    None if known is None else CampaignRow(ws, key, version, name, known, *rest)
                 )
             new = [key for key, row in rows.items() if row is None]
             if new:  # read whole; a version or status changed meanwhile shows here
