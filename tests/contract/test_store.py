@@ -142,9 +142,9 @@ def test_users_written_and_users_with_events_received_since_a_time(store, ws):
     store.write_events(ws, events, 30)  # old events, received now
     assert store.load_users(ws, ["busy"])["busy"].updated_at == 10  # its row was not written
     assert store.changed_users(ws, 20) == []
-    assert sorted(store.event_users(ws, 20)) == [("busy", "login"), ("busy", "paid")]
+    assert sorted(store.event_users(ws, 20)) == [("busy", "login", 30), ("busy", "paid", 30)]
     store.write_users(ws, [UserRecord("quiet", {"email": "q@b.co"}, {})], 40)
-    assert store.changed_users(ws, 20) == ["quiet"]
+    assert store.changed_users(ws, 20) == [("quiet", 40)]
     assert store.changed_users(ws, 41) == [] and store.event_users(ws, 41) == []
 
 

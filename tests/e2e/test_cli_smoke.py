@@ -73,12 +73,16 @@ def test_bench_store_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     assert left == (0,)
 
 
-def test_bench_engine_smoke_writes_its_figures(tmp_path, clean_env):
+def test_bench_engine_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     report = tmp_path / "BENCH.md"
     drumbeat(
-        "bench", "engine", "--users", "500", "--write", str(report), cwd=tmp_path, env=clean_env
-    )
-    assert "first tick: entry + first message, 500 users" in report.read_text()
+        "bench", "engine", "--users", "500", "--postgres", pg_database, "--write", str(report),
+        cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "first tick: entry + first message, 500 users" in text
+    assert "sqlite: statements per 1,000 users, the batch path" in text
+    assert "postgresql: statements per 1,000 users, the batch path" in text
 
 
 def test_bench_demo_smoke_writes_its_figures(tmp_path, clean_env):
@@ -147,6 +151,33 @@ def test_bench_dispatch_refuses_a_large_outbox_not_larger(tmp_path, clean_env):
         cwd=tmp_path, capture_output=True, text=True, env=clean_env, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "--large" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bench_idle_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
+    report = tmp_path / "BENCH.md"
+    drumbeat(
+        "bench", "idle", "--users", "200", "--campaigns", "2,5", "--postgres", pg_database,
+        "--write", str(report), cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "<!-- bench:idle -->" in text
+    assert "sqlite: idle tick, 5 active campaigns, 200 users" in text
+    assert "postgresql: tick at 5 / at 2 campaigns" in text
+    with psycopg.connect(pg_database) as conn:  # the run's campaigns are gone: no tick plans them
+        left = conn.execute(
+            "SELECT count(*) FROM campaigns JOIN workspaces"
+            " ON workspaces.id = campaigns.workspace_id WHERE workspaces.name LIKE 'bench-%'"
+        ).fetchone()
+    assert left == (0,)
+
+
+@pytest.mark.parametrize("sizes", ["100,10", "ten", "0,5"])
+def test_bench_idle_refuses_campaign_numbers_not_ascending(tmp_path, clean_env, sizes):
+    done = subprocess.run(
+        [*DRUMBEAT, "bench", "idle", "--users", "100", "--campaigns", sizes],
+        cwd=tmp_path, capture_output=True, text=True, env=clean_env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--campaigns" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_refused_input_exits_2_and_says_where(tmp_path, clean_env):

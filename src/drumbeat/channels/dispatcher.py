@@ -102,6 +102,7 @@ class Dispatcher:
         self.channels = channels if channels is not None else load_channels(config, store)
         self.clock = clock  # real time: leases, retries and rate limits
         self.limiter = open_limiter(config, store)  # shared by every process of the store
+        self._workspaces: dict[int, tuple[dict[str, AttrType], str]] = {}
 
     def dispatch(self, now: float) -> DispatchReport:
         """Send everything due at `now`, each rate-limited channel within its limit (for up to
@@ -109,6 +110,7 @@ class Dispatcher:
         claim that another claim took over are counted `stale`: their results were not
         recorded."""
         report = DispatchReport()
+        self._workspaces.clear()  # attribute types may have changed since the last
         limits = self.config.rate_limits
         deadline = self.clock() + self.config.tick_interval
         for channel in [None] if not limits else sorted(self.channels):
@@ -192,12 +194,14 @@ class Dispatcher:
     def _send_workspace(
         self, ws: int, rows: Sequence[OutboxRow], keeper: LeaseKeeper
     ) -> list[SendResult]:
-        users, types, name = self.store.retrying(
-            lambda: (
-                self.store.load_users(ws, sorted({row.user_id for row in rows})),
-                self.store.attribute_types(ws),
-                self.store.workspace_name(ws),
-            ),
+        if ws not in self._workspaces:  # read once a dispatch, not once a claim
+            self._workspaces[ws] = self.store.retrying(
+                lambda: (self.store.attribute_types(ws), self.store.workspace_name(ws)),
+                "reading the workspace",
+            )
+        types, name = self._workspaces[ws]
+        users = self.store.retrying(
+            lambda: self.store.load_users(ws, sorted({row.user_id for row in rows})),
             "reading the recipients",
         )
         blocked = self._suppressed_addresses(ws, rows, users)

@@ -79,13 +79,24 @@ def engine(
     ctx: typer.Context,
     users: UsersOpt = 1_000_000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
+    postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
-    """Entry plus first message for N matching users on SQLite, and a 1%-due second tick."""
+    """Entry plus first message for N matching users on SQLite, and a 1%-due second tick;
+    then the statements per 1,000 users of the batch path, dispatch included, on SQLite (and
+    PostgreSQL if given)."""
+    import tempfile
+
+    from drumbeat.bench import round_trips
     from drumbeat.bench.engine import run
 
-    batch_size = state(ctx).settings().batch_size
-    show("engine", run(users, workers=workers, batch_size=batch_size), write)
+    settings = state(ctx).settings()
+    figures = run(users, workers=workers, batch_size=settings.batch_size)
+    with tempfile.TemporaryDirectory() as folder:
+        figures += round_trips.run(f"sqlite:///{folder}/trips.db", users, settings)
+    if postgres:
+        figures += round_trips.run(postgres, users, settings)
+    show("engine", figures, write)
 
 
 @app.command("demo")
@@ -234,3 +245,43 @@ def limiter(
     if postgres:
         figures += run(postgres, pending, redis)
     show("limiter", figures, write)
+
+
+@app.command("idle")
+def idle(
+    ctx: typer.Context,
+    users: UsersOpt = 100_000,
+    campaigns: Annotated[
+        str, typer.Option(help="Numbers of active campaigns, comma-separated, ascending")
+    ] = "10,100,1000",
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """A warm runner's tick when nothing changed and nothing is due, with each number of
+    active campaigns over N users, on SQLite (and PostgreSQL if given), against the same
+    tick with no campaign."""
+    from drumbeat.bench.idle import run_all
+
+    show(
+        "idle",
+        run_all(users, campaign_sizes(campaigns), state(ctx).settings(), sqlite, postgres),
+        write,
+    )
+
+
+def campaign_sizes(text: str) -> list[int]:
+    """`--campaigns 10,100,1000` as ascending positive numbers, or InvalidInput."""
+    from drumbeat.errors import InvalidInput
+
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(n < 1 for n in sizes) or sizes != sorted(set(sizes)):
+        raise InvalidInput(
+            f"--campaigns {text!r}: give ascending positive numbers, comma-separated (10,100,1000)"
+        )
+    return sizes

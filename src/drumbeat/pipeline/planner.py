@@ -1,16 +1,24 @@
-"""The planner: on each tick, per active campaign, find who should enter and which members
+"""The planner: on each tick, find who should enter each active campaign and which members
 are due or changed, and cut them into batches of `batch_size` ids.
 
 Cost follows change, not audience size: after a campaign's first full pass, entry looks only
 at users changed since its watermark (plus one full pass per `full_pass_every`, for
 audiences that time alone makes true, like `created_at before 3d ago`), and members are
 picked by `next_due_at` or by a change to their user.
+
+And cost follows change, not the number of campaigns: a tick reads what changed in a
+workspace once (`Changes`), the members due in all its campaigns in one query
+(`Store.due_by_campaign`), looks only at the campaigns something may have moved
+(`looks_at`), and moves the watermarks of all of them in one statement at the end
+(`Moves`), none when nothing changed. An idle tick is a handful of statements per workspace
+(`drumbeat bench idle`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain
 
@@ -36,37 +44,117 @@ class Plan:
 
 
 class Changes:
-    """What changed since a watermark, read once per (workspace, watermark) in a tick:
-    campaigns planned together share their watermark, and each needs it twice or more
-    (entry, and members to look at again)."""
+    """What changed in a workspace, read once a tick from the oldest time any campaign asks
+    for (`floors`, else the first asked): the users written to, and the users with new
+    events by name, each with when; then cut at each campaign's watermark in memory (once
+    per distinct watermark: campaigns planned together share theirs)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, floors: Mapping[int, float] | None = None) -> None:
         self.store = store
-        self._written: dict[tuple[int, float], list[str]] = {}
-        self._events: dict[tuple[int, float], list[tuple[str, str]]] = {}
+        self._floors = dict(floors or {})
+        self._read: dict[int, tuple[float, list[tuple[str, float]], list[tuple[str, str, float]]]]
+        self._read = {}
+        self._cut: dict[tuple[int, float], tuple[list[str], dict[str, list[str]]]] = {}
 
     def since(self, ws: int, watermark: float, events: Collection[str]) -> list[str]:
         """The users changed for a campaign: those written to, and those with new events of
         the names its rules read (a `logged_in` moves no campaign that never mentions it)."""
-        key = (ws, watermark)
-        if key not in self._written:
-            self._written[key] = self.store.changed_users(ws, watermark)
-        ids = dict.fromkeys(self._written[key])
-        news = self._events_since(ws, watermark)
-        ids.update((user, None) for user, name in news if name in events)
+        written, by_name = self._at(ws, watermark)
+        ids = dict.fromkeys(written)
+        for name in sorted(events):
+            ids.update(dict.fromkeys(by_name.get(name, ())))
         return list(ids)
 
     def with_event(self, ws: int, since: float, event: str) -> list[str]:
         """The users with a new `event` (entry on an event). By time received, not by event
         id: on PostgreSQL an id is taken at insert, so an event whose transaction commits
         late could carry an id below one already seen; the watermark's lag covers it."""
-        return list(dict.fromkeys(u for u, name in self._events_since(ws, since) if name == event))
+        return list(self._at(ws, since)[1].get(event, ()))
 
-    def _events_since(self, ws: int, since: float) -> list[tuple[str, str]]:
-        key = (ws, since)
-        if key not in self._events:
-            self._events[key] = self.store.event_users(ws, since)
-        return self._events[key]
+    def touches(self, ws: int, since: float, events: Collection[str]) -> bool:
+        """Whether `since` would find any user (without making the list)."""
+        written, by_name = self._at(ws, since)
+        return bool(written) or any(name in by_name for name in events)
+
+    def any_since(self, ws: int, since: float) -> bool:
+        """Whether anything at all changed: a watermark behind it moves, even for a campaign
+        that reads none of it (else the next tick would read it again)."""
+        written, by_name = self._at(ws, since)
+        return bool(written or by_name)
+
+    def _at(self, ws: int, since: float) -> tuple[list[str], dict[str, list[str]]]:
+        if (ws, since) not in self._cut:
+            written, news = self._changes(ws, since)
+            by_name: dict[str, dict[str, None]] = {}
+            for user, name, at in news:
+                if at >= since:
+                    by_name.setdefault(name, {})[user] = None
+            self._cut[ws, since] = (
+                list(dict.fromkeys(user for user, at in written if at >= since)),
+                {name: list(users) for name, users in by_name.items()},
+            )
+        return self._cut[ws, since]
+
+    def _changes(
+        self, ws: int, since: float
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, str, float]]]:
+        read = self._read.get(ws)
+        if read is None or since < read[0]:  # asked for earlier than read: read again
+            floor = min(since, self._floors.get(ws, since))
+            read = (floor, self.store.changed_users(ws, floor), self.store.event_users(ws, floor))
+            self._read[ws] = read
+            self._cut = {cut: v for cut, v in self._cut.items() if cut[0] != ws}
+        return read[1], read[2]
+
+
+@dataclass
+class Moves:
+    """The campaigns whose watermarks move at the end of a tick, written in one statement."""
+
+    moved: dict[int, set[str]] = field(default_factory=dict)
+    full: dict[int, set[str]] = field(default_factory=dict)
+
+    def add(self, ws: int, key: str, *, full_pass: bool = False) -> None:
+        self.moved.setdefault(ws, set()).add(key)
+        if full_pass:
+            self.full.setdefault(ws, set()).add(key)
+
+    def write(self, store: Store, now: float) -> int:
+        return store.move_watermarks(
+            self.moved, now - WATERMARK_LAG, full_passes=self.full, now=now
+        )
+
+
+def full_pass_due(row: CampaignRow, now: float, full_pass_every: float) -> bool:
+    return row.full_pass_at is None or now - row.full_pass_at >= full_pass_every
+
+
+def looks_at(
+    programs: Programs,
+    row: CampaignRow,
+    now: float,
+    *,
+    full_pass_every: float,
+    changes: Changes,
+    due: Sequence[str],
+) -> bool:
+    """Whether anything may have moved a campaign since its watermark: members due, a first
+    or a weekly full pass, time alone (relative times in its audience, or re-entry), or a
+    user written to or a new event of a name it reads."""
+    ws = row.workspace_id
+    program = programs.get(ws, row.key)
+    if program is None:
+        return False
+    if due or row.watermark is None:
+        return True
+    campaign = program.campaign
+    if not isinstance(campaign.entry.on, EventEntry) and (
+        full_pass_due(row, now, full_pass_every)
+        or campaign.entry.reentry != "never"
+        or programs.audience(ws, row.key).flips
+    ):
+        return True
+    return changes.touches(ws, row.watermark, programs.reads(ws, row.key))
 
 
 def plan_campaign(
@@ -78,17 +166,23 @@ def plan_campaign(
     full_pass_every: float,
     lane: str = DEFAULT_LANE,
     changes: Changes | None = None,
+    due: Sequence[str] | None = None,
+    moves: Moves | None = None,
 ) -> Plan:
+    """Plan one campaign. `due` (its members due, read for all campaigns by `plan_all`) is
+    read here when not given; its watermark is added to `moves`, or written here at once
+    when none is given (after its batches: a run killed between the two plans it again, and
+    its batches hold their users, `Store.busy_users`)."""
     ws, key = row.workspace_id, row.key
     result = Plan(key)
     program = programs.get(ws, key)
     if program is None:
         return result
     campaign = program.campaign
-    full_pass_at = row.full_pass_at
+    full_pass = False
     changes = changes or Changes(store)
-    events = {condition.event for condition in program.event_conditions}
-    changed = changes.since(ws, row.watermark, events) if row.watermark is not None else []
+    reads = programs.reads(ws, key)
+    changed = changes.since(ws, row.watermark, reads) if row.watermark is not None else []
     with metrics.timed("plan.campaign"):
         if isinstance(campaign.entry.on, EventEntry):
             # events since the last tick's watermark; a campaign never planned takes those
@@ -96,41 +190,39 @@ def plan_campaign(
             since = row.watermark if row.watermark is not None else row.created_at
             entering = changes.with_event(ws, since, campaign.entry.on.event)
         else:
-            full = full_pass_at is None or now - full_pass_at >= full_pass_every
+            full_pass = full_pass_due(row, now, full_pass_every)
             reentry = campaign.entry.reentry
             entering = list(
                 store.entry_candidates(
                     ws,
                     key,
-                    campaign.audience,
+                    programs.audience(ws, key),
                     now,
-                    since=None if full else row.watermark,
+                    since=None if full_pass else row.watermark,
                     reentry=None if reentry == "never" else float(reentry),
                     changed=changed,
                 )
             )
-            full_pass_at = now if full else full_pass_at
-        due = store.due_members(ws, key, now)
+        if due is None:
+            due = list(store.due_members(ws, key, now))
         members = store.changed_members(ws, key, changed)
         # Users an unfinished batch of the campaign will work already are left out: a run
         # killed over and over planned them again each time (thousands of stale batches).
-        busy = store.busy_users(ws, key)
+        busy = store.busy_users(ws, key) if entering or due or changed else set()
         advancing = sorted(set(chain(due, members)) - set(entering) - busy)
         entering = sorted(set(entering) - busy)
-        with store.writing() as conn:
-            result.batches += store.create_batches(
-                conn, ws, key, lane, "enter", list(chunks(entering, store.batch_size)), now, now
-            )
-            result.batches += store.create_batches(
-                conn, ws, key, lane, "advance", list(chunks(advancing, store.batch_size)), now, now
-            )
-            store.set_watermarks(
-                conn,
-                ws,
-                key,
-                watermark=now - WATERMARK_LAG,
-                full_pass_at=full_pass_at,
-            )
+        if entering or advancing:
+            with store.writing() as conn:
+                for kind, users in (("enter", entering), ("advance", advancing)):
+                    parts = list(chunks(users, store.batch_size))
+                    result.batches += store.create_batches(
+                        conn, ws, key, lane, kind, parts, now, now
+                    )
+    own = moves is None
+    moves = Moves() if moves is None else moves
+    moves.add(ws, key, full_pass=full_pass)
+    if own:
+        moves.write(store, now)
     result.entering, result.advancing = len(entering), len(advancing)
     return result
 
@@ -146,12 +238,44 @@ def plan_all(
     """Plan every active campaign of every workspace, from a fresh snapshot of them (the
     workers of this tick use the same snapshot). A campaign whose planning loses its
     connection is planned again (`Store.retrying`): its batches, if they were written,
-    are pending and hold its users (`Store.busy_users`), so none is planned twice."""
+    are pending and hold its users (`Store.busy_users`), so none is planned twice. The
+    watermarks move last, in one statement: a run killed before plans the tick again."""
     store.retrying(programs.refresh, "reading the campaigns")
-    changes = Changes(store)
-    rows = store.retrying(lambda: store.campaigns(status="active"), "reading the campaigns")
+    rows = programs.rows()
+    oldest = floors(programs, rows)
+    changes = Changes(store, oldest)
+    due = {}
+    for ws in dict.fromkeys(row.workspace_id for row in rows):
+        if ws in oldest:
+            store.retrying(partial(changes.any_since, ws, oldest[ws]), "reading the changes")
+        due[ws] = store.retrying(partial(store.due_by_campaign, ws, now), "reading the due")
+    moves = Moves()
+    plans = []
     plan = partial(plan_campaign, store, programs, full_pass_every=full_pass_every, lane=lane)
-    return [
-        store.retrying(partial(plan, row, now, changes=changes), f"planning {row.key}")
-        for row in rows
-    ]
+    for row in rows:
+        ws, members_due = row.workspace_id, due[row.workspace_id].get(row.key, ())
+        if looks_at(
+            programs, row, now, full_pass_every=full_pass_every, changes=changes, due=members_due
+        ):
+            work = partial(plan, row, now, changes=changes, due=members_due, moves=moves)
+            plans.append(store.retrying(work, f"planning {row.key}"))
+            continue
+        if row.watermark is not None and changes.any_since(ws, row.watermark):
+            moves.add(ws, row.key)
+        plans.append(Plan(row.key))
+    store.retrying(partial(moves.write, store, now), "moving the watermarks")
+    return plans
+
+
+def floors(programs: Programs, rows: Sequence[CampaignRow]) -> dict[int, float]:
+    """The oldest time each workspace's changes are read from: its campaigns' watermarks,
+    or the creation of a campaign entered on an event and not planned yet."""
+    oldest: dict[int, float] = {}
+    for row in rows:
+        program = programs.get(row.workspace_id, row.key)
+        since = row.watermark
+        if since is None and program is not None:
+            since = row.created_at if isinstance(program.campaign.entry.on, EventEntry) else None
+        if since is not None:
+            oldest[row.workspace_id] = min(oldest.get(row.workspace_id, math.inf), since)
+    return oldest

@@ -22,7 +22,7 @@ from drumbeat.model.attributes import STANDARD_FIELDS, AttrType
 from drumbeat.model.durations import TimeRef
 from drumbeat.model.rules import AttrCondition, EventCondition, Rule
 from drumbeat.rules.resolve import resolve
-from drumbeat.rules.sql import _event_criteria
+from drumbeat.rules.sql import Now, _event_criteria
 from drumbeat.rules.sql_values import Bool, ColumnValue, StoredValue, json_value
 from drumbeat.store.schema import events, users
 
@@ -31,8 +31,8 @@ def time_flips(
     rule: Rule,
     *,
     types: Mapping[str, AttrType],
-    since: float,
-    now: float,
+    since: Now,
+    now: Now,
     dialect: str,
     workspace_id: int,
     table: Table = users,
@@ -53,8 +53,8 @@ def time_flips(
 def _attribute_flips(
     cond: AttrCondition,
     types: Mapping[str, AttrType],
-    since: float,
-    now: float,
+    since: Now,
+    now: Now,
     dialect: str,
     table: Table,
 ) -> list[Bool]:
@@ -71,7 +71,7 @@ def _attribute_flips(
         sa.and_(
             value.guard(kind),
             value.operand(kind).between(
-                value.bind(kind, ref.resolve(since)), value.bind(kind, ref.resolve(now))
+                value.bind(kind, since + ref.seconds), value.bind(kind, now + ref.seconds)
             ),
         )
         for ref in check.values
@@ -80,7 +80,7 @@ def _attribute_flips(
 
 
 def _leaving_window(
-    cond: EventCondition, since: float, now: float, dialect: str, workspace_id: int, table: Table
+    cond: EventCondition, since: Now, now: Now, dialect: str, workspace_id: int, table: Table
 ) -> Bool:
     within = cond.within or 0.0
     left = sa.select(events.c.user_id).where(

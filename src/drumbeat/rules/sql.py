@@ -9,19 +9,25 @@ test holds them together on SQLite and PostgreSQL). How:
 - strings compare byte-wise (SQLite BINARY, PostgreSQL COLLATE "C"), `contains` and
   `starts_with` use instr/substr and strpos/starts_with, never LIKE;
 - event conditions are correlated subqueries on `events` (EXISTS when "at least one").
+
+`now` is a number, or `NOW`: a query parameter, so that a rule compiled once serves every
+tick (`compile_audience`; the planner keeps it until the campaign's version or an attribute
+type changes) and SQLAlchemy's statement cache hits.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Select, Table
 from sqlalchemy.sql.elements import False_, True_
 
 from drumbeat.model.attributes import STANDARD_FIELDS, AttrType
+from drumbeat.model.durations import TimeRef
 from drumbeat.model.rules import (
     LIST_OPS,
     AllOf,
@@ -32,8 +38,20 @@ from drumbeat.model.rules import (
     Rule,
 )
 from drumbeat.rules.resolve import Check, resolve
-from drumbeat.rules.sql_values import Bool, ColumnValue, JsonValue, StoredValue, json_value
+from drumbeat.rules.sql_values import (
+    Bool,
+    ColumnValue,
+    JsonValue,
+    Operand,
+    StoredValue,
+    json_value,
+)
 from drumbeat.store.schema import events, users
+
+# The evaluation's time, and the last tick's watermark (rules/flips.py), as parameters.
+NOW = sa.bindparam("drumbeat_now", type_=sa.Float)
+SINCE = sa.bindparam("drumbeat_since", type_=sa.Float)
+Now: TypeAlias = float | ColumnElement[Any]
 
 DIALECTS = ("sqlite", "postgresql")
 _ORDERING = frozenset({Op.GT, Op.GTE, Op.LT, Op.LTE})
@@ -53,7 +71,7 @@ def compile_sql(
     rule: Rule,
     *,
     types: Mapping[str, AttrType],
-    now: float,
+    now: Now,
     dialect: str,
     table: Table = users,
 ) -> Bool:
@@ -67,6 +85,47 @@ def compile_sql(
         return _condition(check, json_value(table.c.attributes, cond.attr, dialect), now)
 
     return _compile(rule, leaf, lambda cond: _event_sql(cond, table, now, dialect))
+
+
+def resolved(check: Check, now: Now) -> tuple[Operand, ...]:
+    """`check.at(now)`, with `now` a number or a parameter."""
+    if not isinstance(now, ColumnElement):
+        return check.at(now)
+    return tuple(
+        (now + v.seconds if v.relative else v.seconds) if isinstance(v, TimeRef) else v
+        for v in check.values
+    )
+
+
+@dataclass(frozen=True)
+class CompiledAudience:
+    """An audience rule as SQL over `users` with `NOW` (and, in `flips`, `SINCE`) left as
+    parameters: built once, run at any time with `params(now, since)`."""
+
+    where: Bool
+    flips: tuple[Bool, ...]  # one condition per way time alone may move a user (flips.py)
+
+    @staticmethod
+    def params(now: float, since: float | None = None) -> dict[str, float]:
+        values = {NOW.key: now}
+        if since is not None:
+            values[SINCE.key] = since
+        return values
+
+
+def compile_audience(
+    rule: Rule, *, types: Mapping[str, AttrType], dialect: str, workspace_id: int
+) -> CompiledAudience:
+    from drumbeat.rules.flips import time_flips
+
+    return CompiledAudience(
+        compile_sql(rule, types=types, now=NOW, dialect=dialect),
+        tuple(
+            time_flips(
+                rule, types=types, since=SINCE, now=NOW, dialect=dialect, workspace_id=workspace_id
+            )
+        ),
+    )
 
 
 def event_counts_select(
@@ -139,7 +198,7 @@ def _compile(
     return sa.and_(sa.true(), *parts) if isinstance(rule, AllOf) else sa.or_(sa.false(), *parts)
 
 
-def _condition(check: Check, value: StoredValue, now: float) -> Bool:
+def _condition(check: Check, value: StoredValue, now: Now) -> Bool:
     """One attribute condition; NULL (when the value is missing) reads as false."""
     if check.constant is not None:
         return sa.true() if check.constant else sa.false()
@@ -149,7 +208,7 @@ def _condition(check: Check, value: StoredValue, now: float) -> Bool:
         return value.present()
     kind = check.type
     guard = value.guard(kind)
-    constants = [value.bind(kind, c) for c in check.at(now)]
+    constants = [value.bind(kind, c) for c in resolved(check, now)]
     if check.op in LIST_OPS:
         if not constants:  # not_in []: any present value of the type
             return sa.and_(value.present(), guard)
@@ -176,7 +235,7 @@ def _compare(
 
 
 def _event_criteria(
-    cond: EventCondition, now: float, dialect: str, *, window: bool = True
+    cond: EventCondition, now: Now, dialect: str, *, window: bool = True
 ) -> list[Bool]:
     """What an event must be to count for `cond`: its name, its time in the window (unless
     `window` is false), its properties matching `where`."""
@@ -198,7 +257,7 @@ def _event_criteria(
     return criteria
 
 
-def _event_sql(cond: EventCondition, table: Table, now: float, dialect: str) -> Bool:
+def _event_sql(cond: EventCondition, table: Table, now: Now, dialect: str) -> Bool:
     lo, hi = cond.count.bounds()
     if lo > hi or (lo <= 0 and hi == math.inf):
         return sa.true() if lo <= hi else sa.false()
@@ -214,4 +273,12 @@ def _event_sql(cond: EventCondition, table: Table, now: float, dialect: str) -> 
     return count >= lo if hi == math.inf else count.between(lo, int(hi))
 
 
-__all__ = ["DIALECTS", "compile_sql", "event_counts_select"]
+__all__ = [
+    "DIALECTS",
+    "NOW",
+    "SINCE",
+    "CompiledAudience",
+    "compile_audience",
+    "compile_sql",
+    "event_counts_select",
+]

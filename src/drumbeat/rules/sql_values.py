@@ -20,6 +20,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from drumbeat.model.attributes import AttrType, Value
 
 Bool: TypeAlias = ColumnElement[bool]
+# A constant to compare with: a value, or an expression of a query parameter (a relative
+# time is `now` plus its offset, bound when the query runs: rules/sql.py `NOW`).
+Operand: TypeAlias = Value | ColumnElement[Any]
+
+
+def _literal(value: Operand) -> ColumnElement[Any]:
+    return value if isinstance(value, ColumnElement) else sa.literal(value)
+
 
 _SQLITE_TYPES: dict[AttrType, tuple[str, ...]] = {
     AttrType.STRING: ("text",),
@@ -51,7 +59,7 @@ class StoredValue(Protocol):
 
     def operand(self, kind: AttrType) -> ColumnElement[Any]: ...
 
-    def bind(self, kind: AttrType, value: Value) -> ColumnElement[Any]: ...
+    def bind(self, kind: AttrType, value: Operand) -> ColumnElement[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -73,8 +81,8 @@ class ColumnValue:
     def operand(self, kind: AttrType) -> ColumnElement[Any]:
         return self.column
 
-    def bind(self, kind: AttrType, value: Value) -> ColumnElement[Any]:
-        return sa.literal(value)
+    def bind(self, kind: AttrType, value: Operand) -> ColumnElement[Any]:
+        return _literal(value)
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,10 @@ class SqliteJson:
             return self._type()
         return sa.func.json_extract(self.column, self._path())
 
-    def bind(self, kind: AttrType, value: Value) -> ColumnElement[Any]:
+    def bind(self, kind: AttrType, value: Operand) -> ColumnElement[Any]:
         if kind is AttrType.BOOLEAN:
             return sa.literal("true" if value else "false")
-        return sa.literal(value)
+        return _literal(value)
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,9 @@ class PostgresJson:
             return self._element()
         return self.column.op("->>", return_type=sa.Text)(self._key())
 
-    def bind(self, kind: AttrType, value: Value) -> ColumnElement[Any]:
+    def bind(self, kind: AttrType, value: Operand) -> ColumnElement[Any]:
+        if isinstance(value, ColumnElement):  # a time from a parameter: a jsonb number
+            return sa.func.to_jsonb(value, type_=JSONB)
         if kind in (AttrType.NUMBER, AttrType.TIMESTAMP):
             return sa.cast(sa.literal(json.dumps(value), sa.Text), JSONB)
         if kind is AttrType.BOOLEAN:

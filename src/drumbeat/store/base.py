@@ -25,6 +25,7 @@ from drumbeat.store.erasure import ErasureStore
 from drumbeat.store.event_path import EventPathStore
 from drumbeat.store.indexes import AttributeIndexStore
 from drumbeat.store.outbox import OutboxStore
+from drumbeat.store.planning import PlanningStore
 from drumbeat.store.rate_limits import RateLimitStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 from drumbeat.store.timings import TimingStore
@@ -71,6 +72,7 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
 
 class Store(
     CampaignStore,
+    PlanningStore,
     OutboxStore,
     BatchStore,
     EventPathStore,

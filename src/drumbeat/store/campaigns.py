@@ -28,10 +28,10 @@ from drumbeat import metrics
 from drumbeat.engine.member import Member, State
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.store.core import StoreCore
-from drumbeat.store.schema import campaigns, events, memberships, settings, users
+from drumbeat.store.schema import campaigns, memberships, settings, users
 
 if TYPE_CHECKING:
-    from drumbeat.model.rules import Rule
+    from drumbeat.rules.sql import CompiledAudience
 
 STATUSES = ("draft", "active", "paused", "archived")
 MEMBER_COLUMNS = (
@@ -211,21 +211,6 @@ class CampaignStore(StoreCore):
                 .values(status=status, updated_at=now)
             )
 
-    def set_watermarks(
-        self,
-        conn: Connection,
-        ws: int,
-        key: str,
-        *,
-        watermark: float,
-        full_pass_at: float | None,
-    ) -> None:
-        conn.execute(
-            update(campaigns)
-            .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)
-            .values(watermark=watermark, full_pass_at=full_pass_at)
-        )
-
     # ---- members ------------------------------------------------------------------------
 
     def load_members(self, ws: int, key: str, user_ids: Sequence[str]) -> dict[str, Member]:
@@ -318,10 +303,12 @@ class CampaignStore(StoreCore):
 
     # ---- what the planner selects -------------------------------------------------------
 
-    def _stream_ids(self, query: Any, name: str) -> Iterator[str]:
+    def _stream_ids(
+        self, query: Any, name: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[str]:
         with metrics.timed(name), self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=self.batch_size).execute(
-                query
+                query, params
             )
             yield from result.scalars()
 
@@ -336,21 +323,6 @@ class CampaignStore(StoreCore):
             ),
             "planner.due_members",
         )
-
-    def changed_users(self, ws: int, since: float) -> list[str]:
-        """Users written to (identify) at or after `since`: a range of `updated_at`."""
-        u = users.c
-        query = select(u.user_id).where(u.workspace_id == ws, u.updated_at >= since)
-        return list(self._stream_ids(query, "planner.changed_users"))
-
-    def event_users(self, ws: int, since: float) -> list[tuple[str, str]]:
-        """Each user with events received at or after `since`, with each of their events'
-        names: a range of `received_at`, made distinct here (a DISTINCT lets the database
-        read the whole table in the order of another index instead)."""
-        e = events.c
-        query = select(e.user_id, e.name).where(e.workspace_id == ws, e.received_at >= since)
-        with metrics.timed("planner.event_users"), self.engine.connect() as conn:
-            return list(dict.fromkeys((row[0], row[1]) for row in conn.execute(query)))
 
     def changed_members(self, ws: int, key: str, changed: Sequence[str]) -> Iterator[str]:
         """The active members among the `changed` users, looked up by key: the cost follows
@@ -371,20 +343,17 @@ class CampaignStore(StoreCore):
         self,
         ws: int,
         key: str,
-        rule: Rule,
+        audience: CompiledAudience,
         now: float,
         *,
         since: float | None,
         reentry: float | None,
         changed: Sequence[str] = (),
     ) -> Iterator[str]:
-        """Users matching `rule` who are not members (or may enter again): everyone when
-        `since` is None (a full pass), else only users who may have changed since then —
+        """Users matching the `audience` who are not members (or may enter again): everyone
+        when `since` is None (a full pass), else only users who may have changed since then —
         the `changed` users (written to since then), users moved by time alone (see
         `rules.flips`), and users become free to enter again."""
-        from drumbeat.rules.flips import time_flips
-        from drumbeat.rules.sql import compile_sql
-
         m = memberships.c
         same_user = (
             m.workspace_id == users.c.workspace_id,
@@ -394,19 +363,16 @@ class CampaignStore(StoreCore):
         blocking = [m.state == "active"]
         blocking.append(m.exited_at > now - reentry if reentry is not None else true())
         member = exists().where(*same_user, or_(*blocking))
-        types = self.attribute_types(ws)
-        audience = compile_sql(rule, types=types, now=now, dialect=self.dialect)
+        params = audience.params(now, since)
         # membership first: after a campaign's first pass most of its audience are members,
         # and an index probe that rules a user out is cheaper than evaluating the rule
-        base = [users.c.workspace_id == ws, not_(member), audience]
+        base = [users.c.workspace_id == ws, not_(member), audience.where]
         if since is None:
             yield from self._stream_ids(
-                select(users.c.user_id).where(*base), "audience.entry_candidates"
+                select(users.c.user_id).where(*base), "audience.entry_candidates", params
             )
             return
-        ways = time_flips(
-            rule, types=types, since=since, now=now, dialect=self.dialect, workspace_id=ws
-        )
+        ways = list(audience.flips)
         if reentry is not None:
             freed = select(m.user_id).where(
                 m.workspace_id == ws,
@@ -421,18 +387,19 @@ class CampaignStore(StoreCore):
             moved = union(
                 *(select(users.c.user_id).where(users.c.workspace_id == ws, way) for way in ways)
             )
-            ids.update(dict.fromkeys(self._stream_ids(moved, "audience.changed_users")))
+            ids.update(dict.fromkeys(self._stream_ids(moved, "audience.changed_users", params)))
 
         def matches(user_id: ColumnElement[Any]) -> ColumnElement[bool]:
             return exists().where(users.c.user_id == user_id, *base)
 
-        yield from self._probe(list(ids), matches, "audience.entry_candidates")
+        yield from self._probe(list(ids), matches, "audience.entry_candidates", params)
 
     def _probe(
         self,
         ids: Sequence[str],
         holds: Callable[[ColumnElement[Any]], ColumnElement[bool]],
         name: str,
+        params: Mapping[str, Any] | None = None,
     ) -> Iterator[str]:
         """The ids for which `holds(id)` (a correlated EXISTS on the row with that key), a
         batch at a time: `SELECT value FROM ids WHERE EXISTS (…)` runs the subquery once per
@@ -444,7 +411,7 @@ class CampaignStore(StoreCore):
             for start in range(0, len(ids), self.batch_size):
                 given = _id_table(ids[start : start + self.batch_size], self.dialect)
                 query = select(given.c.value).where(holds(given.c.value))
-                yield from conn.execute(query).scalars().all()
+                yield from conn.execute(query, params).scalars().all()
 
     # ---- workspace settings (frequency cap, the virtual clock) --------------------------
 

@@ -314,7 +314,7 @@ class OutboxStore(StoreCore):
         o = outbox.c
         held: set[int] = set()
         for part in _chunks(sorted(fences), self.batch_size):
-            query = select(o.id, o.fence).where(o.id.in_(part), o.status == "sending")
+            query = select(o.id, o.fence).where(self._among(part), o.status == "sending")
             if self.dialect == "postgresql":  # locked in id order: no deadlock between two
                 query = query.order_by(o.id).with_for_update()
             held.update(row_id for row_id, fence in conn.execute(query) if fences[row_id] == fence)

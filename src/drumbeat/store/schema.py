@@ -147,7 +147,9 @@ memberships = Table(
     Column("exit_reason", String(32)),
     Column("attributed", Boolean, nullable=False, server_default="0"),
     Column("version", Integer, nullable=False),
-    Index(None, "workspace_id", "campaign_key", "state", "next_due_at"),
+    # The members due in any campaign of a workspace, one range a tick (revision 0017);
+    # a campaign's own due members are the same range, its key read from the index.
+    Index(None, "workspace_id", "state", "next_due_at", "campaign_key"),
     sqlite_with_rowid=False,  # one b-tree by key (revision 0004)
 )
 
