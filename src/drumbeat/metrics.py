@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ TEMPLATE_MISSING = Counter(
 )
 
 SAMPLE_SIZE = 4096
+RECENT = 60.0  # seconds of timings `recent_quantile` looks at
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Summary:
 
 _lock = threading.Lock()
 _summaries: dict[str, Summary] = {}
+_recent: dict[str, deque[tuple[float, float]]] = {}  # name → (monotonic time, seconds)
 _rng = random.Random(0)
 
 
@@ -82,6 +85,22 @@ def observe(name: str, seconds: float, items: int = 0) -> None:
         QUERY_ITEMS.labels(name).inc(items)
     with _lock:
         _summaries.setdefault(name, Summary()).add(seconds, items, _rng)
+        _remember(name, [seconds])
+
+
+def _remember(name: str, durations: Iterable[float]) -> None:
+    """Keep the last SAMPLE_SIZE timings of `name` with when they came (call with _lock)."""
+    now = time.monotonic()
+    _recent.setdefault(name, deque(maxlen=SAMPLE_SIZE)).extend((now, s) for s in durations)
+
+
+def recent_quantile(names: Iterable[str], q: float, window: float = RECENT) -> float | None:
+    """The `q` quantile of the timings of `names` taken in the last `window` seconds (a
+    worker process's count from when its parent merged them); None if there are none."""
+    since = time.monotonic() - window
+    with _lock:
+        values = sorted(s for n in names for at, s in _recent.get(n, ()) if at >= since)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else None
 
 
 @contextmanager
@@ -124,6 +143,7 @@ def merge(exported: dict[str, dict[str, Any]]) -> None:
             into.total += data["total"]
             into.items += data["items"]
             into.maximum = max(into.maximum, data["maximum"])
+            _remember(name, data["sample"])
             pooled = into.sample + data["sample"]
             into.sample = _rng.sample(pooled, SAMPLE_SIZE) if len(pooled) > SAMPLE_SIZE else pooled
 
@@ -131,3 +151,4 @@ def merge(exported: dict[str, dict[str, Any]]) -> None:
 def reset() -> None:
     with _lock:
         _summaries.clear()
+        _recent.clear()

@@ -15,7 +15,9 @@ from functools import partial
 from itertools import chain
 
 from drumbeat import metrics
+from drumbeat.choices import Lane
 from drumbeat.model.campaign import EventEntry
+from drumbeat.pipeline.governor import Admitted, Governor
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 from drumbeat.store.campaigns import CampaignRow
@@ -24,7 +26,7 @@ from drumbeat.store.core import chunks
 # Users written just before a tick may commit just after it: look back this far so that
 # none is missed (seeing a user twice is harmless: the engine decides from state).
 WATERMARK_LAG = 60.0
-DEFAULT_LANE = "fast"
+DEFAULT_LANE = Lane.FAST  # without a governor (pipeline/governor.py), which chooses lanes
 
 
 @dataclass
@@ -78,6 +80,7 @@ def plan_campaign(
     full_pass_every: float,
     lane: str = DEFAULT_LANE,
     changes: Changes | None = None,
+    governor: Governor | None = None,
 ) -> Plan:
     ws, key = row.workspace_id, row.key
     result = Plan(key)
@@ -117,20 +120,33 @@ def plan_campaign(
         busy = store.busy_users(ws, key)
         advancing = sorted(set(chain(due, members)) - set(entering) - busy)
         entering = sorted(set(entering) - busy)
+        admitted = (
+            governor.admit(row, entering, advancing)
+            if governor is not None
+            else Admitted(lane, entering, advancing, held=False, first_turn=0.0, step=1.0)
+        )
+        entering, advancing = admitted.entering, admitted.advancing
         with store.writing() as conn:
-            result.batches += store.create_batches(
-                conn, ws, key, lane, "enter", list(chunks(entering, store.batch_size)), now, now
-            )
-            result.batches += store.create_batches(
-                conn, ws, key, lane, "advance", list(chunks(advancing, store.batch_size)), now, now
-            )
-            store.set_watermarks(
-                conn,
-                ws,
-                key,
-                watermark=now - WATERMARK_LAG,
-                full_pass_at=full_pass_at,
-            )
+            for kind, ids in (("enter", entering), ("advance", advancing)):
+                result.batches += store.create_batches(
+                    conn,
+                    ws,
+                    key,
+                    admitted.lane,
+                    kind,
+                    list(chunks(ids, store.batch_size)),
+                    now,
+                    now,
+                    **admitted.turns(kind, store.batch_size),
+                )
+            if not admitted.held:  # else the next tick looks at the users held back again
+                store.set_watermarks(
+                    conn,
+                    ws,
+                    key,
+                    watermark=now - WATERMARK_LAG,
+                    full_pass_at=full_pass_at,
+                )
     result.entering, result.advancing = len(entering), len(advancing)
     return result
 
@@ -142,6 +158,7 @@ def plan_all(
     *,
     full_pass_every: float,
     lane: str = DEFAULT_LANE,
+    governor: Governor | None = None,
 ) -> list[Plan]:
     """Plan every active campaign of every workspace, from a fresh snapshot of them (the
     workers of this tick use the same snapshot). A campaign whose planning loses its
@@ -150,7 +167,16 @@ def plan_all(
     store.retrying(programs.refresh, "reading the campaigns")
     changes = Changes(store)
     rows = store.retrying(lambda: store.campaigns(status="active"), "reading the campaigns")
-    plan = partial(plan_campaign, store, programs, full_pass_every=full_pass_every, lane=lane)
+    if governor is not None:  # lanes, caps, ramps, turns
+        store.retrying(partial(governor.begin_tick, rows, programs, now), "governing the tick")
+    plan = partial(
+        plan_campaign,
+        store,
+        programs,
+        full_pass_every=full_pass_every,
+        lane=lane,
+        governor=governor,
+    )
     return [
         store.retrying(partial(plan, row, now, changes=changes), f"planning {row.key}")
         for row in rows

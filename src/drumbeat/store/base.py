@@ -21,6 +21,7 @@ from drumbeat.store.batches import BatchStore
 from drumbeat.store.campaigns import CampaignStore
 from drumbeat.store.core import StoreCore, chunks
 from drumbeat.store.indexes import AttributeIndexStore
+from drumbeat.store.lanes import LaneStore
 from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 
@@ -60,7 +61,7 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     return list(merged.values())
 
 
-class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCore):
+class Store(CampaignStore, OutboxStore, BatchStore, LaneStore, AttributeIndexStore, StoreCore):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
 
     # ---- workspaces ---------------------------------------------------------------------
