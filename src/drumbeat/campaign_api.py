@@ -23,6 +23,7 @@ from drumbeat.campaigns import (
 )
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.campaign import Campaign, parse_campaign
+from drumbeat.pipeline.lanes import lane_of
 from drumbeat.store.campaigns import CampaignRow
 from drumbeat.views import Applied, CampaignDetail, CampaignSummary, Checked
 
@@ -76,6 +77,7 @@ class Campaigns:
     def list(self) -> builtins.list[CampaignSummary]:
         client = self._client
         summaries = []
+        measured = client.store.lane_rows(client.ws)
         for row in client.store.campaigns(client.ws):
             counts = client.store.member_counts(client.ws, row.key)
             summaries.append(
@@ -86,6 +88,9 @@ class Campaigns:
                     row.version,
                     counts.get("active", 0),
                     sum(counts.values()),
+                    *lane_of(
+                        parse_campaign(row.definition), measured.get((row.workspace_id, row.key))
+                    ),
                 )
             )
         return summaries
@@ -97,16 +102,18 @@ class Campaigns:
         for (campaign, step, status), n in sorted(client.store.outbox_counts(client.ws).items()):
             if campaign == key:
                 messages.setdefault(step, {})[status] = n
+        definition = parse_campaign(row.definition)
         return CampaignDetail(
             key,
             row.name,
             row.status,
             row.version,
             row.updated_at,
-            list(step_tree(parse_campaign(row.definition).steps)),
+            list(step_tree(definition.steps)),
             client.store.member_counts(client.ws, key),
             client.store.positions(client.ws, key),
             messages,
+            *lane_of(definition, client.store.lane_rows(client.ws).get((client.ws, key))),
         )
 
     def pause(self, key: str) -> None:

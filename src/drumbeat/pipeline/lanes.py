@@ -90,3 +90,13 @@ def why(reason: str, cost: float | None) -> str:
     if reason in (WEBHOOK, HISTORY):
         return f"{'webhook' if reason == WEBHOOK else 'event history'} until measured"
     return reason
+
+
+def lane_of(campaign: Campaign, row: LaneRow | None) -> tuple[str, str]:
+    """A campaign's lane and why, as `campaign show` and `campaign list` say them: as the
+    last tick chose (`row`), or as the next will for a campaign no tick planned yet (or
+    whose new version pins one)."""
+    if row is None or campaign.lane is not None:
+        lane, reason = unmeasured(campaign)
+        return lane, why(reason, None)
+    return row.lane, why(row.reason, row.cost)
