@@ -113,8 +113,8 @@ class Governor:
                 continue
             through = first_unfinished.get(key, last + 1) - 1
             old = stored.get(key) or self._new_row(key, through, now)
-            new = lanes.measure(old, costs.get(key, []), through)
-            lane, reason = lanes.choose(program.campaign, new, self.limits)
+            new = lanes.measure(old, costs.get(key, []), through, self.store.batch_size)
+            lane, reason = lanes.choose(program.campaign, new, self.limits, self.store.batch_size)
             self._allowance[key] = new.ramp
             new = replace(new, lane=lane, reason=reason, ramp=self._next_ramp(new.ramp))
             if new != old or key not in stored:

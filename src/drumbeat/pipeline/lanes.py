@@ -3,9 +3,10 @@
 A definition may pin one (`lane: slow`). Otherwise the lane follows measured cost: a moving
 average of the seconds per user of the campaign's finished batches, with two thresholds
 (hysteresis) so that a campaign near one does not flap: it moves to `slow` above
-`lane_slow_above_ms`, and back to `fast` only below `lane_fast_below_ms`. Until it is
-measured, a campaign that sends to webhooks, or whose rules read per-user event history,
-starts in `slow`; any other in `fast`.
+`lane_slow_above_ms`, and back to `fast` only below `lane_fast_below_ms`. Until a batch's
+worth of its users is measured (a few small batches say more about fixed costs than about
+the campaign), a campaign that sends to webhooks, or whose rules read per-user event
+history, is in `slow`; any other in `fast`.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def unmeasured(campaign: Campaign) -> tuple[str, str]:
     return Lane.FAST, DEFAULT
 
 
-def choose(campaign: Campaign, row: LaneRow, limits: Thresholds) -> tuple[str, str]:
-    """The lane and reason of a campaign whose lane row is `row` (its cost measured so far)."""
+def choose(campaign: Campaign, row: LaneRow, limits: Thresholds, full: int) -> tuple[str, str]:
+    """The lane and reason of a campaign whose lane row is `row` (its cost measured so far):
+    measured once a batch's worth of users (`full`) is."""
     first = unmeasured(campaign)
-    if first[1] == PINNED or row.cost is None:
+    if first[1] == PINNED or row.cost is None or row.measured < full:
         return first
     lane = row.lane if row.reason != PINNED else first[0]
     if lane == Lane.FAST and row.cost > limits.slow_above:
@@ -68,16 +70,18 @@ def choose(campaign: Campaign, row: LaneRow, limits: Thresholds) -> tuple[str, s
     return lane, MEASURED
 
 
-def measure(row: LaneRow, costs: Iterable[Cost], through: int) -> LaneRow:
+def measure(row: LaneRow, costs: Iterable[Cost], through: int, full: int) -> LaneRow:
     """`row` with the campaign's finished batches `costs` (oldest first) in its moving
     average, those after its `measured_through` up to `through`: every batch of the
-    campaign up to `through` is finished, so each is counted once."""
+    campaign up to `through` is finished, so each is counted once. A batch of fewer than
+    `full` users weighs less, as it does: its fixed costs are spread over fewer users."""
     cost, measured = row.cost, row.measured
     for c in costs:
         if row.measured_through < c.batch_id <= through and c.users:
             each = c.seconds / c.users
-            cost = each if cost is None else (1 - WEIGHT) * cost + WEIGHT * each
-            measured += 1
+            weight = WEIGHT * min(1.0, c.users / full)
+            cost = each if cost is None else (1 - weight) * cost + weight * each
+            measured += c.users
     return replace(
         row, cost=cost, measured=measured, measured_through=max(row.measured_through, through)
     )

@@ -25,7 +25,7 @@ class LaneRow:
     lane: str
     reason: str  # pinned, measured, webhook, history, default
     cost: float | None  # seconds per user, moving average; None until measured
-    measured: int  # batches measured
+    measured: int  # users measured
     measured_through: int  # batches up to this id were looked at
     ramp: int | None  # users it may enter next tick; None: the ramp is over
     updated_at: float

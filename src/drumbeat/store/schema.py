@@ -228,7 +228,7 @@ campaign_lanes = Table(
     Column("lane", String(32), nullable=False),
     Column("reason", String(16), nullable=False),  # pinned, measured, webhook, history, default
     Column("cost", Float),  # seconds per user, moving average; none until measured
-    Column("measured", Integer, nullable=False),  # batches measured
+    Column("measured", Integer, nullable=False),  # users measured
     Column("measured_through", BigInteger, nullable=False),  # the last batch id looked at
     Column("ramp", Integer),  # users it may enter next tick; none: the ramp is over
     Column("updated_at", Epoch, nullable=False),
