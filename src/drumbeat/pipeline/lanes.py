@@ -73,14 +73,18 @@ def choose(campaign: Campaign, row: LaneRow, limits: Thresholds, full: int) -> t
 def measure(row: LaneRow, costs: Iterable[Cost], through: int, full: int) -> LaneRow:
     """`row` with the campaign's finished batches `costs` (oldest first) in its moving
     average, those after its `measured_through` up to `through`: every batch of the
-    campaign up to `through` is finished, so each is counted once. A batch of fewer than
-    `full` users weighs less, as it does: its fixed costs are spread over fewer users."""
+    campaign up to `through` is finished, so each is counted once. Until `full` users are
+    measured the average is by user over all of them; then each batch weighs WEIGHT, less
+    when it has fewer than `full` users (its fixed costs are spread over fewer of them)."""
     cost, measured = row.cost, row.measured
     for c in costs:
         if row.measured_through < c.batch_id <= through and c.users:
             each = c.seconds / c.users
-            weight = WEIGHT * min(1.0, c.users / full)
-            cost = each if cost is None else (1 - weight) * cost + weight * each
+            if cost is None or measured < full:  # the first batch's worth: all of it, by user
+                cost = ((cost or 0.0) * measured + c.seconds) / (measured + c.users)
+            else:
+                weight = WEIGHT * min(1.0, c.users / full)
+                cost = (1 - weight) * cost + weight * each
             measured += c.users
     return replace(
         row, cost=cost, measured=measured, measured_through=max(row.measured_through, through)
