@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, func, select
 
 from drumbeat import metrics
 from drumbeat.store.core import StoreCore
@@ -66,18 +66,20 @@ class LaneStore(StoreCore):
             return {(r.workspace_id, r.campaign_key): LaneRow(*r) for r in conn.execute(query)}
 
     def save_lane_rows(self, conn: Connection, rows: Iterable[LaneRow]) -> None:
-        """Write these rows whole (replacing any of the same campaigns), in `conn`'s
-        transaction: one statement of each kind, whatever their number."""
-        rows = list(rows)
-        if not rows:
+        """Write these rows whole, over any of the same campaigns (two schedulers may write
+        one at once), in `conn`'s transaction: one statement, whatever their number."""
+        values = [vars(row) for row in rows]
+        if not values:
             return
-        c = campaign_lanes.c
-        for ws in {r.workspace_id for r in rows}:
-            keys = [r.campaign_key for r in rows if r.workspace_id == ws]
-            conn.execute(
-                delete(campaign_lanes).where(c.workspace_id == ws, c.campaign_key.in_(keys))
-            )
-        conn.execute(insert(campaign_lanes), [vars(r) for r in rows])
+        insert = self._dialect_insert(campaign_lanes)
+        kept = ("workspace_id", "campaign_key")
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(kept),
+                set_={c: insert.excluded[c] for c in values[0] if c not in kept},
+            ),
+            values,
+        )
 
     def last_batch_id(self) -> int:
         with self.engine.connect() as conn:
