@@ -14,6 +14,7 @@ from drumbeat.pipeline.planner import plan_all
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import PAID, campaign, outbox_keys, send, wait
 from tests.e2e.test_cli_commands import cli  # noqa: F401  (the fixture)
+from tests.e2e.test_cli_refusals import run
 from tests.world import DAY, World
 
 FREE_USERS = [{"user_id": f"f{i:04}", "traits": {"plan": "free"}} for i in range(1000)]
@@ -135,3 +136,9 @@ def test_a_lane_not_fast_or_slow_is_refused_at_its_path(cli, tmp_path):  # noqa:
     err = cli("campaign", "apply", "bad.json", code=2)
     assert "bad.json: lane: expected one of 'fast' or 'slow'" in err
     assert "bad" not in cli("campaign", "list")
+
+
+def test_thresholds_without_a_gap_are_refused(tmp_path):
+    done = run(tmp_path, "campaign", "list", DRUMBEAT_LANE_FAST_BELOW_MS="6")
+    assert done.returncode == 2 and not (tmp_path / "d.db").exists()
+    assert "lane_fast_below_ms (6.0) must be below lane_slow_above_ms (5.0)" in done.stderr
