@@ -46,10 +46,6 @@ class Lane(StrEnum):
     DISPATCH = "dispatch"
 
 
-# The lanes campaign batches run in (a definition may pin one of them: `lane: slow`).
-WORK_LANES = (Lane.FAST, Lane.SLOW)
-
-
 class Format(StrEnum):
     """How a command prints rows: a table for people, JSON lines for scripts."""
 
