@@ -24,6 +24,7 @@ from drumbeat.campaigns import (
 )
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.campaign import Campaign, parse_campaign
+from drumbeat.pipeline.lanes import lane_of
 from drumbeat.store.campaigns import CampaignRow
 from drumbeat.views import Applied, CampaignDetail, CampaignStats, CampaignSummary, Checked
 
@@ -77,6 +78,7 @@ class Campaigns:
     def list(self) -> builtins.list[CampaignSummary]:
         client = self._client
         summaries = []
+        measured = client.store.lane_rows(client.ws)
         for row in client.store.campaigns(client.ws):
             counts = client.store.member_counts(client.ws, row.key)
             summaries.append(
@@ -87,6 +89,9 @@ class Campaigns:
                     row.version,
                     counts.get("active", 0),
                     sum(counts.values()),
+                    *lane_of(
+                        parse_campaign(row.definition), measured.get((row.workspace_id, row.key))
+                    ),
                 )
             )
         return summaries
@@ -94,16 +99,18 @@ class Campaigns:
     def show(self, key: str) -> CampaignDetail:
         client = self._client
         row = self.require(key)
+        definition = parse_campaign(row.definition)
         return CampaignDetail(
             key,
             row.name,
             row.status,
             row.version,
             row.updated_at,
-            list(step_tree(parse_campaign(row.definition).steps)),
+            list(step_tree(definition.steps)),
             client.store.member_counts(client.ws, key),
             client.store.positions(client.ws, key),
             messages_by_step(client.store, client.ws, key),
+            *lane_of(definition, client.store.lane_rows(client.ws).get((client.ws, key))),
         )
 
     def stats(self, key: str) -> CampaignStats:

@@ -36,6 +36,16 @@ class BatchStatus(StrEnum):
     DEAD = "dead"
 
 
+class Lane(StrEnum):
+    """A queue of batch work with workers of its own, so that slow work never delays fast
+    work: `fast` and `slow` run campaign batches (pipeline/lanes.py chooses which, per
+    campaign); `dispatch` is reserved for sending."""
+
+    FAST = "fast"
+    SLOW = "slow"
+    DISPATCH = "dispatch"
+
+
 class Format(StrEnum):
     """How a command prints rows: a table for people, JSON lines for scripts."""
 

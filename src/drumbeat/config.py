@@ -89,6 +89,52 @@ class Settings(BaseSettings):
         le=64,
         description="worker processes of `drumbeat run` (1: work in the same process)",
     )
+    slow_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="worker processes of the slow lane in `drumbeat run` (1: a thread of "
+        "the same process); the fast lane has DRUMBEAT_WORKERS, so slow work never delays it",
+    )
+    lane_slow_above_ms: float = Field(
+        5.0,
+        gt=0,
+        description="a campaign whose batches take more than this many milliseconds per "
+        "user (moving average) moves to the slow lane",
+    )
+    lane_fast_below_ms: float = Field(
+        2.0,
+        gt=0,
+        description="a slow-lane campaign moves back to the fast lane below this many "
+        "milliseconds per user; the gap keeps a campaign near one threshold from flapping",
+    )
+    campaign_batches_in_flight: int = Field(
+        200,
+        ge=1,
+        description="unfinished batches a campaign may have; its other users are planned on "
+        "later ticks (200 batches of 1,000 users: a tick's work of one campaign)",
+    )
+    workspace_batches_in_flight: int = Field(
+        500,
+        ge=1,
+        description="unfinished batches a workspace may have, all its campaigns together, so "
+        "one tenant cannot fill the queues",
+    )
+    ramp_start: int = Field(
+        50_000,
+        ge=1,
+        description="users a newly activated campaign may let in on its first tick; each "
+        "next tick lets in DRUMBEAT_RAMP_FACTOR times more, until the caps govern",
+    )
+    ramp_factor: float = Field(
+        2.0, gt=1, description="how much a new campaign's entries per tick grow, tick by tick"
+    )
+    backoff_p99: float = Field(
+        2.0,
+        gt=0,
+        description="seconds: while the p99 of the batch queries of the last minute is above "
+        "this, the caps are halved each tick (down to one batch) until it is below again",
+    )
     db_retry_seconds: float = Field(
         60.0,
         ge=0,
@@ -192,6 +238,17 @@ class Settings(BaseSettings):
     rate_limits: Annotated[dict[str, Annotated[float, Field(gt=0)]], NoDecode] = Field(
         default_factory=dict, description="per channel msgs/s"
     )
+
+    @model_validator(mode="after")
+    def _lane_gap(self) -> Settings:
+        if self.lane_fast_below_ms >= self.lane_slow_above_ms:
+            raise PydanticCustomError(
+                "lane_gap",
+                "lane_fast_below_ms ({below}) must be below lane_slow_above_ms ({above}): "
+                "the gap between them keeps a campaign from flapping between lanes",
+                {"below": self.lane_fast_below_ms, "above": self.lane_slow_above_ms},
+            )
+        return self
 
     @field_validator("broker_url")
     @classmethod
@@ -340,6 +397,10 @@ def _setting_name(location: tuple[int | str, ...]) -> str:
     return f"{name} (DRUMBEAT_{name.upper()}){inner}" if name else "settings"
 
 
+# refusals whose input is not shown: a URL (it may hold a password), a key, all settings
+UNSHOWN = ("not_built", "secret", "lane_gap")
+
+
 def _given(error: Any) -> str:
     """The value refused, except a URL refused whole (it may hold a password) or a key."""
-    return "" if error["type"] in ("not_built", "secret") else f" (given {error['input']!r})"
+    return "" if error["type"] in UNSHOWN else f" (given {error['input']!r})"

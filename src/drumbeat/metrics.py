@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,6 +69,8 @@ CACHE_MISSES = "cache.misses"
 STAGE_PREFIXES = ("stage.", "plan.", "engine.")  # the rest are queries
 KINDS = ("query", "stage", "campaign", "lane", "count")
 GLOBAL = 0  # the workspace of rows that are not one workspace's (queries and stages)
+RECENT = 60.0  # seconds of timings `recent_quantile` looks at
+SLOT = 10.0  # seconds a recent histogram covers
 
 Key = tuple[float, int, str, str]  # minute, workspace, kind, name
 
@@ -76,6 +78,7 @@ _lock = threading.Lock()
 _summaries: dict[str, Summary] = {}
 _rows: dict[Key, Summary] = {}
 _recorders = 0  # rows are kept for the store while at least one recorder runs
+_recent: dict[str, dict[int, Summary]] = {}  # name → slot of monotonic time → its timings
 
 
 def _forked() -> None:
@@ -119,8 +122,31 @@ def observe(name: str, seconds: float, items: int = 0) -> None:
         QUERY_ITEMS.labels(name).inc(items)
     with _lock:
         _summaries.setdefault(name, Summary()).add(seconds, items)
+        _recent_slot(name).add(seconds, items)
         if _recorders:
             _row(GLOBAL, kind_of(name), name).add(seconds, items)
+
+
+def _recent_slot(name: str) -> Summary:
+    """This SLOT's histogram of `name`, older than RECENT dropped; call with the lock held."""
+    slots = _recent.setdefault(name, {})
+    now = int(time.monotonic() // SLOT)
+    for old in [s for s in slots if s < now - RECENT // SLOT]:
+        del slots[old]
+    return slots.setdefault(now, Summary())
+
+
+def recent_quantile(names: Iterable[str], q: float, window: float = RECENT) -> float | None:
+    """The `q` quantile of the timings of `names` of the last `window` seconds (a worker
+    process's from when its parent merged them); None if there are none."""
+    since = int((time.monotonic() - window) // SLOT)
+    pooled = Summary()
+    with _lock:
+        for name in names:
+            for slot, summary in _recent.get(name, {}).items():
+                if slot >= since:
+                    pooled.merge(summary)
+    return pooled.quantile(q) if pooled.count else None
 
 
 def observe_batch(
@@ -193,6 +219,7 @@ def merge(exported: dict[str, Any]) -> None:
     with _lock:
         for name, data in exported["names"].items():
             _summaries.setdefault(name, Summary()).merge(Summary.load(data))
+            _recent_slot(name).merge(Summary.load(data))
         if _recorders:
             for minute, ws, kind, name, data in exported["rows"]:
                 key = (float(minute), int(ws), str(kind), str(name))
@@ -203,3 +230,4 @@ def reset() -> None:
     with _lock:
         _summaries.clear()
         _rows.clear()
+        _recent.clear()

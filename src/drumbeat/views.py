@@ -37,6 +37,8 @@ class CampaignSummary:
     version: int
     active: int  # active members
     members: int  # members in any state
+    lane: str  # the lane its batches go to: fast, slow
+    lane_why: str  # pinned, measured 0.42 ms/user, webhook until measured, default, …
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class CampaignDetail:
     members: dict[str, int]  # state → members
     positions: dict[str, int]  # step → active members waiting there
     messages: dict[str, dict[str, int]]  # step → status → messages
+    lane: str
+    lane_why: str
 
 
 @dataclass(frozen=True)

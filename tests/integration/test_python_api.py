@@ -61,8 +61,8 @@ def test_a_folder_of_campaigns_is_applied_together(client, tmp_path):
         Applied(str(folder / "winback.yml"), "win-back", 1, "active"),
     ]
     assert client.campaigns.list() == [
-        CampaignSummary("trial", "Trial", "active", 1, 0, 0),
-        CampaignSummary("win-back", "Win-Back", "active", 1, 0, 0),
+        CampaignSummary("trial", "Trial", "active", 1, 0, 0, "fast", "default"),
+        CampaignSummary("win-back", "Win-Back", "active", 1, 0, 0, "fast", "default"),
     ]
 
 

@@ -285,3 +285,34 @@ def campaign_sizes(text: str) -> list[int]:
             f"--campaigns {text!r}: give ascending positive numbers, comma-separated (10,100,1000)"
         )
     return sizes
+
+
+@app.command("lanes")
+def lanes(
+    ctx: typer.Context,
+    arriving: Annotated[
+        int, typer.Option(min=1, help="Users matching the fast campaign, a tick")
+    ] = 500,
+    backlog: Annotated[
+        int, typer.Option(min=100, help="Users of the slow lane's campaign")
+    ] = 100_000,
+    ticks: Annotated[int, typer.Option(min=1, help="Ticks measured, alone and loaded")] = 20,
+    workers: Annotated[int, typer.Option(help="Worker processes of the fast lane")] = 1,
+    slow_workers: Annotated[int, typer.Option(help="Worker processes of the slow lane")] = 1,
+    write: WriteOpt = None,
+) -> None:
+    """Lane isolation on a fresh SQLite file: a fast campaign's batch wait p99 (end of planning
+    to its lane drained) alone, and while the slow lane holds a backlog, as `drumbeat run`
+    ticks."""
+    from drumbeat.bench.lanes import run
+
+    batch_size = state(ctx).settings().batch_size
+    figures = run(
+        arriving=arriving,
+        backlog=backlog,
+        ticks=ticks,
+        workers=workers,
+        slow_workers=slow_workers,
+        batch_size=batch_size,
+    )
+    show("lanes", figures, write)

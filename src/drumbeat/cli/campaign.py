@@ -68,22 +68,25 @@ def list_cmd(
     ctx: typer.Context,
     fmt: Annotated[Format, typer.Option("--format", help="Output format")] = Format.TABLE,
 ) -> None:
-    """Every campaign of the workspace with its status and members."""
+    """Every campaign of the workspace with its status, members, lane and why."""
     rows = [
-        (c.key, c.name, c.status, c.version, c.active, c.members)
+        (c.key, c.name, c.status, c.version, c.active, c.members, c.lane, c.lane_why)
         for c in client(ctx).campaigns.list()
     ]
-    print_rows(("key", "name", "status", "version", "active", "members"), rows, fmt)
+    columns = ("key", "name", "status", "version", "active", "members", "lane", "why")
+    print_rows(columns, rows, fmt)
 
 
 @app.command("show")
 def show_cmd(ctx: typer.Context, key: KeyArg) -> None:
-    """A campaign's definition, members by state and position, messages by step."""
+    """A campaign's definition, lane and why, members by state and position, messages by
+    step."""
     shown = client(ctx).campaigns.show(key)
     console().print(
         f"[bold]{key}[/]: {shown.name} — {shown.status}, version {shown.version}, "
         f"updated {when(shown.updated_at)}"
     )
+    console().print(f"lane: {shown.lane} ({shown.lane_why})", markup=False)
     for line in shown.steps:
         console().print(f"  {line}", markup=False)
     console().print(f"members: {counts(shown.members)}")

@@ -207,6 +207,8 @@ class Campaign(Part):
     goal: Goal | None = None
     exit: Exit = Exit()
     send_window: SendWindow | None = None
+    # the lane its batches run in; unset: chosen by measured cost (pipeline/lanes.py)
+    lane: Literal["fast", "slow"] | None = None
     steps: list[Step] = Field(min_length=1)
     # template name → text; `campaign apply` reads each `template:` from next to the file
     templates: dict[str, str] = Field(default_factory=dict)

@@ -23,7 +23,9 @@ from functools import partial
 from itertools import chain
 
 from drumbeat import metrics
+from drumbeat.choices import Lane
 from drumbeat.model.campaign import EventEntry
+from drumbeat.pipeline.governor import Admitted, Governor
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 from drumbeat.store.campaigns import CampaignRow
@@ -32,7 +34,7 @@ from drumbeat.store.core import chunks
 # Users written just before a tick may commit just after it: look back this far so that
 # none is missed (seeing a user twice is harmless: the engine decides from state).
 WATERMARK_LAG = 60.0
-DEFAULT_LANE = "fast"
+DEFAULT_LANE = Lane.FAST  # without a governor (pipeline/governor.py), which chooses lanes
 
 
 @dataclass
@@ -168,6 +170,7 @@ def plan_campaign(
     changes: Changes | None = None,
     due: Sequence[str] | None = None,
     moves: Moves | None = None,
+    governor: Governor | None = None,
 ) -> Plan:
     """Plan one campaign. `due` (its members due, read for all campaigns by `plan_all`) is
     read here when not given; its watermark is added to `moves`, or written here at once
@@ -211,16 +214,30 @@ def plan_campaign(
         busy = store.busy_users(ws, key) if entering or due or changed else set()
         advancing = sorted(set(chain(due, members)) - set(entering) - busy)
         entering = sorted(set(entering) - busy)
+        admitted = (
+            governor.admit(row, entering, advancing)
+            if governor is not None
+            else Admitted(lane, entering, advancing, held=False, first_turn=0.0, step=1.0)
+        )
+        entering, advancing = admitted.entering, admitted.advancing
         if entering or advancing:
             with store.writing() as conn:
-                for kind, users in (("enter", entering), ("advance", advancing)):
-                    parts = list(chunks(users, store.batch_size))
+                for kind, ids in (("enter", entering), ("advance", advancing)):
                     result.batches += store.create_batches(
-                        conn, ws, key, lane, kind, parts, now, now
+                        conn,
+                        ws,
+                        key,
+                        admitted.lane,
+                        kind,
+                        list(chunks(ids, store.batch_size)),
+                        now,
+                        now,
+                        **admitted.turns(kind, store.batch_size),
                     )
     own = moves is None
     moves = Moves() if moves is None else moves
-    moves.add(ws, key, full_pass=full_pass)
+    if not admitted.held:  # else the next tick looks at the users held back again
+        moves.add(ws, key, full_pass=full_pass)
     if own:
         moves.write(store, now)
     result.entering, result.advancing = len(entering), len(advancing)
@@ -234,6 +251,7 @@ def plan_all(
     *,
     full_pass_every: float,
     lane: str = DEFAULT_LANE,
+    governor: Governor | None = None,
 ) -> list[Plan]:
     """Plan every active campaign of every workspace, from a fresh snapshot of them (the
     workers of this tick use the same snapshot). A campaign whose planning loses its
@@ -244,6 +262,8 @@ def plan_all(
     rows = programs.rows()
     oldest = floors(programs, rows)
     changes = Changes(store, oldest)
+    if governor is not None:  # lanes, caps, ramps, turns
+        store.retrying(partial(governor.begin_tick, rows, programs, now), "governing the tick")
     due = {}
     for ws in dict.fromkeys(row.workspace_id for row in rows):
         if ws in oldest:
@@ -251,7 +271,14 @@ def plan_all(
         due[ws] = store.retrying(partial(store.due_by_campaign, ws, now), "reading the due")
     moves = Moves()
     plans = []
-    plan = partial(plan_campaign, store, programs, full_pass_every=full_pass_every, lane=lane)
+    plan = partial(
+        plan_campaign,
+        store,
+        programs,
+        full_pass_every=full_pass_every,
+        lane=lane,
+        governor=governor,
+    )
     for row in rows:
         ws, members_due = row.workspace_id, due[row.workspace_id].get(row.key, ())
         if looks_at(

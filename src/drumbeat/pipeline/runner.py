@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from drumbeat.channels.dispatcher import Dispatcher
+from drumbeat.choices import Lane
 from drumbeat.config import Settings
 from drumbeat.pipeline.clock import StoreClock
-from drumbeat.pipeline.executors import make_executor
-from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.pipeline.executors import Executor
+from drumbeat.pipeline.governor import Governor
+from drumbeat.pipeline.lane_workers import LaneWorkers
+from drumbeat.pipeline.planner import plan_all
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 
@@ -58,31 +61,45 @@ class Runner:
         self.config = config
         self.clock = clock or StoreClock(store)
         self.programs = Programs(store)
-        self.executor = make_executor(store, self.programs, workers)
+        self.governor = Governor(store, config)
+        self.lanes = LaneWorkers(
+            store, self.programs, {Lane.FAST: workers, Lane.SLOW: config.slow_workers}
+        )
         self.dispatcher = dispatcher or Dispatcher(store, config)
         self._statistics_at = -math.inf
 
-    def tick(self, now: float) -> TickReport:
-        """Plan every active campaign, run every batch, send everything due, at `now`."""
+    @property
+    def executor(self) -> Executor:
+        """The fast lane's executor."""
+        return self.lanes.executors[Lane.FAST]
+
+    def tick(self, now: float, *, whole: bool = True) -> TickReport:
+        """Plan every active campaign, run every batch, send everything due, at `now`.
+        Not `whole`: the slow lane's batches go on in its thread after the tick (`run`)."""
         report = TickReport(now)
         if time.monotonic() - self._statistics_at > STATISTICS_EVERY:
             self.store.retrying(self.store.refresh_statistics, "refreshing statistics")
             self._statistics_at = time.monotonic()
         for plan in plan_all(
-            self.store, self.programs, now, full_pass_every=self.config.full_pass_every
+            self.store,
+            self.programs,
+            now,
+            full_pass_every=self.config.full_pass_every,
+            governor=self.governor,
         ):
             report.batches += plan.batches
-        for batch in self.executor.drain(DEFAULT_LANE, now):
+        for batch in self.lanes.drain(now) if whole else self.lanes.drain_fast(now):
             report.entered += batch.entered
             report.advanced += batch.changed - batch.entered
             report.queued += batch.messages
         report.sent = dict(self.dispatcher.dispatch(now).counts)
         return report
 
-    def recorded_tick(self, now: float) -> TickReport:
-        """`tick`, recorded in the store as begun, then as done once its work is done."""
+    def recorded_tick(self, now: float, *, whole: bool = True) -> TickReport:
+        """`tick`, recorded in the store as begun, then as done once its work is done (the
+        slow lane's too if `whole`; else it is in the store, pending or running)."""
         self.clock.begin_tick(now)
-        report = self.tick(now)
+        report = self.tick(now, whole=whole)
         self.clock.end_tick(now)
         return report
 
@@ -118,7 +135,7 @@ class Runner:
         self._release_orphans()
         while not stop.is_set():
             started = time.time()
-            report = self.recorded_tick(started)
+            report = self.recorded_tick(started, whole=False)
             log.info("tick: %s", report)
             stop.wait(max(0.0, interval - (time.time() - started)))
 
@@ -131,5 +148,5 @@ class Runner:
             log.warning("took up %d messages a gone process was sending", released)
 
     def close(self) -> None:
-        self.executor.close()
+        self.lanes.close()
         self.dispatcher.close()

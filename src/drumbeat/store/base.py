@@ -24,6 +24,7 @@ from drumbeat.store.core import StoreCore, chunks
 from drumbeat.store.erasure import ErasureStore
 from drumbeat.store.event_path import EventPathStore
 from drumbeat.store.indexes import AttributeIndexStore
+from drumbeat.store.lanes import LaneStore
 from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.planning import PlanningStore
 from drumbeat.store.rate_limits import RateLimitStore
@@ -75,6 +76,7 @@ class Store(
     PlanningStore,
     OutboxStore,
     BatchStore,
+    LaneStore,
     EventPathStore,
     AttributeIndexStore,
     ErasureStore,

@@ -46,10 +46,15 @@ class BatchStore(StoreCore):
         parts: Sequence[Sequence[str]],
         due_at: float,
         now: float,
+        *,
+        first_turn: float = 0.0,
+        turn_step: float = 1.0,
     ) -> int:
-        """Write the campaign's batches, holding its planning lock (`lock_campaigns`) until
-        `conn` commits: the one-user event path, which takes it too, either sees them (and
-        leaves their users to them) or finishes before any of them is worked."""
+        """Write the `parts` as pending batches, the i-th claimed in turn
+        `first_turn + i * turn_step` (claims go by turn, then id: `_claim_batch`), holding
+        the campaign's planning lock (`lock_campaigns`) until `conn` commits: the one-user
+        event path, which takes it too, either sees them (and leaves their users to them) or
+        finishes before any of them is worked."""
         rows = [
             {
                 "workspace_id": ws,
@@ -62,9 +67,9 @@ class BatchStore(StoreCore):
                 "fence": 0,
                 "attempts": 0,
                 "created_at": now,
+                "turn": first_turn + i * turn_step,
             }
-            for part in parts
-            if part
+            for i, part in enumerate(p for p in parts if p)
         ]
         if rows:
             lock_campaigns(conn, ws, [key])
@@ -91,15 +96,17 @@ class BatchStore(StoreCore):
         return self.retrying(claim, f"claiming a batch of {lane}")
 
     def _claim_batch(self, conn: Connection, lane: str, lease: float, owner: str) -> Batch | None:
-        """Claim one batch; one whose lease ran out BATCH_ATTEMPTS times is made dead on the
-        way (its holders all died or stalled on it) and the next one is claimed."""
+        """Claim one batch, the first by turn (round-robin across workspaces and campaigns:
+        pipeline/governor.py), then by id; one whose lease ran out BATCH_ATTEMPTS times is
+        made dead on the way (its holders all died or stalled on it) and the next one is
+        claimed."""
         b = batches.c
         now = self.real_clock()
         mine = func.coalesce(b.owner, "") == owner
         claimable = or_(
             b.status == "pending", and_(b.status == "running", or_(b.lease_until < now, mine))
         )
-        pick = select(b.id).where(b.lane == lane, claimable).order_by(b.id).limit(1)
+        pick = select(b.id).where(b.lane == lane, claimable).order_by(b.turn, b.id).limit(1)
         if self.dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
         worn = and_(b.attempts >= BATCH_ATTEMPTS, ~mine)

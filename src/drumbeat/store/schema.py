@@ -215,7 +215,27 @@ batches = Table(
     Column("created_at", Epoch, nullable=False),
     Column("finished_at", Epoch),
     Column("seconds", Float),
-    Index(None, "status", "lane", "id"),
+    # claim order: round-robin across workspaces and campaigns (pipeline/governor.py)
+    Column("turn", Float, nullable=False, server_default="0"),
+    Index(None, "status", "lane", "turn", "id"),
+)
+
+# ---- lanes (revision 0018) --------------------------------------------------------------
+
+# Per campaign: the lane its batches go to and why (pipeline/lanes.py), the moving average
+# of its batches' seconds per user, and its ramp (users it may enter on its next tick).
+campaign_lanes = Table(
+    "campaign_lanes",
+    metadata,
+    _workspace(),
+    Column("campaign_key", String(100), primary_key=True),
+    Column("lane", String(32), nullable=False),
+    Column("reason", String(16), nullable=False),  # pinned, measured, webhook, history, default
+    Column("cost", Float),  # seconds per user, moving average; none until measured
+    Column("measured", Integer, nullable=False),  # users measured
+    Column("measured_through", BigInteger, nullable=False),  # the last batch id looked at
+    Column("ramp", Integer),  # users it may enter next tick; none: the ramp is over
+    Column("updated_at", Epoch, nullable=False),
 )
 
 inbox = Table(
