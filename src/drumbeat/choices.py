@@ -36,6 +36,15 @@ class BatchStatus(StrEnum):
     DEAD = "dead"
 
 
+class Lane(StrEnum):
+    """A queue of the distributed shape, each with its own workers: batches of cheap
+    campaigns, of slow ones, and sending."""
+
+    FAST = "fast"
+    SLOW = "slow"
+    DISPATCH = "dispatch"
+
+
 class Format(StrEnum):
     """How a command prints rows: a table for people, JSON lines for scripts."""
 

@@ -1,7 +1,7 @@
 """Settings, read from DRUMBEAT_* environment variables; each is also a CLI option.
 
-The Redis and broker URLs belong to the distributed shape, which is not built yet: a set one
-is refused rather than ignored (README.md, "The shapes").
+The Redis URL belongs to a part of the distributed shape not built yet: a set one is refused
+rather than ignored (README.md, "The shapes").
 """
 
 from __future__ import annotations
@@ -23,7 +23,19 @@ class Settings(BaseSettings):
         "sqlite:///./drumbeat.db", description="store of record: sqlite:///path or postgresql://…"
     )
     redis_url: str | None = Field(None, description="Redis user cache: not built yet, keep unset")
-    broker_url: str | None = Field(None, description="Celery broker: not built yet, keep unset")
+    broker_url: str | None = Field(
+        None,
+        description="RabbitMQ (amqp://…) of the distributed shape: batches and sending go to "
+        "`drumbeat worker` processes (docs/deploy.md); unset: workers are processes of "
+        "`drumbeat run` on this machine",
+    )
+    broker_republish_after: float = Field(
+        60.0,
+        gt=0,
+        description="seconds a published batch may wait unclaimed before the scheduler "
+        "publishes it again (its message was lost, say); a batch is worked once however often "
+        "it is published",
+    )
     workspace: str = Field("default", description="the workspace (tenant) commands act on")
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
     import_batch_size: int = Field(
@@ -124,11 +136,20 @@ class Settings(BaseSettings):
         default_factory=dict, description="per channel msgs/s"
     )
 
-    @field_validator("redis_url", "broker_url")
+    @field_validator("redis_url")
     @classmethod
     def _not_built(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             raise PydanticCustomError("not_built", NOT_BUILT[str(info.field_name)])
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _amqp(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("amqp://", "amqps://")):
+            raise PydanticCustomError(
+                "url", "the broker must be RabbitMQ: amqp://user:password@host:5672/vhost"
+            )
         return value
 
     @field_validator("secret_key")
@@ -199,8 +220,6 @@ PUBLIC_KEYS = frozenset({"change-me"})  # the default of earlier versions, in th
 NOT_BUILT = {
     "redis_url": "the Redis user cache (distributed shape) is not built yet; unset it "
     "(the cache is in-process)",
-    "broker_url": "the distributed shape (Celery) is not built yet; unset it "
-    "(workers are processes on this machine: DRUMBEAT_WORKERS)",
 }
 
 
@@ -227,4 +246,4 @@ def _setting_name(location: tuple[int | str, ...]) -> str:
 
 def _given(error: Any) -> str:
     """The value refused, except a URL refused whole (it may hold a password) or a key."""
-    return "" if error["type"] in ("not_built", "secret") else f" (given {error['input']!r})"
+    return "" if error["type"] in ("not_built", "url", "secret") else f" (given {error['input']!r})"

@@ -21,6 +21,14 @@ def _runner(ctx: typer.Context, workers: int | None = None):  # type: ignore[no-
     return Runner(client.store, config, StoreClock(client.store), workers=workers or 1)
 
 
+def _scheduler(ctx: typer.Context):  # type: ignore[no-untyped-def]
+    from drumbeat.pipeline.clock import StoreClock
+    from drumbeat.pipeline.scheduler import Scheduler
+
+    client = state(ctx).client()
+    return Scheduler(client.store, client.config, StoreClock(client.store))
+
+
 def advance(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="ISO-8601 time to move the clock to")],
@@ -66,12 +74,24 @@ def run(
     ctx: typer.Context,
     workers: Annotated[int | None, typer.Option(help="Worker processes (1: this process)")] = None,
     interval: Annotated[float | None, typer.Option(help="Seconds between ticks")] = None,
+    scheduler_only: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler-only",
+            help="Plan and publish to the broker only: `drumbeat worker` processes do the "
+            "batches and the sending (needs DRUMBEAT_BROKER_URL)",
+        ),
+    ] = False,
 ) -> None:
     """Tick on the real clock until stopped: SIGTERM or Ctrl-C stops after the current tick."""
     from drumbeat.cli.signals import StopOnSignal
 
     settings = state(ctx).settings()
-    runner = _runner(ctx, workers or settings.workers)
+    if scheduler_only and settings.broker_url is None:
+        from drumbeat.cli.worker import needs_broker
+
+        raise InvalidInput(needs_broker("--scheduler-only"), what="settings")
+    runner = _scheduler(ctx) if scheduler_only else _runner(ctx, workers or settings.workers)
     if runner.clock.virtual:
         runner.close()
         raise InvalidInput("this store runs on a virtual clock: `drumbeat clock --real` first")

@@ -58,12 +58,23 @@ class Runner:
         self.config = config
         self.clock = clock or StoreClock(store)
         self.programs = Programs(store)
-        self.executor = make_executor(store, self.programs, workers)
+        self.executor = make_executor(store, self.programs, workers, config)
         self.dispatcher = dispatcher or Dispatcher(store, config)
         self._statistics_at = -math.inf
 
     def tick(self, now: float) -> TickReport:
         """Plan every active campaign, run every batch, send everything due, at `now`."""
+        report = self.plan(now)
+        for batch in self.executor.drain(DEFAULT_LANE, now):
+            report.entered += batch.entered
+            report.advanced += batch.changed - batch.entered
+            report.queued += batch.messages
+        report.sent = dict(self.dispatcher.dispatch(now).counts)
+        return report
+
+    def plan(self, now: float) -> TickReport:
+        """Plan every active campaign at `now` (the planner's statistics refreshed now and
+        then): the batches are written, for the executor to run."""
         report = TickReport(now)
         if time.monotonic() - self._statistics_at > STATISTICS_EVERY:
             self.store.retrying(self.store.refresh_statistics, "refreshing statistics")
@@ -72,11 +83,6 @@ class Runner:
             self.store, self.programs, now, full_pass_every=self.config.full_pass_every
         ):
             report.batches += plan.batches
-        for batch in self.executor.drain(DEFAULT_LANE, now):
-            report.entered += batch.entered
-            report.advanced += batch.changed - batch.entered
-            report.queued += batch.messages
-        report.sent = dict(self.dispatcher.dispatch(now).counts)
         return report
 
     def recorded_tick(self, now: float) -> TickReport:

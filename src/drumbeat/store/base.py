@@ -17,7 +17,7 @@ from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.attributes import STANDARD_FIELDS, AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
-from drumbeat.store.batches import BatchStore
+from drumbeat.store.batch_queue import BatchQueueStore
 from drumbeat.store.campaigns import CampaignStore
 from drumbeat.store.core import StoreCore, chunks
 from drumbeat.store.indexes import AttributeIndexStore
@@ -60,7 +60,7 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
     return list(merged.values())
 
 
-class Store(CampaignStore, OutboxStore, BatchStore, AttributeIndexStore, StoreCore):
+class Store(CampaignStore, OutboxStore, BatchQueueStore, AttributeIndexStore, StoreCore):
     """Base of both backends; subclasses supply the bulk writes (`_upsert_users`, …)."""
 
     # ---- workspaces ---------------------------------------------------------------------

@@ -211,6 +211,10 @@ batches = Table(
     Column("created_at", Epoch, nullable=False),
     Column("finished_at", Epoch),
     Column("seconds", Float),
+    # what its run did (a distributed worker's report, read back by the scheduler)
+    Column("changed", Integer),
+    Column("entered", Integer),
+    Column("messages", Integer),
     Index(None, "status", "lane", "id"),
 )
 
