@@ -32,10 +32,14 @@ def worker(
         raise InvalidInput(needs_broker("`drumbeat worker`"), what="settings")
     from drumbeat.pipeline.executors.celery_app import celery_app, declare, queue_name
 
-    # the store is checked (and its schema's revision) before any message is taken
+    # the store is checked (and its schema's revision) before any message is taken,
     from drumbeat.store import open_store
 
-    open_store(settings.database_url, migrate=False).close()
+    # and what a killed predecessor on this host held is let go of at once
+    store = open_store(settings.database_url, migrate=False)
+    store.release_orphaned_batches()
+    store.release_orphaned_messages()
+    store.close()
     app = celery_app(settings.broker_url)
     declare(app)
     name = f"drumbeat-{lane.value}-{os.getpid()}@{socket.gethostname()}"

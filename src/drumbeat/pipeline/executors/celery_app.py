@@ -177,7 +177,8 @@ def run_batch(batch_id: int) -> None:
 
 def run_dispatch(*_: Any) -> None:
     """Send the due outbox rows (the store's clock says which are due), in claims of the
-    Dispatcher's size, until none is due."""
+    Dispatcher's size, until none is due; first take up those a gone dispatch worker of
+    this host held."""
     from drumbeat.channels.dispatcher import Dispatcher
     from drumbeat.config import Settings
     from drumbeat.pipeline.clock import store_now
@@ -185,5 +186,8 @@ def run_dispatch(*_: Any) -> None:
     state = worker_state()
     if state.dispatcher is None:
         state.dispatcher = Dispatcher(state.store, Settings())
+    # rows a killed dispatch worker of this host was sending are taken up now, not at the
+    # end of their lease (a worker on another host: its lease)
+    state.store.retrying(state.store.release_orphaned_messages, "releasing orphaned messages")
     report = state.dispatcher.dispatch(store_now(state.store))
     log.info("dispatched: %s", dict(report.counts))

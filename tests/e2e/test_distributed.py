@@ -1,0 +1,181 @@
+"""The distributed shape as docs/deploy.md runs it: `drumbeat run --scheduler-only` and
+`drumbeat worker --lane …` processes on one store and one RabbitMQ (a vhost of this test
+session's own), on the real clock. A campaign of two sends a few seconds apart goes through
+them; workers are killed, RabbitMQ drops every connection, the queues are purged: every user
+ends with exactly its two messages, no outbox key twice, no batch unfinished."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from drumbeat.store import open_store
+from drumbeat.store.schema import batches
+from tests.conftest import purge_queues
+from tests.e2e.helpers import send, wait
+from tests.e2e.running import delivered, environment, outbox_rows, own_store, prepare, start
+from tests.workers import Workers
+
+STEPS = ["one", "two"]
+WAIT = "3s"
+
+
+@pytest.fixture
+def url(database_url: str) -> Iterator[str]:
+    with own_store(database_url) as own:
+        yield own
+
+
+def shape_env(url: str, broker: str, tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The settings every process of the shape gets (docs/deploy.md): the store, the broker."""
+    return environment(
+        url,
+        tmp_path / "messages.jsonl",
+        broker_url=broker,
+        broker_republish_after="2",
+        tick_interval="0.5",
+        **settings,
+    )
+
+
+def until(
+    condition: Callable[[], bool], what: str, deadline: float, *checks: Callable[[], None]
+) -> None:
+    """Poll `condition` until it holds, failing after `deadline` seconds; `checks` run at
+    each poll (the scheduler still running, say)."""
+    give_up = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < give_up, f"gave up waiting for {what}"
+        for check in checks:
+            check()
+        time.sleep(0.2)
+
+
+def all_sent(url: str, users: int) -> bool:
+    rows = outbox_rows(url)
+    return len(rows) == len(STEPS) * users and all(r["status"] == "sent" for r in rows)
+
+
+def alive(process: subprocess.Popen[bytes], log: Path) -> Callable[[], None]:
+    def check() -> None:
+        assert process.poll() is None, log.read_text()
+
+    return check
+
+
+def unfinished(url: str) -> dict[str, int]:
+    store = open_store(url, migrate=False)
+    b = batches.c
+    try:
+        with store.engine.connect() as conn:
+            query = select(b.status, func.count()).group_by(b.status)
+            return {s: n for s, n in conn.execute(query) if s not in ("done", "skipped")}
+    finally:
+        store.close()
+
+
+def assert_exact(url: str, users: int, tmp_path: Path) -> None:
+    """Every user has exactly its two messages, sent; no key twice; every batch finished."""
+    rows = outbox_rows(url)
+    assert len({r["dedupe_key"] for r in rows}) == len(rows)
+    assert Counter((r["user_id"], r["step_id"]) for r in rows) == {
+        (f"u{n}", step): 1 for n in range(users) for step in STEPS
+    }
+    assert {r["status"] for r in rows} == {"sent"}
+    assert unfinished(url) == {}
+    sent = {m["message_id"] for m in delivered(tmp_path / "messages.jsonl")}
+    assert sent == {r["dedupe_key"] for r in rows}
+
+
+def reconnected(logs: Path) -> bool:
+    """Every worker (their logs in `logs`) saw its connection lost (and tries again)."""
+    return all("Connection to broker lost" in w.read_text() for w in logs.glob("worker-*.log"))
+
+
+def scheduler(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / "scheduler.log"
+    return start(["run", "--scheduler-only"], env, log), log
+
+
+def test_the_deployed_processes_run_a_campaign(url: str, broker_url: str, tmp_path: Path) -> None:
+    """Exactly the processes of docs/deploy.md: a scheduler, a worker per lane."""
+    users = 300
+    prepare(url, [send("one"), wait(WAIT), send("two")], users)
+    env = shape_env(url, broker_url, tmp_path, batch_size="50")
+    pool = Workers(env, tmp_path)
+    try:
+        for lane in ("fast", "slow", "dispatch"):
+            pool.start(lane)
+        process, log = scheduler(env, tmp_path)
+        until(partial(all_sent, url, users), "every message sent", 120, alive(process, log))
+    finally:
+        pool.close()
+    assert_exact(url, users, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_kill_storm_of_workers_loses_nothing(url: str, broker_url: str, tmp_path: Path) -> None:
+    """Two workers per lane; every 2 s a random one is SIGKILLed (its whole group) and a new
+    one started, until every message is sent."""
+    users = 3000
+    prepare(url, [send("one"), wait(WAIT), send("two")], users)
+    env = shape_env(url, broker_url, tmp_path, batch_size="100")
+    pool = Workers(env, tmp_path)
+    chance = random.Random(10)
+    kills = 0
+    try:
+        for lane in ("fast", "slow", "dispatch") * 2:
+            pool.start(lane)
+        process, log = scheduler(env, tmp_path)
+        give_up = time.monotonic() + 300
+        while not all_sent(url, users):
+            assert time.monotonic() < give_up, "gave up waiting for every message sent"
+            alive(process, log)()
+            time.sleep(2)
+            lane, victim = chance.choice(pool.running)
+            pool.kill(victim)
+            pool.start(lane)
+            kills += 1
+    finally:
+        pool.close()
+    assert kills >= 5, "the campaign finished before the storm: more users"
+    assert_exact(url, users, tmp_path)
+
+
+@pytest.mark.timeout(300)
+def test_dropped_connections_and_a_purge_lose_nothing(
+    url: str, broker_url: str, rabbit_vhost: str, tmp_path: Path
+) -> None:
+    """RabbitMQ closes every connection of the vhost mid-campaign, then the queues are purged:
+    the workers reconnect, the scheduler publishes the lost batches again."""
+    users = 1000
+    prepare(url, [send("one"), wait(WAIT), send("two")], users)
+    env = shape_env(url, broker_url, tmp_path, batch_size="50")
+    pool = Workers(env, tmp_path)
+    try:
+        for lane in ("fast", "dispatch"):
+            pool.start(lane)
+        process, log = scheduler(env, tmp_path)
+        until(lambda: len(outbox_rows(url)) > 0, "the first messages", 120, alive(process, log))
+        assert not all_sent(url, users)  # mid-campaign
+        subprocess.run(
+            ["rabbitmqctl", "close_all_connections", "--vhost", rabbit_vhost, "test"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        until(partial(reconnected, tmp_path), "the workers' reconnections", 60)
+        purge_queues(broker_url)
+        until(partial(all_sent, url, users), "every message sent", 180, alive(process, log))
+    finally:
+        pool.close()
+    assert_exact(url, users, tmp_path)
