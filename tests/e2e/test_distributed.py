@@ -11,18 +11,30 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from drumbeat.model.attributes import format_timestamp
 from drumbeat.store import open_store
 from drumbeat.store.schema import batches
 from tests.conftest import purge_queues
-from tests.e2e.helpers import send, wait
-from tests.e2e.running import delivered, environment, outbox_rows, own_store, prepare, start
+from tests.e2e.helpers import FREE, send, wait
+from tests.e2e.running import (
+    delivered,
+    environment,
+    leftovers_killed,
+    outbox_rows,
+    own_database,
+    own_store,
+    prepare,
+    start,
+)
 from tests.workers import Workers
+from tests.world import DAY, HOUR, MONDAY
 
 STEPS = ["one", "two"]
 WAIT = "3s"
@@ -179,3 +191,54 @@ def test_dropped_connections_and_a_purge_lose_nothing(
     finally:
         pool.close()
     assert_exact(url, users, tmp_path)
+
+
+@contextmanager
+def fresh_store(database_url: str, tmp_path: Path, name: str) -> Iterator[str]:
+    """A store of its own, on the database of `database_url`."""
+    if database_url.startswith("sqlite"):
+        with leftovers_killed():
+            yield f"sqlite:///{tmp_path / name}.db"
+        return
+    with own_database(database_url) as own, leftovers_killed():
+        yield own
+
+
+@pytest.mark.timeout(300)
+def test_both_shapes_queue_the_same_outbox(
+    database_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    """The same users and campaign, `drumbeat advance` through a day of hourly ticks, in the
+    embedded shape and through two `drumbeat worker` processes: the same outbox, row for row
+    (keys, steps, users, the ticks they were queued and sent at)."""
+    users = 120
+    arrivals = {n: MONDAY + 30 + 10 * HOUR * n / users for n in range(users)}
+    outboxes = []
+    for shape in ("embedded", "distributed"):
+        with fresh_store(database_url, tmp_path, shape) as url:
+            prepare(
+                url,
+                [send("one"), wait("4h"), send("two")],
+                users,
+                at=MONDAY,
+                traits=lambda n: {"created_at": format_timestamp(arrivals[n])},
+                audience={"all": [FREE, {"attr": "created_at", "before": "1h ago"}]},
+            )
+            settings = {"broker_url": broker_url} if shape == "distributed" else {}
+            env = environment(url, tmp_path / f"{shape}.jsonl", batch_size="10", **settings)
+            pool = Workers(env, tmp_path)
+            try:
+                if shape == "distributed":
+                    pool.start("fast")
+                    pool.start("fast")
+                command = ["advance", "--to", format_timestamp(MONDAY + DAY), "--every", "1h"]
+                advance = start(command, env, tmp_path / f"{shape}.log")
+                assert advance.wait(timeout=240) == 0, (tmp_path / f"{shape}.log").read_text()
+            finally:
+                pool.close()
+            outboxes.append(outbox_rows(url))
+    embedded, distributed = outboxes
+    worked = "".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
+    assert "Task drumbeat.batch" in worked  # the batches went through the workers
+    assert len(embedded) == 2 * users
+    assert sorted(embedded, key=str) == sorted(distributed, key=str)
