@@ -64,12 +64,13 @@ def test_rate_limits_per_channel_are_taken(tmp_path):
 @pytest.mark.parametrize(
     ("how", "variable", "reason"),
     [
-        ("env", "DRUMBEAT_BROKER_URL", "the distributed shape (Celery) is not built yet; unset it"),
+        ("env", "DRUMBEAT_BROKER_URL", "the broker must be RabbitMQ: amqp://"),
+        ("option", "DRUMBEAT_BROKER_URL", "the broker must be RabbitMQ: amqp://"),
         ("option", "DRUMBEAT_REDIS_URL", "the Redis user cache (distributed shape) is not built"),
     ],
 )
-def test_the_distributed_shape_is_refused_until_it_is_built(tmp_path, how, variable, reason):
-    url = "amqp://guest:secret@127.0.0.1//" if "BROKER" in variable else "redis://:secret@h/0"
+def test_a_distributed_setting_that_cannot_work_is_refused(tmp_path, how, variable, reason):
+    url = "redis://:secret@h/0"
     if how == "env":
         done = run(tmp_path, "campaign", "list", **{variable: url})
     else:
@@ -77,6 +78,18 @@ def test_the_distributed_shape_is_refused_until_it_is_built(tmp_path, how, varia
         done = run(tmp_path, option, url, "campaign", "list")
     assert_refused(done, tmp_path, variable, reason)
     assert "secret" not in done.stderr  # a URL may carry a password: it is not echoed
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        (["worker", "--lane", "fast"], "`drumbeat worker` needs RabbitMQ"),
+        (["run", "--scheduler-only"], "--scheduler-only needs RabbitMQ"),
+    ],
+)
+def test_the_distributed_processes_need_a_broker(tmp_path, command, what):
+    done = run(tmp_path, *command)
+    assert_refused(done, tmp_path, "broker_url (DRUMBEAT_BROKER_URL): not set", what)
 
 
 def test_an_archived_campaign_is_not_resumed_nor_applied_again(

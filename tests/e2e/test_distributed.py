@@ -7,6 +7,7 @@ ends with exactly its two messages, no outbox key twice, no batch unfinished."""
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from drumbeat.store.schema import batches
 from tests.conftest import purge_queues
 from tests.e2e.helpers import FREE, send, wait
 from tests.e2e.running import (
+    DRUMBEAT,
     delivered,
     environment,
     leftovers_killed,
@@ -33,6 +35,7 @@ from tests.e2e.running import (
     prepare,
     start,
 )
+from tests.e2e.test_docs import ROOT
 from tests.workers import Workers
 from tests.world import DAY, HOUR, MONDAY
 
@@ -117,19 +120,39 @@ def scheduler(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[byt
     return start(["run", "--scheduler-only"], env, log), log
 
 
+def deployed() -> list[list[str]]:
+    """The commands of docs/deploy.md's block for one machine, each a process's arguments."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    (block,) = re.findall(
+        r"<!-- run-by: tests/e2e/test_distributed.py[^>]*-->\n```sh\n(.*?)```", doc, re.S
+    )
+    lines = [line.removesuffix("&").split() for line in block.splitlines()]
+    assert all(line[0] == "drumbeat" for line in lines), block
+    return [line[1:] for line in lines]
+
+
 def test_the_deployed_processes_run_a_campaign(url: str, broker_url: str, tmp_path: Path) -> None:
     """Exactly the processes of docs/deploy.md: a scheduler, a worker per lane."""
     users = 300
     prepare(url, [send("one"), wait(WAIT), send("two")], users)
     env = shape_env(url, broker_url, tmp_path, batch_size="50")
-    pool = Workers(env, tmp_path)
-    try:
-        for lane in ("fast", "slow", "dispatch"):
-            pool.start(lane)
-        process, log = scheduler(env, tmp_path)
-        until(partial(all_sent, url, users), "every message sent", 120, alive(process, log))
-    finally:
-        pool.close()
+    (upgrade, schedule, *workers) = deployed()
+    assert (upgrade, schedule) == (["db", "upgrade"], ["run", "--scheduler-only"])
+    assert (
+        subprocess.run([DRUMBEAT, *upgrade], env=env, capture_output=True, timeout=60).returncode
+        == 0
+    )
+    process = start(schedule, env, tmp_path / "scheduler.log")
+    for n, command in enumerate(workers):
+        start(command, env, tmp_path / f"worker-{n}.log")
+    lanes = {command[command.index("--lane") + 1] for command in workers}
+    assert lanes == {"fast", "slow", "dispatch"}
+    until(
+        partial(all_sent, url, users),
+        "every message sent",
+        120,
+        alive(process, tmp_path / "scheduler.log"),
+    )
     assert_exact(url, users, tmp_path)
 
 
