@@ -25,6 +25,7 @@ from drumbeat.pipeline.executors.celery_app import (
     celery_app,
     declare,
     queue_name,
+    queues,
 )
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store
@@ -65,13 +66,26 @@ class CeleryExecutor:
         return due
 
     def publish_dispatch(self) -> None:
-        """One message to the dispatch lane: a worker sends what is due."""
-        self._send(DISPATCH_TASK, DISPATCH_LANE, [[]])
+        """One message to the dispatch lane, a worker then sends what is due; none while one
+        still waits there (dispatch workers stopped for an hour find one, not hundreds)."""
+        if not self._waiting(DISPATCH_LANE):
+            self._send(DISPATCH_TASK, DISPATCH_LANE, [[]])
 
-    def _send(self, task: str, lane: str, messages: Iterable[list[int]]) -> None:
+    def _waiting(self, lane: str) -> int:
+        """Messages ready in `lane`'s queue, not yet delivered to a worker."""
+        self._declare_once()
+        queue = next(q for q in queues() if q.name == queue_name(lane))
+        with self.app.connection_for_write() as conn:
+            declared = queue.bind(conn.default_channel).queue_declare(passive=True)
+        return int(declared.message_count)
+
+    def _declare_once(self) -> None:
         if not self._declared:
             declare(self.app)
             self._declared = True
+
+    def _send(self, task: str, lane: str, messages: Iterable[list[int]]) -> None:
+        self._declare_once()
         queue = queue_name(lane)
         with self.app.producer_or_acquire() as producer:
             for args in messages:
@@ -84,7 +98,10 @@ class CeleryExecutor:
         is each batch's own time (`due_at`, the time it was planned for)."""
         published: set[int] = set()
         while True:
-            published.update(self.publish(lane))
+            try:
+                published.update(self.publish(lane))
+            except self.broker_errors as exc:  # published again at the next pass
+                log.warning("publishing to %s stopped (%s); trying again", lane, exc)
             if not self.store.unfinished_batches(lane):
                 break
             time.sleep(POLL_SECONDS)
