@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
+from drumbeat.pipeline.executors.celery import CeleryExecutor
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.worker import BATCH_LEASE, BatchReport, LeaseLost, process_batch
 from drumbeat.store import Store
@@ -82,3 +83,24 @@ def test_a_batch_whose_workers_keep_dying_ends_dead(world: World) -> None:
         status = conn.execute(select(batches.c.status).where(batches.c.id == ids[0])).scalar()
     assert status == "dead"
     assert ids[0] not in store.claimable_batch_ids(DEFAULT_LANE, 10_000)
+
+
+def test_the_scheduler_publishes_a_batch_again_only_when_it_may_be_lost(
+    world: World, broker_url: str
+) -> None:
+    """Published once; not again within `republish_after` (whatever other lanes publish);
+    again at once when its lease ran out (its worker died)."""
+    ids = planned(world)
+    store = world.store
+    publisher = CeleryExecutor(store, broker_url, republish_after=3600.0)
+    try:
+        assert set(ids) <= set(publisher.publish(DEFAULT_LANE))
+        assert publisher.publish("slow") == []
+        assert publisher.publish(DEFAULT_LANE) == []  # waiting in the queue
+        held = store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner())
+        assert held is not None and publisher.publish(DEFAULT_LANE) == []
+        later(store, BATCH_LEASE + 1)  # its worker died
+        assert publisher.publish(DEFAULT_LANE) == [ids[0]]
+        assert publisher._waiting(DEFAULT_LANE) == len(ids) + 1
+    finally:
+        publisher.close()

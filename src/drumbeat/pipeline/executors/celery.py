@@ -42,7 +42,8 @@ class CeleryExecutor:
         self.store = store
         self.app = celery_app(broker_url)
         self.republish_after = republish_after
-        self._published: dict[int, float] = {}  # batch id → when (monotonic) last published
+        # per lane, batch id → when (monotonic) it was last published
+        self._published: dict[str, dict[int, float]] = {}
         self._declared = False
         with self.app.connection_for_write() as conn:  # what a lost or refused broker raises
             self.broker_errors: tuple[type[BaseException], ...] = (
@@ -59,10 +60,11 @@ class CeleryExecutor:
         claimable = self.store.claimable_batch_ids(lane, PUBLISH_LIMIT)
         now = time.monotonic()
         # a batch claimed since is forgotten: if its lease runs out, it is published at once
-        earlier = {i: self._published[i] for i in claimable if i in self._published}
+        published = self._published.get(lane, {})
+        earlier = {i: published[i] for i in claimable if i in published}
         due = [i for i in claimable if now - earlier.get(i, -math.inf) >= self.republish_after]
         self._send(BATCH_TASK, lane, ([i] for i in due))
-        self._published = earlier | dict.fromkeys(due, now)
+        self._published[lane] = earlier | dict.fromkeys(due, now)
         return due
 
     def publish_dispatch(self) -> None:
