@@ -157,3 +157,51 @@ def check_processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(UsersImport, "parallel_from", 0)
     monkeypatch.setattr(UsersImport, "default_processes", 2)
     return 2
+
+
+@pytest.fixture(scope="session")
+def rabbit_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of this test session's own (its queues, `drumbeat.fast` and
+    the rest, are no other session's), deleted at the end; its name."""
+    import shutil
+    import socket
+    import subprocess
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+    except OSError as exc:
+        need_service("RabbitMQ", f"127.0.0.1:5672: {exc}")
+    if shutil.which("rabbitmqctl") is None:
+        need_service("RabbitMQ", "rabbitmqctl is not on PATH (needed to make a vhost)")
+    name = f"drumbeat_test_{uuid.uuid4().hex[:10]}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+    ctl("add_vhost", name)
+    try:
+        ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        ctl("delete_vhost", name)
+
+
+@pytest.fixture
+def broker_url(rabbit_vhost: str) -> str:
+    """DRUMBEAT_BROKER_URL of this session's vhost (guest/guest on 127.0.0.1:5672), its
+    queues purged: what an earlier test left there is not this test's."""
+    url = f"amqp://guest:guest@127.0.0.1:5672/{rabbit_vhost}"
+    purge_queues(url)
+    return url
+
+
+def purge_queues(url: str) -> None:
+    """Empty every queue of the distributed shape on the broker at `url`."""
+    from drumbeat.pipeline.executors.celery_app import celery_app, declare, queues
+
+    app = celery_app(url)
+    declare(app)
+    with app.connection_for_write() as conn:
+        for queue in queues():
+            queue.bind(conn.default_channel).purge()
+    app.close()

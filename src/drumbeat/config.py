@@ -1,9 +1,8 @@
 """Settings, read from DRUMBEAT_* environment variables; each is also a CLI option.
 
-The broker URL belongs to the distributed shape, which is not built yet: a set one is
-refused rather than ignored (README.md, "The shapes"). The Redis URL serves the user cache
-(`DRUMBEAT_CACHE=redis`) and the shared send rate limits; it is refused when it would serve
-neither.
+`DRUMBEAT_BROKER_URL` chooses the distributed shape (docs/deploy.md). The Redis URL serves
+the user cache (`DRUMBEAT_CACHE=redis`) and the shared send rate limits; it is refused when
+it would serve neither.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -51,7 +49,19 @@ class Settings(BaseSettings):
     cache_ttl: float = Field(
         300.0, gt=0, description="seconds the Redis cache keeps a user (and an invalidation)"
     )
-    broker_url: str | None = Field(None, description="Celery broker: not built yet, keep unset")
+    broker_url: str | None = Field(
+        None,
+        description="RabbitMQ (amqp://…) of the distributed shape: batches and sending go to "
+        "`drumbeat worker` processes (docs/deploy.md); unset: workers are processes of "
+        "`drumbeat run` on this machine",
+    )
+    broker_republish_after: float = Field(
+        60.0,
+        gt=0,
+        description="seconds a published batch may wait unclaimed before the scheduler "
+        "publishes it again (its message was lost, say); a batch is worked once however often "
+        "it is published",
+    )
     workspace: str = Field("default", description="the workspace (tenant) commands act on")
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
     import_batch_size: int = Field(
@@ -250,13 +260,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("broker_url")
-    @classmethod
-    def _not_built(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            raise PydanticCustomError("not_built", NOT_BUILT[str(info.field_name)])
-        return value
-
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, value: str | None) -> str | None:
@@ -287,6 +290,15 @@ class Settings(BaseSettings):
                 "not_built", "DRUMBEAT_CACHE=redis needs DRUMBEAT_REDIS_URL (redis://host:6379/0)"
             )
         return self
+
+    @field_validator("broker_url")
+    @classmethod
+    def _amqp(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("amqp://", "amqps://")):
+            raise PydanticCustomError(
+                "url", "the broker must be RabbitMQ: amqp://user:password@host:5672/vhost"
+            )
+        return value
 
     @field_validator("secret_key")
     @classmethod
@@ -370,11 +382,6 @@ PUBLIC_KEYS = frozenset({"change-me"})  # the default of earlier versions, in th
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
-NOT_BUILT = {
-    "broker_url": "the distributed shape (Celery) is not built yet; unset it "
-    "(workers are processes on this machine: DRUMBEAT_WORKERS)",
-}
-
 
 def settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit values (CLI options) taking precedence.
@@ -398,7 +405,7 @@ def _setting_name(location: tuple[int | str, ...]) -> str:
 
 
 # refusals whose input is not shown: a URL (it may hold a password), a key, all settings
-UNSHOWN = ("not_built", "secret", "lane_gap")
+UNSHOWN = ("not_built", "url", "secret", "lane_gap")
 
 
 def _given(error: Any) -> str:

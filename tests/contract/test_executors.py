@@ -17,18 +17,20 @@ from sqlalchemy import select
 
 from drumbeat import metrics
 from drumbeat.pipeline.executors import Executor, make_executor
+from drumbeat.pipeline.executors.celery import CeleryExecutor
 from drumbeat.pipeline.executors.local import ThreadExecutor
 from drumbeat.pipeline.executors.processes import ProcessExecutor, WorkerDied
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.worker import BATCH_LEASE
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, retire, send, wait
+from tests.workers import Workers, worker_env
 from tests.world import DAY, World
 
 USERS = 240
 BATCH = 25
 DRIP = campaign("drip", [send("one"), wait("1d"), send("two")])
-EXECUTORS = ["threads", "threads-2", "processes-2"]
+EXECUTORS = ["threads", "threads-2", "processes-2", "celery-2"]
 
 
 @pytest.fixture
@@ -49,10 +51,18 @@ def world(world: World) -> Iterator[World]:
 
 
 @pytest.fixture(params=EXECUTORS)
-def executor(request: pytest.FixtureRequest, world: World) -> Executor:
+def executor(request: pytest.FixtureRequest, world: World, tmp_path: Path) -> Executor:
     kind, _, workers = request.param.partition("-")
     made: Executor
-    if kind == "threads":
+    if kind == "celery":  # `drumbeat worker` processes, through RabbitMQ
+        broker = request.getfixturevalue("broker_url")
+        env = worker_env(world.config.database_url, broker, tmp_path / "sent.jsonl")
+        pool = Workers(env, tmp_path)
+        request.addfinalizer(pool.close)
+        for _ in range(int(workers)):
+            pool.start("fast")
+        made = CeleryExecutor(world.store, broker, republish_after=5.0)
+    elif kind == "threads":
         made = ThreadExecutor(world.store, world.runner.programs, threads=int(workers or 1))
     else:
         made = make_executor(world.store, world.runner.programs, int(workers))

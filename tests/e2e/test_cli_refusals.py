@@ -82,16 +82,15 @@ def test_a_redis_url_that_is_not_one_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("how", "variable", "reason"),
     [
-        ("env", "DRUMBEAT_BROKER_URL", "the distributed shape (Celery) is not built yet; unset it"),
+        ("env", "DRUMBEAT_BROKER_URL", "the broker must be RabbitMQ: amqp://"),
+        ("option", "DRUMBEAT_BROKER_URL", "the broker must be RabbitMQ: amqp://"),
         ("option", "DRUMBEAT_REDIS_URL", "neither DRUMBEAT_CACHE=redis nor"),
     ],
 )
-def test_the_distributed_shape_and_a_redis_url_with_nothing_to_do_are_refused(
-    tmp_path, how, variable, reason
-):
-    """Redis holds the user cache and the shared rate limits: without either it would do
-    nothing."""
-    url = "amqp://guest:secret@127.0.0.1//" if "BROKER" in variable else "redis://:secret@h/0"
+def test_a_distributed_setting_that_cannot_work_is_refused(tmp_path, how, variable, reason):
+    """A broker that is not RabbitMQ; Redis with nothing to do (it holds the user cache and
+    the shared rate limits: without either it would do nothing)."""
+    url = "redis://:secret@h/0"
     if how == "env":
         done = run(tmp_path, "campaign", "list", **{variable: url})
     else:
@@ -99,6 +98,18 @@ def test_the_distributed_shape_and_a_redis_url_with_nothing_to_do_are_refused(
         done = run(tmp_path, option, url, "campaign", "list")
     assert_refused(done, tmp_path, variable, reason)
     assert "secret" not in done.stderr  # a URL may carry a password: it is not echoed
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        (["worker", "--lane", "fast"], "`drumbeat worker` needs RabbitMQ"),
+        (["run", "--scheduler-only"], "--scheduler-only needs RabbitMQ"),
+    ],
+)
+def test_the_distributed_processes_need_a_broker(tmp_path, command, what):
+    done = run(tmp_path, *command)
+    assert_refused(done, tmp_path, "broker_url (DRUMBEAT_BROKER_URL): not set", what)
 
 
 def test_an_archived_campaign_is_not_resumed_nor_applied_again(

@@ -286,3 +286,24 @@ def test_bench_access_smoke_writes_its_figures(tmp_path, clean_env):
     assert (
         "| redis cache: store reads of users, 3 campaigns × 20 changed users | 1.00 reads" in text
     )
+
+
+def test_bench_pipeline_smoke_writes_its_figures(tmp_path, clean_env, pg_database, broker_url):
+    report = tmp_path / "BENCH.md"
+    env = {**clean_env, "DRUMBEAT_BROKER_URL": broker_url, "DRUMBEAT_BATCH_SIZE": "100"}
+    drumbeat(
+        "bench", "pipeline", "--batches", "3", "--postgres", pg_database, "--write", str(report),
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "<!-- bench:pipeline -->" in text
+    assert "sqlite: a 100-user batch's work (load, engine, commit)" in text
+    assert "postgresql: the broker's share (publish, deliver, ack, claim) of a batch" in text
+
+
+def test_bench_pipeline_needs_a_broker(tmp_path, clean_env):
+    done = subprocess.run(
+        [*DRUMBEAT, "bench", "pipeline"],
+        cwd=tmp_path, capture_output=True, text=True, env=clean_env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "DRUMBEAT_BROKER_URL" in done.stderr

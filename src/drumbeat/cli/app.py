@@ -24,6 +24,7 @@ from drumbeat.cli import (
     serve,
     stats,
     tokens,
+    worker,
 )
 from drumbeat.cli.context import State
 
@@ -64,7 +65,10 @@ def options(
     ] = None,
     broker_url: Annotated[
         str | None,
-        typer.Option(help="Celery broker: not built yet, refused [env DRUMBEAT_BROKER_URL]"),
+        typer.Option(
+            help="RabbitMQ of the distributed shape, amqp://… (docs/deploy.md) "
+            "[env DRUMBEAT_BROKER_URL]"
+        ),
     ] = None,
     workspace: Annotated[
         str | None,
@@ -99,6 +103,7 @@ app.add_typer(audience.app, name="audience")
 app.add_typer(campaign.app, name="campaign")
 app.command("advance")(flow.advance)
 app.command("run")(flow.run)
+app.command("worker")(worker.worker)
 app.command("clock")(flow.clock)
 app.command("cap")(flow.cap)
 app.command("outbox")(inspect.outbox)

@@ -316,3 +316,34 @@ def lanes(
         batch_size=batch_size,
     )
     show("lanes", figures, write)
+
+
+@app.command("pipeline")
+def pipeline(
+    ctx: typer.Context,
+    batches: Annotated[int, typer.Option(min=3, help="Batches taken through the broker")] = 20,
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """The broker's share of a batch in the distributed shape: publish + deliver + ack of its
+    message and its claim by id, against the work of a batch of DRUMBEAT_BATCH_SIZE users
+    (1,000 by default), on SQLite (and PostgreSQL if given). Needs DRUMBEAT_BROKER_URL."""
+    import tempfile
+
+    from drumbeat.bench.pipeline import run
+    from drumbeat.cli.worker import needs_broker
+    from drumbeat.errors import InvalidInput
+
+    settings = state(ctx).settings()
+    if settings.broker_url is None:
+        raise InvalidInput(needs_broker("`drumbeat bench pipeline`"), what="settings")
+    figures = []
+    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
+        url = f"sqlite:///{folder}/bench.db"
+        figures += run(url, settings.broker_url, batches, settings.batch_size)
+    if postgres:
+        figures += run(postgres, settings.broker_url, batches, settings.batch_size)
+    show("pipeline", figures, write)

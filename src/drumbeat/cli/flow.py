@@ -21,6 +21,14 @@ def _runner(ctx: typer.Context, workers: int | None = None):  # type: ignore[no-
     return Runner(client.store, config, StoreClock(client.store), workers=workers or 1)
 
 
+def _scheduler(ctx: typer.Context):  # type: ignore[no-untyped-def]
+    from drumbeat.pipeline.clock import StoreClock
+    from drumbeat.pipeline.scheduler import Scheduler
+
+    client = state(ctx).client()
+    return Scheduler(client.store, client.config, StoreClock(client.store))
+
+
 def advance(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="ISO-8601 time to move the clock to")],
@@ -67,6 +75,14 @@ def run(
     ctx: typer.Context,
     workers: Annotated[int | None, typer.Option(help="Worker processes (1: this process)")] = None,
     interval: Annotated[float | None, typer.Option(help="Seconds between ticks")] = None,
+    scheduler_only: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler-only",
+            help="Plan and publish to the broker only: `drumbeat worker` processes do the "
+            "batches and the sending (needs DRUMBEAT_BROKER_URL)",
+        ),
+    ] = False,
     metrics_port: Annotated[
         int | None,
         typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port"),
@@ -77,22 +93,31 @@ def run(
 ) -> None:
     """Tick on the real clock until stopped: SIGTERM or Ctrl-C stops after the current tick."""
     settings = state(ctx).settings()
+    if scheduler_only and settings.broker_url is None:
+        from drumbeat.cli.worker import needs_broker
+
+        raise InvalidInput(needs_broker("--scheduler-only"), what="settings")
     server = None
     if metrics_port is not None:  # before anything is timed, and before the workers start
         from drumbeat.metrics_server import serve_metrics
 
         server = serve_metrics(metrics_port, metrics_host)
     try:
-        _run(ctx, workers or settings.workers, interval or settings.tick_interval)
+        _run(
+            ctx,
+            workers or settings.workers,
+            interval or settings.tick_interval,
+            scheduler_only=scheduler_only,
+        )
     finally:
         if server is not None:
             server.close()
 
 
-def _run(ctx: typer.Context, workers: int, interval: float) -> None:
+def _run(ctx: typer.Context, workers: int, interval: float, *, scheduler_only: bool) -> None:
     from drumbeat.cli.signals import StopOnSignal
 
-    runner = _runner(ctx, workers)
+    runner = _scheduler(ctx) if scheduler_only else _runner(ctx, workers)
     if runner.clock.virtual:
         runner.close()
         raise InvalidInput("this store runs on a virtual clock: `drumbeat clock --real` first")

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 
 from drumbeat.choices import Lane
+from drumbeat.config import Settings
 from drumbeat.pipeline.executors import Executor, make_executor
 from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BatchReport
@@ -74,10 +75,25 @@ class Background:
 
 
 class LaneWorkers:
-    """An executor per lane: `workers[lane]` processes (in-process when 1)."""
+    """An executor per lane: `workers[lane]` processes (in-process when 1); with a broker,
+    one CeleryExecutor for all, whose lanes are worked by `drumbeat worker` fleets of their
+    own (so the lanes are kept apart there, and a drain here only waits)."""
 
-    def __init__(self, store: Store, programs: Programs, workers: Mapping[str, int]) -> None:
-        self.executors = {lane: make_executor(store, programs, n) for lane, n in workers.items()}
+    def __init__(
+        self,
+        store: Store,
+        programs: Programs,
+        workers: Mapping[str, int],
+        settings: Settings | None = None,
+    ) -> None:
+        self.remote = settings is not None and settings.broker_url is not None
+        if self.remote:
+            shared = make_executor(store, programs, 1, settings)
+            self.executors = dict.fromkeys(workers, shared)
+        else:
+            self.executors = {
+                lane: make_executor(store, programs, n) for lane, n in workers.items()
+            }
         self._background: dict[str, Background] = {}
 
     def drain(self, now: float) -> list[BatchReport]:
@@ -88,7 +104,10 @@ class LaneWorkers:
 
     def drain_fast(self, now: float) -> list[BatchReport]:
         """The fast lane here, until it is empty; the other lanes go on in their threads.
-        Returns the fast lane's reports and those of the other lanes' drains since."""
+        Returns the fast lane's reports and those of the other lanes' drains since. With a
+        broker every lane is waited for here (the workers keep them apart)."""
+        if self.remote:
+            return self.drain(now)
         for lane, executor in self.executors.items():
             if lane != Lane.FAST:
                 if lane not in self._background:
@@ -101,5 +120,5 @@ class LaneWorkers:
         for background in self._background.values():
             background.stop()
         self._background = {}
-        for executor in self.executors.values():
+        for executor in {id(e): e for e in self.executors.values()}.values():
             executor.close()

@@ -63,19 +63,30 @@ class Runner:
         self.programs = Programs(store)
         self.governor = Governor(store, config)
         self.lanes = LaneWorkers(
-            store, self.programs, {Lane.FAST: workers, Lane.SLOW: config.slow_workers}
+            store, self.programs, {Lane.FAST: workers, Lane.SLOW: config.slow_workers}, config
         )
         self.dispatcher = dispatcher or Dispatcher(store, config)
         self._statistics_at = -math.inf
 
     @property
     def executor(self) -> Executor:
-        """The fast lane's executor."""
+        """The fast lane's executor (with a broker, every lane's: a CeleryExecutor)."""
         return self.lanes.executors[Lane.FAST]
 
     def tick(self, now: float, *, whole: bool = True) -> TickReport:
         """Plan every active campaign, run every batch, send everything due, at `now`.
         Not `whole`: the slow lane's batches go on in its thread after the tick (`run`)."""
+        report = self.plan(now)
+        for batch in self.lanes.drain(now) if whole else self.lanes.drain_fast(now):
+            report.entered += batch.entered
+            report.advanced += batch.changed - batch.entered
+            report.queued += batch.messages
+        report.sent = dict(self.dispatcher.dispatch(now).counts)
+        return report
+
+    def plan(self, now: float) -> TickReport:
+        """Plan every active campaign at `now` (the planner's statistics refreshed now and
+        then): the batches are written, for the executors to run."""
         report = TickReport(now)
         if time.monotonic() - self._statistics_at > STATISTICS_EVERY:
             self.store.retrying(self.store.refresh_statistics, "refreshing statistics")
@@ -88,11 +99,6 @@ class Runner:
             governor=self.governor,
         ):
             report.batches += plan.batches
-        for batch in self.lanes.drain(now) if whole else self.lanes.drain_fast(now):
-            report.entered += batch.entered
-            report.advanced += batch.changed - batch.entered
-            report.queued += batch.messages
-        report.sent = dict(self.dispatcher.dispatch(now).counts)
         return report
 
     def recorded_tick(self, now: float, *, whole: bool = True) -> TickReport:

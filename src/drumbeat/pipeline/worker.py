@@ -201,7 +201,13 @@ def commit_batch(
                 raise CapOvertaken(f"batch {batch.id}")
         store.write_members(conn, ws, key, [d.member for d in staged.decisions])
         queued = store.insert_messages(conn, ws, key, messages)
-        if not store.finish_batch(conn, batch, now, time.perf_counter() - staged.started):
+        report = {
+            "changed": len(staged.decisions),
+            "entered": sum(d.entered for d in staged.decisions),
+            "messages": queued,
+        }
+        seconds = time.perf_counter() - staged.started
+        if not store.finish_batch(conn, batch, now, seconds, report=report):
             raise LeaseLost(f"batch {batch.id} was claimed by another worker")
         return queued, _claim_next(store, conn, claim_from, owner)
 

@@ -18,7 +18,7 @@ from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.attributes import STANDARD_FIELDS, AttrType
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
-from drumbeat.store.batches import BatchStore
+from drumbeat.store.batch_queue import BatchQueueStore
 from drumbeat.store.campaigns import CampaignStore
 from drumbeat.store.core import StoreCore, chunks
 from drumbeat.store.erasure import ErasureStore
@@ -75,7 +75,7 @@ class Store(
     CampaignStore,
     PlanningStore,
     OutboxStore,
-    BatchStore,
+    BatchQueueStore,
     LaneStore,
     EventPathStore,
     AttributeIndexStore,

@@ -101,21 +101,27 @@ class BatchStore(StoreCore):
         made dead on the way (its holders all died or stalled on it) and the next one is
         claimed."""
         b = batches.c
-        now = self.real_clock()
-        mine = func.coalesce(b.owner, "") == owner
-        claimable = or_(
-            b.status == "pending", and_(b.status == "running", or_(b.lease_until < now, mine))
-        )
-        pick = select(b.id).where(b.lane == lane, claimable).order_by(b.turn, b.id).limit(1)
+        pick = select(b.id).where(b.lane == lane, claimable(owner, self.real_clock()))
+        pick = pick.order_by(b.turn, b.id).limit(1)
         if self.dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
+        claim = self._claim_statement(b.id == pick.scalar_subquery(), lease, owner)
+        with metrics.timed("store.claim_batch"):
+            while (row := conn.execute(claim).first()) is not None and row.status == "dead":
+                log_dead(row)
+        return Batch(*row[:-1]) if row is not None else None
+
+    def _claim_statement(self, where: Any, lease: float, owner: str) -> Any:
+        """The update that claims the batch `where` picks (or makes it dead, when worn)."""
+        b = batches.c
+        mine = func.coalesce(b.owner, "") == owner
         worn = and_(b.attempts >= BATCH_ATTEMPTS, ~mine)
-        claim = (
+        return (
             update(batches)
-            .where(b.id == pick.scalar_subquery())
+            .where(where)
             .values(
                 status=case((worn, "dead"), else_="running"),
-                lease_until=case((worn, None), else_=now + lease),
+                lease_until=case((worn, None), else_=self.real_clock() + lease),
                 owner=case((worn, None), else_=owner),
                 fence=b.fence + 1,
                 attempts=b.attempts + case((or_(worn, mine), 0), else_=1),
@@ -136,12 +142,6 @@ class BatchStore(StoreCore):
                 b.status,
             )
         )
-        with metrics.timed("store.claim_batch"):
-            while (row := conn.execute(claim).first()) is not None and row.status == "dead":
-                log.warning(
-                    "batch %s is dead: claimed %s times, never finished", row.id, row.attempts
-                )
-        return Batch(*row[:-1]) if row is not None else None
 
     def release_batches(self, holder: str, error: str, *, counted: bool = True) -> dict[int, str]:
         """Let go at once of the batches held by workers known to be gone: those whose owner
@@ -195,15 +195,25 @@ class BatchStore(StoreCore):
         return released
 
     def finish_batch(
-        self, conn: Connection, batch: Batch, now: float, seconds: float, status: str = "done"
+        self,
+        conn: Connection,
+        batch: Batch,
+        now: float,
+        seconds: float,
+        status: str = "done",
+        *,
+        report: Mapping[str, int] | None = None,
     ) -> bool:
-        """Mark the batch finished if this worker still holds it (same fence); else False
-        and the caller must roll back: another worker owns the batch now."""
+        """Mark the batch finished if this worker still holds it (same fence), with what it
+        did (`report`: changed, entered, messages); else False and the caller must roll
+        back: another worker owns the batch now."""
         b = batches.c
         done = conn.execute(
             update(batches)
             .where(b.id == batch.id, b.fence == batch.fence)
-            .values(status=status, finished_at=now, seconds=seconds, lease_until=None)
+            .values(
+                status=status, finished_at=now, seconds=seconds, lease_until=None, **(report or {})
+            )
         )
         return bool(done.rowcount == 1)
 
@@ -300,6 +310,18 @@ class BatchStore(StoreCore):
                     .values(status="pending", attempts=0, lease_until=None, owner=None)
                 )
         return rows
+
+
+def claimable(owner: str, now: float) -> Any:
+    """A batch a claim under `owner` may take: pending, or running with its lease run out
+    (or under `owner` itself: a claim tried again after its answer was lost)."""
+    b = batches.c
+    mine = func.coalesce(b.owner, "") == owner
+    return or_(b.status == "pending", and_(b.status == "running", or_(b.lease_until < now, mine)))
+
+
+def log_dead(row: Any) -> None:
+    log.warning("batch %s is dead: claimed %s times, never finished", row.id, row.attempts)
 
 
 _LISTED = (

@@ -217,6 +217,10 @@ batches = Table(
     Column("seconds", Float),
     # claim order: round-robin across workspaces and campaigns (pipeline/governor.py)
     Column("turn", Float, nullable=False, server_default="0"),
+    # what its run did (a distributed worker's report, read back by the scheduler)
+    Column("changed", Integer),
+    Column("entered", Integer),
+    Column("messages", Integer),
     Index(None, "status", "lane", "turn", "id"),
 )
 

@@ -5,12 +5,15 @@ completion once however many workers there are; `close()` releases what it holds
 
 - `local.ThreadExecutor`: threads in this process (the embedded shape; one core).
 - `processes.ProcessExecutor`: worker processes on the same store (every core).
+- `celery.CeleryExecutor`: `drumbeat worker` processes on any machine, through RabbitMQ
+  (the distributed shape, when DRUMBEAT_BROKER_URL is set).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from drumbeat.config import Settings
 from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store
@@ -30,8 +33,17 @@ def shareable(store: Store) -> bool:
     return url.database not in (None, "", ":memory:") and "mode=memory" not in str(url)
 
 
-def make_executor(store: Store, programs: Programs, workers: int) -> Executor:
-    """`workers` worker processes; in-process when 1, or when the store is in memory."""
+def make_executor(
+    store: Store, programs: Programs, workers: int, settings: Settings | None = None
+) -> Executor:
+    """`drumbeat worker` processes through the broker if `settings` name one; else `workers`
+    worker processes; in-process when 1, or when the store is in memory."""
+    if settings is not None and settings.broker_url is not None:
+        from drumbeat.pipeline.executors.celery import CeleryExecutor
+
+        return CeleryExecutor(
+            store, settings.broker_url, republish_after=settings.broker_republish_after
+        )
     if workers <= 1 or not shareable(store):
         from drumbeat.pipeline.executors.local import ThreadExecutor
 

@@ -1,0 +1,116 @@
+"""`drumbeat bench pipeline`: the broker's share of a batch in the distributed shape. Per
+batch of `batch_size` users (1,000 by default), the work the shape adds: publishing the
+batch's message to RabbitMQ (publisher confirms), taking it from the queue and acking it,
+and claiming the batch by id in the store; next to the batch's own work (load, engine,
+commit: `process_batch`), in the same run. Target: the added part ≤ 5% of the whole.
+
+Everything runs in this process, one batch at a time, so the figures hold the broker and the
+store and nothing else: no worker start-up, no polling. The messages go through a queue of
+the bench's own (`drumbeat.bench`, a quorum queue like the lanes', deleted at the end), so
+a broker in use loses nothing to it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from drumbeat.bench.engine import START, load_users
+from drumbeat.bench.report import Figure
+from drumbeat.campaigns import apply, plan_apply
+from drumbeat.model.campaign import parse_campaign
+from drumbeat.pipeline.executors.celery_app import BATCH_TASK, celery_app
+from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.pipeline.programs import Programs
+from drumbeat.pipeline.worker import BATCH_LEASE, process_batch
+from drumbeat.store import open_store
+from drumbeat.store.owners import claim_owner
+
+QUEUE = "drumbeat.bench"
+FULL_PASS = 7 * 86400.0
+CAMPAIGN = {
+    "key": "bench",
+    "name": "bench",
+    "audience": {"attr": "plan", "eq": "free"},
+    "steps": [{"send": {"id": "hello", "channel": "email", "subject": "Hi", "body": "Hello"}}],
+}
+
+
+def run(database_url: str, broker_url: str, batches: int, batch_size: int) -> list[Figure]:
+    """Plan `batches` batches of `batch_size` users on `database_url` and take each through
+    the broker at `broker_url`, then work it; the median of each part."""
+    from kombu.entity import Queue
+
+    store = open_store(database_url, batch_size=batch_size)
+    ws = store.workspace_id(f"bench-{uuid.uuid4().hex[:8]}")
+    app = celery_app(broker_url)
+    queue = Queue(QUEUE, routing_key=QUEUE, queue_arguments={"x-queue-type": "quorum"})
+    broker: list[float] = []
+    claim: list[float] = []
+    work: list[float] = []
+    try:
+        now = START
+        load_users(store, ws, batches * batch_size)
+        apply(plan_apply(parse_campaign(CAMPAIGN), store, ws), store, ws, now, activate=True)
+        programs = Programs(store)
+        plan_all(store, programs, now, full_pass_every=FULL_PASS)
+        ids = store.claimable_batch_ids(DEFAULT_LANE, batches)
+        with app.connection_for_write() as conn:
+            inbox = conn.SimpleQueue(queue)
+            for batch_id in ids:
+                broker.append(timed(partial(round_trip, app, queue, inbox, batch_id)))
+                started = time.perf_counter()
+                batch = store.claim_batch_id(batch_id, BATCH_LEASE, owner=claim_owner())
+                claim.append(time.perf_counter() - started)
+                assert batch is not None
+                work.append(timed(partial(process_batch, store, programs, batch, batch.due_at)))
+            inbox.close()
+            queue.bind(conn.default_channel).delete()
+        for row in store.campaigns(ws):  # nothing of the bench is planned again
+            store.set_campaign_status(ws, row.key, "archived", now)
+    finally:
+        app.close()
+        store.close()
+    return figures(store.dialect, batch_size, broker, claim, work)
+
+
+def round_trip(app: Any, queue: Any, inbox: Any, batch_id: int) -> None:
+    """Publish the batch's message (confirmed), take it from the queue, ack it."""
+    app.send_task(BATCH_TASK, args=[batch_id], queue=queue)
+    inbox.get(timeout=30).ack()
+
+
+def timed(action: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def figures(
+    dialect: str, size: int, broker: list[float], claim: list[float], work: list[float]
+) -> list[Figure]:
+    ms = [1000 * statistics.median(part) for part in (broker, claim, work)]
+    added = ms[0] + ms[1]
+    return [
+        Figure(f"{dialect}: publish + deliver + ack, per batch", ms[0], "ms"),
+        Figure(f"{dialect}: claim by id, per batch", ms[1], "ms"),
+        Figure(f"{dialect}: a {size:,}-user batch's work (load, engine, commit)", ms[2], "ms"),
+        Figure(
+            f"{dialect}: a batch through the broker (all of the above) / its work alone, "
+            f"median of {len(work)}",
+            added + ms[2],
+            "ms",
+            floor=ms[2],
+            target="≤ 1.05×",
+        ),
+        Figure(
+            f"{dialect}: the broker's share (publish, deliver, ack, claim) of a batch",
+            100 * added / (added + ms[2]),
+            "%",
+            target="≤ 5%",
+        ),
+    ]

@@ -1,0 +1,106 @@
+"""The batches as the distributed shape uses them (`store/batch_queue.py`), on SQLite and
+PostgreSQL: a worker claims the batch its message names, once; a message whose batch is
+finished or held claims nothing; a stale worker (its lease ran out, another worker took the
+batch by id) commits nothing; what a batch did is read back from the store."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from drumbeat.pipeline.executors.celery import CeleryExecutor
+from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
+from drumbeat.pipeline.worker import BATCH_LEASE, BatchReport, LeaseLost, process_batch
+from drumbeat.store import Store
+from drumbeat.store.batches import BATCH_ATTEMPTS
+from drumbeat.store.owners import claim_owner
+from drumbeat.store.schema import batches
+from tests.e2e.helpers import campaign, send, wait
+from tests.world import DAY, World
+
+DRIP = campaign("drip", [send("one"), wait("1d"), send("two")])
+USERS = 30
+
+
+def planned(world: World) -> list[int]:
+    """USERS users in DRIP, planned in batches of 10: this workspace's batch ids."""
+    world.store.batch_size = 10
+    world.db.identify_many({"user_id": f"u{i}", "traits": {"plan": "free"}} for i in range(USERS))
+    world.apply(DRIP)
+    plan_all(world.store, world.runner.programs, world.now(), full_pass_every=7 * DAY)
+    with world.store.engine.connect() as conn:
+        query = select(batches.c.id).where(batches.c.workspace_id == world.ws)
+        return sorted(conn.execute(query.order_by(batches.c.id)).scalars())
+
+
+def later(store: Store, seconds: float) -> None:
+    """Real time passes for the store's leases (the virtual clock stays)."""
+    earlier = store.real_clock
+    store.real_clock = lambda: earlier() + seconds
+
+
+def test_a_message_claims_its_batch_once_and_its_report_is_read_back(world: World) -> None:
+    ids = planned(world)
+    store = world.store
+    assert len(ids) == 3 and set(ids) <= set(store.claimable_batch_ids(DEFAULT_LANE, 10_000))
+    batch = store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner())
+    assert batch is not None and batch.id == ids[0] and batch.fence == 1
+    assert store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner()) is None  # held
+    assert ids[0] not in store.claimable_batch_ids(DEFAULT_LANE, 10_000)
+    report, _ = process_batch(store, world.runner.programs, batch, batch.due_at)
+    assert store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner()) is None  # done
+    assert [BatchReport(**row) for row in store.batch_reports(ids)] == [report]
+    assert report == BatchReport(ids[0], users=10, changed=10, entered=10, messages=10)
+
+
+def test_a_stale_worker_commits_nothing(world: World) -> None:
+    ids = planned(world)
+    store, programs = world.store, world.runner.programs
+    stale = store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner())
+    assert stale is not None
+    later(store, BATCH_LEASE + 1)  # the first worker stalls past its lease
+    assert ids[0] in store.claimable_batch_ids(DEFAULT_LANE, 10_000)  # published again
+    fresh = store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner())
+    assert fresh is not None and fresh.fence == stale.fence + 1
+    process_batch(store, programs, fresh, fresh.due_at)
+    with pytest.raises(LeaseLost):  # the engine ran; the commit is refused
+        process_batch(store, programs, stale, stale.due_at)
+    rows = world.outbox()
+    assert Counter(r["user_id"] for r in rows) == {u: 1 for u in fresh.user_ids}
+    assert store.batch_reports([ids[0]])[0]["entered"] == 10  # the fresh worker's report
+
+
+def test_a_batch_whose_workers_keep_dying_ends_dead(world: World) -> None:
+    ids = planned(world)
+    store = world.store
+    for _ in range(BATCH_ATTEMPTS):  # each holder dies: its lease runs out
+        assert store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner()) is not None
+        later(store, BATCH_LEASE + 1)
+    assert store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner()) is None
+    with store.engine.connect() as conn:
+        status = conn.execute(select(batches.c.status).where(batches.c.id == ids[0])).scalar()
+    assert status == "dead"
+    assert ids[0] not in store.claimable_batch_ids(DEFAULT_LANE, 10_000)
+
+
+def test_the_scheduler_publishes_a_batch_again_only_when_it_may_be_lost(
+    world: World, broker_url: str
+) -> None:
+    """Published once; not again within `republish_after` (whatever other lanes publish);
+    again at once when its lease ran out (its worker died)."""
+    ids = planned(world)
+    store = world.store
+    publisher = CeleryExecutor(store, broker_url, republish_after=3600.0)
+    try:
+        assert set(ids) <= set(publisher.publish(DEFAULT_LANE))
+        assert publisher.publish("slow") == []
+        assert publisher.publish(DEFAULT_LANE) == []  # waiting in the queue
+        held = store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner())
+        assert held is not None and publisher.publish(DEFAULT_LANE) == []
+        later(store, BATCH_LEASE + 1)  # its worker died
+        assert publisher.publish(DEFAULT_LANE) == [ids[0]]
+        assert publisher._waiting(DEFAULT_LANE) == len(ids) + 1
+    finally:
+        publisher.close()
