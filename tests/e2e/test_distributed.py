@@ -267,3 +267,34 @@ def test_both_shapes_queue_the_same_outbox(
     assert "Task drumbeat.batch" in worked  # the batches went through the workers
     assert len(embedded) == 2 * users
     assert sorted(embedded, key=str) == sorted(distributed, key=str)
+
+
+def test_a_worker_serves_its_metrics_and_records_its_timings(
+    url: str, broker_url: str, tmp_path: Path
+) -> None:
+    """`drumbeat worker --metrics-port`: its pool's processes' counts at /metrics (multiprocess
+    mode), and their timings in the store for `drumbeat stats`, like `drumbeat run`'s."""
+    from tests.e2e.test_observability import free_port, scraped
+    from tests.e2e.test_stats import named, stats
+
+    users = 40
+    prepare(url, [send("one")], users)
+    env = shape_env(url, broker_url, tmp_path, batch_size="10", stats_flush_seconds="0.5")
+    port = free_port()
+    worker_log = tmp_path / "worker-fast.log"
+    start(["worker", "--lane", "fast", "--metrics-port", str(port)], env, worker_log)
+    start(["worker", "--lane", "dispatch"], env, tmp_path / "worker-dispatch.log")
+    process, log = scheduler(env, tmp_path)
+    done = {"lane": "fast", "outcome": "done"}
+    until(
+        lambda: scraped(port, "drumbeat_batch_users_total", lane="fast") == users,
+        "metrics",
+        90,
+        alive(process, log),
+    )
+    assert scraped(port, "drumbeat_batches_total", **done) == users // 10
+    until(
+        lambda: named(stats(env, "--by", "stage"), "stage.batch")["count"] == users // 10,
+        "timings",
+        60,
+    )

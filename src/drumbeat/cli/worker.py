@@ -24,6 +24,13 @@ def worker(
     concurrency: Annotated[
         int, typer.Option(min=1, max=256, help="Processes working this lane's tasks at once")
     ] = 1,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port"),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address /metrics listens on (with --metrics-port)")
+    ] = "127.0.0.1",
 ) -> None:
     """Work one lane's batches (or, for dispatch, send) as RabbitMQ hands them out; until
     stopped (SIGTERM: finish the tasks under way, then exit). Needs DRUMBEAT_BROKER_URL."""
@@ -40,6 +47,10 @@ def worker(
     store.release_orphaned_batches()
     store.release_orphaned_messages()
     store.close()
+    if metrics_port is not None:  # before the pool forks: its processes write to its folder
+        from drumbeat.metrics_server import serve_metrics
+
+        serve_metrics(metrics_port, metrics_host)
     app = celery_app(settings.broker_url)
     declare(app)
     name = f"drumbeat-{lane.value}-{os.getpid()}@{socket.gethostname()}"

@@ -136,8 +136,12 @@ _state: WorkerState | None = None
 def worker_state() -> WorkerState:
     global _state
     if _state is None:
+        import atexit
+
+        from drumbeat.cache import user_cache
         from drumbeat.config import Settings
         from drumbeat.pipeline.programs import Programs
+        from drumbeat.recorder import Recorder
         from drumbeat.store import open_store
 
         settings = Settings()
@@ -146,7 +150,13 @@ def worker_state() -> WorkerState:
             batch_size=settings.batch_size,
             migrate=False,
             retry_seconds=settings.db_retry_seconds,
+            cache=user_cache(settings),
         )
+        # its timings go to the store for `drumbeat stats`, as every working process's do
+        recorder = Recorder(
+            store, every=settings.stats_flush_seconds, keep=settings.stats_keep_days * 86400
+        )
+        atexit.register(recorder.close)
         _state = WorkerState(store, Programs(store))
     return _state
 
