@@ -34,7 +34,7 @@ class PlanningStore(StoreCore):
             rows: dict[tuple[int, str], CampaignRow | None] = {}
             for ws, key, version, name, *rest in conn.execute(
                 select(*heads).where(*active).order_by(*order)
-            ):
+            ).all():  # one fetch, not one a row
                 known = definitions.get((ws, key, version))
                 rows[ws, key] = (
                     None if known is None else CampaignRow(ws, key, version, name, known, *rest)
