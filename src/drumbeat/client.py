@@ -7,7 +7,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drumbeat.cache import user_cache
 from drumbeat.choices import BatchStatus, MemberState, MessageStatus, choice
 from drumbeat.config import Settings, settings
 from drumbeat.errors import InvalidInput, Problem
@@ -18,7 +17,7 @@ from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
 from drumbeat.pipeline.clock import StoreClock
 from drumbeat.pipeline.events import EventPath
-from drumbeat.store import Store, open_store
+from drumbeat.store import Store, open_configured
 from drumbeat.store.core import chunks
 from drumbeat.views import Advanced, Batch, Membership, Message, UserDetail
 
@@ -57,12 +56,7 @@ class Drumbeat:
         self.config = config or settings(
             database_url=database_url, workspace=workspace, batch_size=batch_size
         )
-        self.store: Store = open_store(
-            self.config.database_url,
-            batch_size=self.config.batch_size,
-            retry_seconds=self.config.db_retry_seconds,
-            cache=user_cache(self.config),
-        )
+        self.store: Store = open_configured(self.config)
         # the store's virtual clock when one is set (`drumbeat advance`), else real time
         self.clock: Clock = clock or StoreClock(self.store)
         self.ws = self.store.workspace_id(self.config.workspace, now=self.clock())

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from drumbeat.cli.context import client, state
+from drumbeat.cli.options import MetricsHost, MetricsPort
 from drumbeat.cli.output import console, console_err, counts, when
 from drumbeat.errors import InvalidInput
 
@@ -83,13 +84,8 @@ def run(
             "batches and the sending (needs DRUMBEAT_BROKER_URL)",
         ),
     ] = False,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port"),
-    ] = None,
-    metrics_host: Annotated[
-        str, typer.Option(help="Address /metrics listens on (with --metrics-port)")
-    ] = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Tick on the real clock until stopped: SIGTERM or Ctrl-C stops after the current tick."""
     settings = state(ctx).settings()

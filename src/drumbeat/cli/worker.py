@@ -11,6 +11,7 @@ import typer
 
 from drumbeat.choices import Lane
 from drumbeat.cli.context import state
+from drumbeat.cli.options import MetricsHost, MetricsPort
 from drumbeat.errors import InvalidInput, Problem
 
 
@@ -24,13 +25,8 @@ def worker(
     concurrency: Annotated[
         int, typer.Option(min=1, max=256, help="Processes working this lane's tasks at once")
     ] = 1,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port"),
-    ] = None,
-    metrics_host: Annotated[
-        str, typer.Option(help="Address /metrics listens on (with --metrics-port)")
-    ] = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Work one lane's batches (or, for dispatch, send) as RabbitMQ hands them out; until
     stopped (SIGTERM: finish the tasks under way, then exit). Needs DRUMBEAT_BROKER_URL."""

@@ -11,6 +11,7 @@ from drumbeat.store.migrate import upgrade
 
 if TYPE_CHECKING:
     from drumbeat.cache import UserCache
+    from drumbeat.config import Settings
 
 
 def open_store(
@@ -41,4 +42,18 @@ def open_store(
     return store
 
 
-__all__ = ["Store", "open_store"]
+def open_configured(settings: Settings, *, migrate: bool = True) -> Store:
+    """`open_store` as the settings say (URL, batch size, retries, user cache): what every
+    process that works batches opens."""
+    from drumbeat.cache import user_cache
+
+    return open_store(
+        settings.database_url,
+        batch_size=settings.batch_size,
+        migrate=migrate,
+        retry_seconds=settings.db_retry_seconds,
+        cache=user_cache(settings),
+    )
+
+
+__all__ = ["Store", "open_configured", "open_store"]

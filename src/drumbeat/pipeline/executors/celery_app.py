@@ -138,20 +138,13 @@ def worker_state() -> WorkerState:
     if _state is None:
         import atexit
 
-        from drumbeat.cache import user_cache
         from drumbeat.config import Settings
         from drumbeat.pipeline.programs import Programs
         from drumbeat.recorder import Recorder
-        from drumbeat.store import open_store
+        from drumbeat.store import open_configured
 
         settings = Settings()
-        store = open_store(
-            settings.database_url,
-            batch_size=settings.batch_size,
-            migrate=False,
-            retry_seconds=settings.db_retry_seconds,
-            cache=user_cache(settings),
-        )
+        store = open_configured(settings, migrate=False)
         # its timings go to the store for `drumbeat stats`, as every working process's do
         recorder = Recorder(
             store, every=settings.stats_flush_seconds, keep=settings.stats_keep_days * 86400

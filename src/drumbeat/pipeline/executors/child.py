@@ -15,13 +15,12 @@ from collections.abc import Callable
 import orjson
 
 from drumbeat import metrics
-from drumbeat.cache import user_cache
 from drumbeat.config import Settings
 from drumbeat.logs import configure as configure_logs
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.executors.processes import report_line
 from drumbeat.pipeline.programs import Programs
-from drumbeat.store import open_store
+from drumbeat.store import open_configured
 
 
 def main() -> None:
@@ -33,13 +32,7 @@ def main() -> None:
     settings = Settings()
     configure_logs(settings.log_format, settings.log_level)
     metrics.record_for_store(True)  # handed to the parent with each answer, which writes them
-    store = open_store(
-        settings.database_url,
-        batch_size=settings.batch_size,
-        migrate=False,
-        retry_seconds=settings.db_retry_seconds,
-        cache=user_cache(settings),
-    )
+    store = open_configured(settings, migrate=False)
     programs = Programs(store)
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
