@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -135,11 +136,66 @@ def client(database_url: str, workspace_name: str, clock: VirtualClock) -> Itera
 
 
 @pytest.fixture
-def world(database_url: str, workspace_name: str, tmp_path) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    """The whole flow on a virtual clock, on SQLite and on PostgreSQL (see tests/world.py)."""
+def world_shape() -> str:
+    """How a world's batches are worked: in its process ("embedded"), or ("celery") by
+    `drumbeat worker` processes through RabbitMQ, for the modules whose tests say
+    `SHAPES = SEMANTICS_SHAPES` (the campaign semantics suite; PostgreSQL only, see
+    `pytest_collection_modifyitems`)."""
+    return "embedded"
+
+
+SEMANTICS_SHAPES = ("embedded", "celery")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    shapes = getattr(metafunc.module, "SHAPES", None)
+    if shapes and "world_shape" in metafunc.fixturenames:
+        metafunc.parametrize("world_shape", shapes)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The distributed shape's workers serve the session's PostgreSQL database; a SQLite
+    store is a test's own file, so the celery shape runs on PostgreSQL only."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("world_shape") == "celery" and params.get("database_url") == "sqlite":
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def semantics_workers(pg_database: str, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A `drumbeat worker` per batch lane on the session's PostgreSQL database, on a vhost
+    of their own (no other test's workers take their messages); the broker URL."""
+    from tests.workers import worker_env, workers
+
+    logs = tmp_path_factory.mktemp("semantics-workers")
+    with own_vhost() as vhost:
+        url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        env = worker_env(pg_database, url, logs / "messages.jsonl")
+        with workers(env, logs, {"fast": 1, "slow": 1}):
+            yield url
+
+
+@pytest.fixture
+def world(  # type: ignore[no-untyped-def]
+    request: pytest.FixtureRequest,
+    database_url: str,
+    workspace_name: str,
+    world_shape: str,
+    tmp_path,
+) -> Iterator[object]:
+    """The whole flow on a virtual clock, on SQLite and on PostgreSQL (see tests/world.py),
+    its batches worked in this process or (`world_shape`) by Celery workers."""
     from tests.world import World
 
-    w = World(database_url, workspace_name, tmp_path)
+    broker = request.getfixturevalue("semantics_workers") if world_shape == "celery" else None
+    w = World(database_url, workspace_name, tmp_path, broker_url=broker)
     try:
         yield w
     finally:
@@ -159,10 +215,10 @@ def check_processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     return 2
 
 
-@pytest.fixture(scope="session")
-def rabbit_vhost() -> Iterator[str]:
-    """A RabbitMQ virtual host of this test session's own (its queues, `drumbeat.fast` and
-    the rest, are no other session's), deleted at the end; its name."""
+@contextmanager
+def own_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of its own (its queues, `drumbeat.fast` and the rest, are no
+    one else's), deleted at the end; its name."""
     import shutil
     import socket
     import subprocess
@@ -184,6 +240,13 @@ def rabbit_vhost() -> Iterator[str]:
         yield name
     finally:
         ctl("delete_vhost", name)
+
+
+@pytest.fixture(scope="session")
+def rabbit_vhost() -> Iterator[str]:
+    """This test session's vhost, for the tests that start workers on stores of their own."""
+    with own_vhost() as name:
+        yield name
 
 
 @pytest.fixture

@@ -23,9 +23,20 @@ MONDAY = 1_767_571_200.0  # 2026-01-05T00:00:00Z
 
 
 class World:
-    def __init__(self, database_url: str, workspace: str, tmp: Path, start: float = MONDAY):
+    def __init__(
+        self,
+        database_url: str,
+        workspace: str,
+        tmp: Path,
+        start: float = MONDAY,
+        *,
+        broker_url: str | None = None,
+    ):
         self.config = settings(
-            database_url=database_url, workspace=workspace, outbox_file=str(tmp / "messages.jsonl")
+            database_url=database_url,
+            workspace=workspace,
+            outbox_file=str(tmp / "messages.jsonl"),
+            broker_url=broker_url,
         )
         self.db = Drumbeat(config=self.config)
         self.store, self.ws = self.db.store, self.db.ws

@@ -6,8 +6,11 @@ from __future__ import annotations
 from drumbeat.engine.member import State
 from drumbeat.model.records import EventRecord
 from drumbeat.pipeline.planner import Changes
+from tests.conftest import SEMANTICS_SHAPES
 from tests.e2e.helpers import PAID, campaign, outbox_keys, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY
+
+SHAPES = SEMANTICS_SHAPES  # the campaign semantics suite runs over Celery workers too
 
 WELCOME = campaign("welcome", [send("hello"), wait("2d"), send("again")])
 

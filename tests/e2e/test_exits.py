@@ -4,8 +4,11 @@ the end of the steps."""
 from __future__ import annotations
 
 from drumbeat.engine.member import END, State
+from tests.conftest import SEMANTICS_SHAPES
 from tests.e2e.helpers import PAID, campaign, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY
+
+SHAPES = SEMANTICS_SHAPES  # the campaign semantics suite runs over Celery workers too
 
 GOAL = {"rule": PAID, "window": "2d"}
 

@@ -7,8 +7,11 @@ from collections import Counter
 import pytest
 
 from drumbeat.engine.member import State
+from tests.conftest import SEMANTICS_SHAPES
 from tests.e2e.helpers import campaign, retire, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY, World
+
+SHAPES = SEMANTICS_SHAPES  # the campaign semantics suite runs over Celery workers too
 
 
 def test_a_wait_holds_the_next_send_until_the_first_tick_after_it(world):

@@ -14,8 +14,11 @@ from drumbeat.pipeline.worker import (
     process_batch,
     stage_batch,
 )
+from tests.conftest import SEMANTICS_SHAPES
 from tests.e2e.helpers import at, campaign, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY
+
+SHAPES = SEMANTICS_SHAPES  # the campaign semantics suite runs over Celery workers too
 
 OFFICE_HOURS = {"days": ["mon", "tue", "wed", "thu", "fri"], "from": "09:00", "to": "18:00"}
 

@@ -13,8 +13,11 @@ from drumbeat.model.campaign import parse_campaign
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.store.schema import batches
+from tests.conftest import SEMANTICS_SHAPES
 from tests.e2e.helpers import campaign, send, sent_at, wait
 from tests.world import DAY, HOUR, MONDAY, World
+
+SHAPES = SEMANTICS_SHAPES  # the campaign semantics suite runs over Celery workers too
 
 V1 = campaign("drip", [send("one"), wait("2d", "cool-off"), send("two"), wait("2d"), send("three")])
 
