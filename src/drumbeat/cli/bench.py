@@ -272,6 +272,26 @@ def idle(
     )
 
 
+@app.command("capacity")
+def capacity(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(min=10, help="Users of the measured run (then twice)")] = (
+        10_000
+    ),
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """The capacity model checked: measure a run at N users, predict 2N from the stored
+    timings, run 2N; predicted against measured tick time, store queries and batches (the
+    raw floor column holds the measured figure: the ratio is predicted / measured)."""
+    from drumbeat.bench.capacity import run_all
+
+    show("capacity", run_all(users, state(ctx).settings(), sqlite, postgres), write)
+
+
 def campaign_sizes(text: str) -> list[int]:
     """`--campaigns 10,100,1000` as ascending positive numbers, or InvalidInput."""
     from drumbeat.errors import InvalidInput
