@@ -27,7 +27,7 @@ WriteOpt = Annotated[
 ]
 
 
-def show(name: str, figures: list[Figure], write: Path | None) -> None:
+def show(name: str, figures: list[Figure], write: Path | None, notes: str = "") -> None:
     from drumbeat.bench import report
 
     rows = [
@@ -42,7 +42,9 @@ def show(name: str, figures: list[Figure], write: Path | None) -> None:
     ]
     console().print(table(name, ("what", "Drumbeat", "raw floor", "ratio", "target"), rows))
     if write is not None:
-        report.write_section(write, name, report.markdown(name, report.command_line(), figures))
+        report.write_section(
+            write, name, report.markdown(name, report.command_line(), figures, notes)
+        )
         console().print(f"written to {write}")
 
 
@@ -287,9 +289,9 @@ def capacity(
     """The capacity model checked: measure a run at N users, predict 2N from the stored
     timings, run 2N; predicted against measured tick time, store queries and batches (the
     raw floor column holds the measured figure: the ratio is predicted / measured)."""
-    from drumbeat.bench.capacity import run_all
+    from drumbeat.bench.capacity import NOTES, run_all
 
-    show("capacity", run_all(users, state(ctx).settings(), sqlite, postgres), write)
+    show("capacity", run_all(users, state(ctx).settings(), sqlite, postgres), write, NOTES)
 
 
 def campaign_sizes(text: str) -> list[int]:
