@@ -83,7 +83,7 @@ def _print(target: Target, c: Capacity) -> None:
     lanes = ", ".join(f"{lane} {n}" for lane, n in sorted(c.workers_per_lane.items()))
     events = c.event_queries_per_second
     rows = (
-        ("users processed per tick", f"{c.users_per_tick:,.0f}"),
+        ("users processed per tick, all campaigns", f"{c.users_per_tick:,.0f}"),
         ("batches per tick", f"{c.batches_per_tick:,.0f}"),
         ("store queries per tick", f"{c.store_queries_per_tick:,.0f}"),
         ("tick time", f"{c.tick_seconds:,.2f} s (every {target.tick_interval:g} s)"),
