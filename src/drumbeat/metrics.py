@@ -66,6 +66,8 @@ CACHE_ERRORS = Counter(
 # Names other engineers' parts record (the user cache): `tally(CACHE_HITS, n)`.
 CACHE_HITS = "cache.hits"
 CACHE_MISSES = "cache.misses"
+TICK_STAGE = "stage.tick"  # a whole tick of `run` or `advance`: plan, lanes, dispatch
+PLAN_STAGE = "stage.plan"  # a tick's planning of every campaign
 STAGE_PREFIXES = ("stage.", "plan.", "engine.")  # the rest are queries
 KINDS = ("query", "stage", "campaign", "lane", "count")
 GLOBAL = 0  # the workspace of rows that are not one workspace's (queries and stages)

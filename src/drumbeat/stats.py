@@ -11,12 +11,15 @@ over a span, merged exactly, with the rates worked out from them, and the lanes'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drumbeat.choices import StatsBy
 from drumbeat.histogram import Histogram
 from drumbeat.metrics import CACHE_HITS, CACHE_MISSES, GLOBAL
 from drumbeat.store import Store
+
+if TYPE_CHECKING:
+    from drumbeat.capacity import Measured
 
 BATCH_STAGE = "stage.batch"  # its items: users processed
 DISPATCH_STAGE = "stage.dispatch"  # its items: messages handed to channels
@@ -112,4 +115,21 @@ def read_stats(
             for lane, (pending, running, oldest) in store.lane_depths(ws).items()
         ],
         cache_hit_rate=None if hits + misses == 0 else hits / (hits + misses),
+    )
+
+
+def read_measured(store: Store, ws: int, *, since: float, now: float, workers: int) -> Measured:
+    """What the capacity model starts from: the stage, query and lane timings of the `since`
+    seconds before `now`, and the workspace's users and active campaigns now."""
+    from drumbeat.capacity import Measured
+
+    start = (now - since) // 60 * 60
+    active = [row for row in store.active_campaigns({}) if row.workspace_id == ws]
+    return Measured(
+        users=store.count_users(ws),
+        campaigns=len(active),
+        stages=store.timing_totals((GLOBAL,), StatsBy.STAGE.value, start).by_name,
+        queries=store.timing_totals((GLOBAL,), StatsBy.QUERY.value, start).by_name,
+        lanes=store.timing_totals((ws,), StatsBy.LANE.value, start).by_name,
+        workers=workers,
     )

@@ -15,6 +15,7 @@ from drumbeat.cli import (
     batches,
     bench,
     campaign,
+    capacity,
     data,
     demo,
     explain,
@@ -111,6 +112,7 @@ app.command("members")(inspect.members)
 app.command("inbox")(inspect.inbox)
 app.command("inbox-token")(tokens.inbox_token)
 app.command("stats")(stats.stats)
+app.command("capacity")(capacity.capacity)
 app.command("explain")(explain.explain)
 app.add_typer(batches.app, name="batches")
 app.command("demo")(demo.demo)

@@ -27,7 +27,7 @@ WriteOpt = Annotated[
 ]
 
 
-def show(name: str, figures: list[Figure], write: Path | None) -> None:
+def show(name: str, figures: list[Figure], write: Path | None, notes: str = "") -> None:
     from drumbeat.bench import report
 
     rows = [
@@ -42,7 +42,9 @@ def show(name: str, figures: list[Figure], write: Path | None) -> None:
     ]
     console().print(table(name, ("what", "Drumbeat", "raw floor", "ratio", "target"), rows))
     if write is not None:
-        report.write_section(write, name, report.markdown(name, report.command_line(), figures))
+        report.write_section(
+            write, name, report.markdown(name, report.command_line(), figures, notes)
+        )
         console().print(f"written to {write}")
 
 
@@ -270,6 +272,26 @@ def idle(
         run_all(users, campaign_sizes(campaigns), state(ctx).settings(), sqlite, postgres),
         write,
     )
+
+
+@app.command("capacity")
+def capacity(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(min=10, help="Users of the measured run (then twice)")] = (
+        10_000
+    ),
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """The capacity model checked: measure a run at N users, predict 2N from the stored
+    timings, run 2N; predicted against measured tick time, store queries and batches (the
+    raw floor column holds the measured figure: the ratio is predicted / measured)."""
+    from drumbeat.bench.capacity import NOTES, run_all
+
+    show("capacity", run_all(users, state(ctx).settings(), sqlite, postgres), write, NOTES)
 
 
 def campaign_sizes(text: str) -> list[int]:

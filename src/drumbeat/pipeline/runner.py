@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from drumbeat import metrics
 from drumbeat.channels.dispatcher import Dispatcher
 from drumbeat.choices import Lane
 from drumbeat.config import Settings
@@ -88,6 +89,11 @@ class Runner:
         """Plan every active campaign at `now` (the planner's statistics refreshed now and
         then): the batches are written, for the executors to run."""
         report = TickReport(now)
+        with metrics.timed(metrics.PLAN_STAGE):
+            self._plan(report, now)
+        return report
+
+    def _plan(self, report: TickReport, now: float) -> None:
         if time.monotonic() - self._statistics_at > STATISTICS_EVERY:
             self.store.retrying(self.store.refresh_statistics, "refreshing statistics")
             self._statistics_at = time.monotonic()
@@ -99,13 +105,13 @@ class Runner:
             governor=self.governor,
         ):
             report.batches += plan.batches
-        return report
 
     def recorded_tick(self, now: float, *, whole: bool = True) -> TickReport:
         """`tick`, recorded in the store as begun, then as done once its work is done (the
         slow lane's too if `whole`; else it is in the store, pending or running)."""
         self.clock.begin_tick(now)
-        report = self.tick(now, whole=whole)
+        with metrics.timed(metrics.TICK_STAGE):
+            report = self.tick(now, whole=whole)
         self.clock.end_tick(now)
         return report
 
