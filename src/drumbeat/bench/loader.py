@@ -14,7 +14,8 @@ membership and the outbox row, commit; plain SQL through the store's own connect
 this process on another fresh store. Its figure leaves out its start-up.
 
 A fresh store is a new SQLite file, or a new PostgreSQL database created next to the one
-`--postgres` names (the URL's user needs CREATEDB), dropped at the end.
+`--postgres` names, called after it (`NAME_loader_drumbeat_…`; the URL's user needs
+CREATEDB), dropped at the end.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def fresh_store(url: str | None, folder: Path, name: str) -> Iterator[str]:
     from sqlalchemy.engine import make_url
 
     server = make_url(url)
-    database = f"drumbeat_loader_{name}_{uuid.uuid4().hex[:8]}"
+    database = f"{(server.database or 'drumbeat')[:30]}_loader_{name}_{uuid.uuid4().hex[:8]}"
     admin_url = server.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
