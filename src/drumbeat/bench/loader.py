@@ -105,27 +105,31 @@ def fresh_store(url: str | None, folder: Path, name: str) -> Iterator[str]:
 
 
 def run_drumbeat(url: str, users_file: Path, folder: Path) -> dict[str, float]:
-    """Wall seconds of each command, run as a user runs it, in `folder`."""
+    """Wall seconds of each command, run as a user runs it, in `folder`; and, read from
+    `drumbeat stats` afterwards, the seconds `advance` spent sending ("sending")."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRUMBEAT_")}
     env["DRUMBEAT_DATABASE_URL"] = url
     campaign_file = folder / "campaign.json"
     campaign_file.write_bytes(orjson.dumps(CAMPAIGN))
 
-    def command(*argv: str) -> float:
+    def command(*argv: str) -> tuple[float, str]:
         began = time.perf_counter()
         done = subprocess.run(
             [*drumbeat_argv(), *argv], cwd=folder, env=env, capture_output=True, text=True
         )
         if done.returncode != 0:
             raise RuntimeError(f"drumbeat {' '.join(argv)}: exit {done.returncode}: {done.stderr}")
-        return time.perf_counter() - began
+        return time.perf_counter() - began, done.stdout
 
     command("clock", "--set", START)  # untimed: stands in for the real clock
-    return {
-        "import users": command("import", "users", str(users_file)),
-        "campaign apply": command("campaign", "apply", str(campaign_file), "--activate"),
-        "advance": command("advance", "--to", TICK_TO, "--every", "1h"),
+    seconds = {
+        "import users": command("import", "users", str(users_file))[0],
+        "campaign apply": command("campaign", "apply", str(campaign_file), "--activate")[0],
+        "advance": command("advance", "--to", TICK_TO, "--every", "1h")[0],
     }
+    stages = orjson.loads(command("stats", "--by", "stage", "--format", "json")[1])["names"]
+    sending = sum(s["total"] for s in stages if s["name"] == "stage.dispatch")
+    return seconds | {"sending": sending}
 
 
 def run_baseline(url: str, users_file: Path) -> float:
@@ -200,6 +204,7 @@ def run(postgres: str | None, users: int, folder: Path) -> list[Figure]:
         _check(queued_by_drumbeat(url), users_file, "Drumbeat")
     with fresh_store(postgres, folder, "baseline") as url:
         baseline = run_baseline(url, users_file)
+    sending = seconds.pop("sending")
     total = sum(seconds.values())
     figures = [
         Figure(
@@ -215,4 +220,12 @@ def run(postgres: str | None, users: int, folder: Path) -> list[Figure]:
         Figure(f"{backend}: drumbeat {name}, wall (start-up included)", took, "s")
         for name, took in seconds.items()
     ]
+    figures.append(
+        Figure(
+            f"{backend}: of which advance sending the messages (stage.dispatch, not in the"
+            " baseline)",
+            sending,
+            "s",
+        )
+    )
     return figures
