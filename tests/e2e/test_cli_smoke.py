@@ -307,3 +307,23 @@ def test_bench_pipeline_needs_a_broker(tmp_path, clean_env):
         cwd=tmp_path, capture_output=True, text=True, env=clean_env, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "DRUMBEAT_BROKER_URL" in done.stderr
+
+
+def test_bench_loader_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
+    report = tmp_path / "BENCH.md"
+    drumbeat(
+        "bench", "loader", "--users", "200", "--postgres", pg_database, "--write", str(report),
+        cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "<!-- bench:loader -->" in text
+    for store in ("sqlite", "postgresql"):
+        assert f"{store}: 200 users, file → first message queued" in text
+        assert f"{store}: drumbeat advance, wall (start-up included)" in text
+        assert f"{store}: of which advance sending the messages" in text
+    with psycopg.connect(pg_database) as conn:  # its fresh databases are dropped
+        left = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE %s",
+            (pg_database.rsplit("/", 1)[1] + "_loader_%",),
+        ).fetchone()
+    assert left == (0,)

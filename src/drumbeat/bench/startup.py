@@ -22,7 +22,7 @@ COMMANDS: tuple[tuple[str, ...], ...] = (("--help",), ("--version",), ("clock",)
 TARGETS = {"--help": "< 300 ms", "--version": "< 300 ms"}
 
 
-def _drumbeat() -> list[str]:
+def drumbeat_argv() -> list[str]:
     """The installed command beside this interpreter, else `python -m drumbeat`."""
     script = Path(sys.executable).with_name("drumbeat")
     return [str(script)] if script.exists() else [sys.executable, "-m", "drumbeat"]
@@ -44,14 +44,14 @@ def run(runs: int) -> list[Figure]:
     floor_argv = [sys.executable, "-c", "pass"]
     with tempfile.TemporaryDirectory() as folder:
         subprocess.run(
-            [*_drumbeat(), "clock"], cwd=folder, env=env, check=True, capture_output=True
+            [*drumbeat_argv(), "clock"], cwd=folder, env=env, check=True, capture_output=True
         )
         floor: list[tuple[float, float]] = []
         timings: dict[tuple[str, ...], list[tuple[float, float]]] = {c: [] for c in COMMANDS}
         for _ in range(runs):
             for command in COMMANDS:
                 floor.append(_timed(floor_argv, folder, env))
-                timings[command].append(_timed([*_drumbeat(), *command], folder, env))
+                timings[command].append(_timed([*drumbeat_argv(), *command], folder, env))
     floor_wall = statistics.median(w for w, _ in floor) * 1000
     floor_cpu = statistics.median(c for _, c in floor) * 1000
     figures = []

@@ -369,3 +369,30 @@ def pipeline(
     if postgres:
         figures += run(postgres, settings.broker_url, batches, settings.batch_size)
     show("pipeline", figures, write)
+
+
+@app.command("loader")
+def loader(
+    users: UsersOpt = 20_000,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL server (URL of a database on it) where the benchmark may create"
+            " and drop fresh databases (also measured when given)"
+        ),
+    ] = None,
+    write: WriteOpt = None,
+) -> None:
+    """N users from a file to their first message queued, on fresh stores: `drumbeat import
+    users`, `campaign apply`, `advance` timed as whole commands, against a one-user-at-a-time
+    loader (the baseline) in this process; SQLite (and PostgreSQL if given)."""
+    import tempfile
+
+    from drumbeat.bench.loader import run
+
+    figures = []
+    with tempfile.TemporaryDirectory() as folder:
+        figures += run(None, users, Path(folder))
+        if postgres:
+            figures += run(postgres, users, Path(folder))
+    show("loader", figures, write)

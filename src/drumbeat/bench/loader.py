@@ -1,0 +1,231 @@
+"""`drumbeat bench loader`: N users from a file to the first message of each queued, on a
+fresh store, against a one-user-at-a-time loader (the design Drumbeat replaces).
+
+Drumbeat: the commands a user types, each run as a new process and timed whole (start-up,
+migrations check and all): `drumbeat import users FILE`, `drumbeat campaign apply FILE
+--activate`, `drumbeat advance` one tick, which enters every user and queues their first
+message (and, as `advance` does, sends what is due: to the file channel here, work the
+baseline does not do). The virtual clock is set before, untimed: it stands in for the real
+clock.
+
+The baseline, written for this benchmark and not product code: for each line of the same
+file, upsert the user, evaluate the audience for that user with one query, insert the
+membership and the outbox row, commit; plain SQL through the store's own connection, run in
+this process on another fresh store. Its figure leaves out its start-up.
+
+A fresh store is a new SQLite file, or a new PostgreSQL database created next to the one
+`--postgres` names, called after it (`NAME_loader_drumbeat_…`; the URL's user needs
+CREATEDB), dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from drumbeat.bench.report import Figure
+from drumbeat.bench.startup import drumbeat_argv
+from drumbeat.store import open_store
+
+START = "2026-03-02T00:00:00Z"
+NOW = 1_772_409_600.0  # START, epoch seconds
+TICK_TO = "2026-03-02T01:00:00Z"  # one tick
+CAMPAIGN = {
+    "key": "loader",
+    "name": "Everyone on the free plan",
+    "audience": {"attr": "plan", "eq": "free"},
+    "steps": [
+        {"send": {"id": "welcome", "channel": "email", "subject": "Welcome", "body": "Hi"}},
+        {"wait": "2d"},
+        {"send": {"id": "follow-up", "channel": "email", "subject": "Still there?", "body": "Hi"}},
+    ],
+}
+# The baseline's statements, `?` for a parameter; per backend where SQL differs.
+UPSERT = (
+    "INSERT INTO users (workspace_id, user_id, email, timezone, unsubscribed, created_at,"
+    " last_seen_at, attributes, updated_at, version) VALUES (?, ?, ?, NULL, {false}, ?, NULL,"
+    " {json}, ?, 1) ON CONFLICT (workspace_id, user_id) DO UPDATE SET email = excluded.email,"
+    " attributes = excluded.attributes, updated_at = excluded.updated_at,"
+    " version = users.version + 1"
+)
+MATCH = (
+    "SELECT 1 FROM users WHERE workspace_id = ? AND user_id = ? AND attributes ->> {plan} = 'free'"
+)
+MEMBER = (
+    "INSERT INTO memberships (workspace_id, campaign_key, user_id, state, position,"
+    " entry_count, entered_at, step_started_at, next_due_at, last_sent_at, last_step,"
+    " attributed, version) VALUES (?, 'loader', ?, 'active', 'steps[1]', 1, ?, ?, ?, ?,"
+    " 'welcome', {false}, 1) ON CONFLICT DO NOTHING"
+)
+MESSAGE = (
+    "INSERT INTO outbox (workspace_id, dedupe_key, campaign_key, step_id, user_id,"
+    " entry_count, channel, payload, status, attempts, available_at, created_at) VALUES"
+    " (?, ?, 'loader', 'welcome', ?, 1, 'email', {json}, 'pending', 0, ?, ?)"
+    " ON CONFLICT DO NOTHING"
+)
+DIALECT = {
+    "sqlite": {"false": "0", "json": "?", "plan": "'$.plan'"},
+    "postgresql": {"false": "false", "json": "CAST(? AS jsonb)", "plan": "'plan'"},
+}
+
+
+def write_users_file(path: Path, users: int) -> None:
+    with path.open("wb") as out:
+        for i in range(users):
+            traits = {"email": f"u{i}@example.com", "plan": "free", "seats": i % 50}
+            out.write(orjson.dumps({"user_id": f"u{i:08d}", "traits": traits}) + b"\n")
+
+
+@contextmanager
+def fresh_store(url: str | None, folder: Path, name: str) -> Iterator[str]:
+    """A new SQLite file in `folder` (url None), or a new database on `url`'s server."""
+    if url is None:
+        yield f"sqlite:///{folder}/{name}.db"
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url)
+    database = f"{(server.database or 'drumbeat')[:30]}_loader_{name}_{uuid.uuid4().hex[:8]}"
+    admin_url = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+        try:
+            yield server.set(database=database).render_as_string(hide_password=False)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def run_drumbeat(url: str, users_file: Path, folder: Path) -> dict[str, float]:
+    """Wall seconds of each command, run as a user runs it, in `folder`; and, read from
+    `drumbeat stats` afterwards, the seconds `advance` spent sending ("sending")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRUMBEAT_")}
+    env["DRUMBEAT_DATABASE_URL"] = url
+    campaign_file = folder / "campaign.json"
+    campaign_file.write_bytes(orjson.dumps(CAMPAIGN))
+
+    def command(*argv: str) -> tuple[float, str]:
+        began = time.perf_counter()
+        done = subprocess.run(
+            [*drumbeat_argv(), *argv], cwd=folder, env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"drumbeat {' '.join(argv)}: exit {done.returncode}: {done.stderr}")
+        return time.perf_counter() - began, done.stdout
+
+    command("clock", "--set", START)  # untimed: stands in for the real clock
+    seconds = {
+        "import users": command("import", "users", str(users_file))[0],
+        "campaign apply": command("campaign", "apply", str(campaign_file), "--activate")[0],
+        "advance": command("advance", "--to", TICK_TO, "--every", "1h")[0],
+    }
+    stages = orjson.loads(command("stats", "--by", "stage", "--format", "json")[1])["names"]
+    sending = sum(s["total"] for s in stages if s["name"] == "stage.dispatch")
+    return seconds | {"sending": sending}
+
+
+def run_baseline(url: str, users_file: Path) -> float:
+    """Seconds of the one-user-at-a-time loader over the file (store opened beforehand)."""
+    store = open_store(url)
+    ws = store.workspace_id("default")
+    words = DIALECT[store.dialect]
+    statements = [s.format(**words) for s in (UPSERT, MATCH, MEMBER, MESSAGE)]
+    if store.dialect == "postgresql":
+        statements = [s.replace("?", "%s") for s in statements]
+    upsert, match, member, message = statements
+    payload = orjson.dumps({"subject": "Welcome", "body": "Hi"}).decode()
+    raw: Any = store.engine.raw_connection()
+    sqlite = store.dialect == "sqlite"
+    try:
+        cursor = raw.cursor()
+        began = time.perf_counter()
+        with users_file.open("rb") as handle:
+            for line in handle:
+                call = orjson.loads(line)
+                user, traits = call["user_id"], call["traits"]
+                if sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")
+                attributes = orjson.dumps(traits).decode()
+                cursor.execute(upsert, (ws, user, traits["email"], NOW, attributes, NOW))
+                cursor.execute(match, (ws, user))
+                if cursor.fetchone() is not None:
+                    cursor.execute(member, (ws, user, NOW, NOW, NOW + 172_800, NOW))
+                    cursor.execute(message, (ws, f"loader/{user}", user, payload, NOW, NOW))
+                if sqlite:
+                    cursor.execute("COMMIT")
+                else:
+                    raw.commit()
+        took = time.perf_counter() - began
+        cursor.close()
+    finally:
+        raw.close()
+    queued = sum(store.outbox_counts(ws).values())
+    store.close()
+    _check(queued, users_file, "the baseline")
+    return took
+
+
+def queued_by_drumbeat(url: str) -> int:
+    store = open_store(url)
+    try:
+        return sum(
+            n
+            for (_, step, _), n in store.outbox_counts(store.workspace_id("default")).items()
+            if step == "welcome"
+        )
+    finally:
+        store.close()
+
+
+def _check(queued: int, users_file: Path, who: str) -> None:
+    users = sum(1 for _ in users_file.open("rb"))
+    if queued != users:
+        raise AssertionError(f"{who} queued {queued:,} first messages for {users:,} users")
+
+
+def run(postgres: str | None, users: int, folder: Path) -> list[Figure]:
+    """One backend (SQLite when `postgres` is None): Drumbeat's commands, then the baseline."""
+    users_file = folder / "users.jsonl"
+    if not users_file.exists():
+        write_users_file(users_file, users)
+    with fresh_store(postgres, folder, "drumbeat") as url:
+        backend = "sqlite" if postgres is None else "postgresql"
+        work = folder / backend
+        work.mkdir(exist_ok=True)
+        seconds = run_drumbeat(url, users_file, work)
+        _check(queued_by_drumbeat(url), users_file, "Drumbeat")
+    with fresh_store(postgres, folder, "baseline") as url:
+        baseline = run_baseline(url, users_file)
+    sending = seconds.pop("sending")
+    total = sum(seconds.values())
+    figures = [
+        Figure(
+            f"{backend}: {users:,} users, file → first message queued, whole commands"
+            " (Drumbeat) vs one user at a time (baseline)",
+            users / total,
+            "users/s",
+            users / baseline,
+            "≥ 25×",
+        )
+    ]
+    figures += [
+        Figure(f"{backend}: drumbeat {name}, wall (start-up included)", took, "s")
+        for name, took in seconds.items()
+    ]
+    figures.append(
+        Figure(
+            f"{backend}: of which advance sending the messages (stage.dispatch, not in the"
+            " baseline)",
+            sending,
+            "s",
+        )
+    )
+    return figures
