@@ -166,6 +166,14 @@ class Settings(BaseSettings):
         description="origins (https://app.example.com) whose pages may call the API from the "
         "browser, e.g. the in-app inbox; * for any; none by default",
     )
+    api_key_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="seconds a serving process keeps a key it looked up (and a workspace's "
+        "attribute types) before reading them again: a revoked key works for at most this "
+        "long; 0: read them for every request",
+    )
     api_rate_limit: float | None = Field(
         None,
         gt=0,

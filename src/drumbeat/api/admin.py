@@ -105,9 +105,9 @@ class AdminRoute(APIRoute):
         return route
 
 
-def admin_key(request: Request) -> ApiKey:
+async def admin_key(request: Request) -> ApiKey:
     """A live admin key, or 401 (none, unknown, revoked) or 403 (a write key)."""
-    key = write_key(request)
+    key = await write_key(request)
     if key.scope != "admin":
         raise HTTPException(403, "this endpoint needs an admin key; a write key only sends data")
     return key

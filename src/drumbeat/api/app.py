@@ -22,10 +22,13 @@ from drumbeat.api import (
     unsubscribe,
     users,
 )
+from drumbeat.api.recent import Recent
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput
+from drumbeat.model.attributes import AttrType
 from drumbeat.recorder import Recorder
 from drumbeat.store import migrate, open_store
+from drumbeat.store.keys import ApiKey
 
 
 def create_app(database_url: str | None = None) -> FastAPI:
@@ -54,6 +57,8 @@ def create_app(database_url: str | None = None) -> FastAPI:
 
     app = FastAPI(title="Drumbeat", version="0.1.0", lifespan=lifespan)
     app.state.config = config
+    app.state.keys = Recent[str, ApiKey](config.api_key_cache_seconds)
+    app.state.types = Recent[int, dict[str, AttrType]](config.api_key_cache_seconds)
     app.include_router(tracking.router)
     app.include_router(inbox.router)
     app.include_router(unsubscribe.router)

@@ -7,8 +7,10 @@ import base64
 import binascii
 
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
-from drumbeat.store.keys import ApiKey, find_key
+from drumbeat.api.recent import Recent
+from drumbeat.store.keys import ApiKey, find_key, key_hash
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="drumbeat"'}
 
@@ -28,9 +30,20 @@ def presented_key(request: Request) -> str:
     return user
 
 
-def write_key(request: Request) -> ApiKey:
-    """A live key of scope write or admin (both may send data), or 401."""
-    key = find_key(request.app.state.store, presented_key(request))
+async def write_key(request: Request) -> ApiKey:
+    """A live key of scope write or admin (both may send data), or 401. Looked up in the
+    store at most every DRUMBEAT_API_KEY_CACHE_SECONDS per process (`api/recent.py`); a key
+    held is answered without leaving the event loop."""
+    keys: Recent[str, ApiKey] = request.app.state.keys
+    held = keys.held(key_hash(presented_key(request)))
+    return held if held is not None else await run_in_threadpool(live_key, request)
+
+
+def live_key(request: Request) -> ApiKey:
+    """`write_key` for a dependency that is not a coroutine: may read the store."""
+    token = presented_key(request)
+    keys: Recent[str, ApiKey] = request.app.state.keys
+    key = keys.get(key_hash(token), lambda: find_key(request.app.state.store, token))
     if key is None:
         raise _unauthorized("unknown or revoked key")
     return key

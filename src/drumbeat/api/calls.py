@@ -58,7 +58,8 @@ def _check_one(
     """Add the message's records to `checked`, or raise naming every bad field in it."""
     if not isinstance(message, Mapping):
         raise InvalidInput(Problem(at.rstrip("."), f"expected an object, got {message!r:.40}"))
-    if len(orjson.dumps(message)) > MAX_MESSAGE:
+    dumped = orjson.dumps(message)
+    if len(dumped) > MAX_MESSAGE:
         raise InvalidInput(Problem(at.rstrip("."), f"larger than {MAX_MESSAGE // 1024} KB"))
     kind = kind or message.get("type")
     if kind in NOT_YET:
@@ -72,7 +73,7 @@ def _check_one(
         if kind == "identify":
             records = [_identified(message, timezone, validator, at)]
         else:
-            records = _tracked(message, timezone, validator, at)
+            records = _tracked(message, timezone, validator, at, b"\\u0000" not in dumped)
     except InvalidInput as exc:
         # an anonymous call was named above; the validator's "user_id required" repeats it
         problems += [p for p in exc.problems if not (problems and p.where == f"{at}user_id")]
@@ -86,9 +87,14 @@ def _check_one(
 
 
 def _tracked(
-    message: Mapping[str, Any], timezone: str | None, validator: Validator, at: str
+    message: Mapping[str, Any],
+    timezone: str | None,
+    validator: Validator,
+    at: str,
+    nul_free: bool,
 ) -> list[UserRecord | EventRecord]:
-    """The event of a track call, and the user's time zone if its context gives one."""
+    """The event of a track call, and the user's time zone if its context gives one.
+    `nul_free`: the message's JSON holds no `\\u0000`, so no string in it has a NUL."""
     user_id = message.get("userId")
     call = {
         "user_id": user_id,
@@ -97,7 +103,7 @@ def _tracked(
         "timestamp": message.get("timestamp"),
         "message_id": message.get("messageId"),
     }
-    records: list[UserRecord | EventRecord] = [validator.event(call, at)]
+    records: list[UserRecord | EventRecord] = [validator.event(call, at, nul_free=nul_free)]
     if timezone:
         records.append(UserRecord(str(user_id), {"timezone": timezone}, {}))
     return records

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from drumbeat.api.auth import write_key
+from drumbeat.api.auth import live_key
 from drumbeat.api.signed import verified
 from drumbeat.channels.in_app import inbox_messages, mark_read, unread_count
 from drumbeat.channels.tokens import INBOX, InvalidToken, verify_inbox_token
@@ -58,7 +58,7 @@ def reader(request: Request, user_id: UserId) -> int:
     """The workspace id whose `user_id` inbox the request may open, or 401/403."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
-        return write_key(request).workspace_id
+        return live_key(request).workspace_id
     try:
         ws, named = verified(
             request.app, INBOX, token.strip(), lambda s, t: verify_inbox_token(s, t, time.time())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -11,10 +12,14 @@ from fastapi.responses import JSONResponse
 from drumbeat.api.auth import write_key
 from drumbeat.api.body import MAX_BATCH, MAX_CALL, read_json
 from drumbeat.api.calls import NOT_YET, Checked, check_messages, not_supported
+from drumbeat.api.recent import Recent
+from drumbeat.errors import InvalidInput
 from drumbeat.ingest.validate import Validator
+from drumbeat.model.attributes import AttrType
 from drumbeat.pipeline.clock import store_now
 from drumbeat.pipeline.events import EventPath
 from drumbeat.store import Store
+from drumbeat.store.base import TYPES_CLASH
 from drumbeat.store.keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
@@ -83,10 +88,10 @@ async def _store(
     where: str,
     partial: bool,
 ) -> Any:
-    store: Store = request.app.state.store
-    events: EventPath = request.app.state.events
+    state = request.app.state
+    calls = Calls(state.store, state.events, state.types, key.workspace_id)
     checked, written = await run_in_threadpool(
-        _check_and_write, store, events, key.workspace_id, messages, kinds, where, partial
+        calls.check_and_write, messages, kinds, where, partial
     )
     if checked.problems and not written:
         return JSONResponse(
@@ -99,28 +104,63 @@ async def _store(
     return reply
 
 
-def _check_and_write(
-    store: Store,
-    events: EventPath,
-    ws: int,
-    messages: list[Any],
-    kinds: list[str | None],
-    where: str,
-    partial: bool,
-) -> tuple[Checked, bool]:
-    """Checked messages, and whether the good ones were written (durably: committed); then
-    the engine run for their users (the event path)."""
-    now = store_now(store)
-    validator = Validator(store.attribute_types(ws), now=now)
-    checked = check_messages(messages, kinds, validator, where)
-    if checked.problems and not partial:
-        return checked, False
-    if checked.users or checked.events:
-        step = events.step(ws, checked.users, checked.events, now)
-        store.write_calls(
-            ws, checked.users, checked.events, now, new_types=validator.new_types, then=step
-        )
-    return checked, bool(checked.users or checked.events)
+@dataclass
+class Calls:
+    """One request's calls into one workspace, checked and written."""
+
+    store: Store
+    events: EventPath
+    types: Recent[int, dict[str, AttrType]]  # the workspace's attribute types, held a while
+    ws: int
+
+    def check_and_write(
+        self, messages: list[Any], kinds: list[str | None], where: str, partial: bool
+    ) -> tuple[Checked, bool]:
+        """Checked messages, and whether the good ones were written (durably: committed)
+        with the engine run for their users (the event path) in the same transaction.
+
+        The types held may be a few seconds old (`api/recent.py`). Types are only added, so
+        they can only lack one another process fixed meanwhile, and only a call that fixes
+        a type can be misjudged: such calls are checked again with the types read afresh if
+        the write refuses their types, or if they are to be refused anyway (so that the
+        answer names every bad field)."""
+        now = store_now(self.store)
+        held = self.types.held(self.ws)
+        if held is not None:
+            try:
+                return self._check_and_write(messages, kinds, where, partial, now, held)
+            except InvalidInput as exc:
+                if exc.what != TYPES_CLASH:
+                    raise
+        types = self.types.keep(self.ws, self.store.attribute_types(self.ws)) or {}
+        return self._check_and_write(messages, kinds, where, partial, now, types, fresh=True)
+
+    def _check_and_write(
+        self,
+        messages: list[Any],
+        kinds: list[str | None],
+        where: str,
+        partial: bool,
+        now: float,
+        types: dict[str, AttrType],
+        *,
+        fresh: bool = False,
+    ) -> tuple[Checked, bool]:
+        store, ws = self.store, self.ws
+        validator = Validator(types, now=now)
+        checked = check_messages(messages, kinds, validator, where)
+        if checked.problems and not partial:
+            if validator.new_types and not fresh:
+                raise InvalidInput("types held may be stale", what=TYPES_CLASH)
+            return checked, False
+        if checked.users or checked.events:
+            step = self.events.step(ws, checked.users, checked.events, now)
+            store.write_calls(
+                ws, checked.users, checked.events, now, new_types=validator.new_types, then=step
+            )
+            if validator.new_types:
+                self.types.forget(ws)  # this process sees the types it fixed at once
+        return checked, bool(checked.users or checked.events)
 
 
 def _listed(checked: Checked) -> list[dict[str, str]]:

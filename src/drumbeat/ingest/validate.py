@@ -176,8 +176,12 @@ class Validator:
         self._learn(seen)
         return user_id, fields, attributes
 
-    def event(self, raw: Mapping[str, Any], where: str = "") -> EventRecord:
-        """One track call; raises InvalidInput listing every problem in it."""
+    def event(
+        self, raw: Mapping[str, Any], where: str = "", *, nul_free: bool = False
+    ) -> EventRecord:
+        """One track call; raises InvalidInput listing every problem in it. `nul_free`: the
+        caller knows no string in `raw` holds a NUL (its JSON has no `\\u0000`), so the
+        properties need not be walked for one."""
         raw = aliased(raw)
         problems: list[Problem] = []
         user_id = self._user_id(raw, problems, where)
@@ -207,7 +211,7 @@ class Validator:
                     f"{where}properties", f"expected an object, got {json_type_name(properties)}"
                 )
             )
-        else:
+        elif not nul_free:
             problems += nul_problems(properties, f"{where}properties")
         message_id = raw.get("message_id")
         if message_id is not None and (not isinstance(message_id, str) or len(message_id) > MAX_ID):

@@ -126,10 +126,12 @@ class EventPath:
         (`Store.write_users(then=…)`: one commit for both); None when there is nothing to
         decide, or the calls name more than `max_users` users (an import, a big batch: left
         to the next tick)."""
-        changes = touched(users, events)
-        if not changes or len(changes) > self.max_users:
+        users, events = list(users), list(events)
+        named = {r.user_id for r in users}
+        named.update(e.user_id for e in events)
+        if not named or len(named) > self.max_users:
             return None
-        return lambda conn: self._react(conn, ws, changes, now)
+        return lambda conn: self._react(conn, ws, users, events, now)
 
     def react(
         self, ws: int, users: Iterable[UserRecord], events: Iterable[EventRecord], now: float
@@ -146,12 +148,20 @@ class EventPath:
         return self.store.retrying(run, "event path")
 
     def _react(
-        self, conn: Connection, ws: int, changes: Mapping[str, Touched], now: float
+        self,
+        conn: Connection,
+        ws: int,
+        users: list[UserRecord],
+        events: list[EventRecord],
+        now: float,
     ) -> Reaction:
         store, reaction = self.store, Reaction()
-        programs = self._workspaces.setdefault(ws, WorkspacePrograms(store, ws))
+        programs = self._workspaces.setdefault(ws, WorkspacePrograms(store, ws)).current(conn)
+        if not programs:  # no campaign is active: nothing to decide (the common case)
+            return reaction
+        changes = touched(users, events)
         with metrics.timed("event_path.react", len(changes)):
-            found = [concerns(p, changes) for p in programs.current(conn)]
+            found = [concerns(p, changes) for p in programs]
             concerned = [c for c in found if c is not None]
             if not concerned:
                 return reaction

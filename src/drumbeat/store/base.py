@@ -53,6 +53,7 @@ SELECT {", ".join(USER_COLUMNS)} FROM users WHERE workspace_id = ? AND user_id I
 """
 
 Then = Callable[[Connection], object]  # a last step of a write's transaction
+TYPES_CLASH = "attribute types"  # InvalidInput.what: a write's new types clash with stored ones
 _USER_VERSIONS = "SELECT user_id, version FROM users WHERE workspace_id = ? AND user_id IN_IDS"
 
 
@@ -143,7 +144,7 @@ class Store(
             if stored[name] != kind
         ]
         if clashes:
-            raise InvalidInput(clashes, what="attribute types")
+            raise InvalidInput(clashes, what=TYPES_CLASH)
 
     # ---- users --------------------------------------------------------------------------
 

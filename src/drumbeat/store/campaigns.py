@@ -75,6 +75,7 @@ class CampaignRow:
     full_pass_at: float | None
 
 
+_GET_SETTING = "SELECT value FROM settings WHERE workspace_id = ? AND name = ?"
 _UPSERT_MEMBERS = f"""
 INSERT INTO memberships (workspace_id, campaign_key, {", ".join(MEMBER_COLUMNS)}, version)
 VALUES (?, ?, {", ".join("?" for _ in MEMBER_COLUMNS)}, 1)
@@ -416,12 +417,21 @@ class CampaignStore(StoreCore):
     # ---- workspace settings (frequency cap, the virtual clock) --------------------------
 
     def get_setting(self, ws: int, name: str) -> Any:
-        query = select(settings.c.value).where(
-            settings.c.workspace_id == ws, settings.c.name == name
-        )
-        with self.engine.connect() as conn:
-            stored = conn.execute(query).scalar()
-        return stored["value"] if stored else None
+        """Through the driver's own connection: every API call reads the clock, and
+        SQLAlchemy's connection and statement machinery cost ten times the query on SQLite."""
+        sql = _GET_SETTING if self.dialect == "sqlite" else _GET_SETTING.replace("?", "%s")
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, (ws, name))
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            raw.close()  # back to the pool, its transaction (PostgreSQL) rolled back
+        if row is None:
+            return None
+        stored = orjson.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
+        return stored["value"]
 
     def set_setting(self, ws: int, name: str, value: Any) -> None:
         self.set_settings(ws, {name: value})
