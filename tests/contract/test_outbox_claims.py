@@ -155,12 +155,15 @@ def explain(store, query, before=(), steer=True, locked=True):
 @pytest.mark.parametrize("channel_name", [None, "a-channel-without-rows"])
 def test_each_claim_query_reads_an_index_in_its_order_and_sorts_nothing(store, channel_name):
     picks = store.claim_picks(NOW, REAL, channel_name)
-    indexes = ["ix_outbox_lease", "ix_outbox_retry", "ix_outbox_due"]
-    if channel_name is not None:
-        indexes[2] = "ix_outbox_channel_due"
-    for pick, index in zip(picks, indexes, strict=True):
+    # a channel's first tries: its own index, or (the table nearly empty, as here, so the
+    # planner may take either) the one of all channels, filtered: both in the claim's order;
+    # with many rows of other channels: test_a_rate_limited_channel_with_few_rows_due_claims_…
+    due = ("ix_outbox_due",) if channel_name is None else ("ix_outbox_channel_due", "ix_outbox_due")
+    indexes = [("ix_outbox_lease",), ("ix_outbox_retry",), due]
+    for pick, allowed in zip(picks, indexes, strict=True):
         plan = explain(store, pick.limit(1000))
-        assert index in plan and "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+        assert any(index in plan for index in allowed), plan
+        assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
 
 
 FILL_TWO_CHANNELS = """

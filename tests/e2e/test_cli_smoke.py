@@ -129,6 +129,7 @@ def test_bench_startup_smoke_writes_its_figures(tmp_path, clean_env):
 
 def test_bench_dispatch_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     report = tmp_path / "BENCH.md"
+    before = bench_rows(pg_database, "outbox")
     drumbeat(
         "bench", "dispatch", "--small", "1000", "--large", "3000", "--postgres", pg_database,
         "--write", str(report), cwd=tmp_path, env=clean_env,
@@ -137,12 +138,18 @@ def test_bench_dispatch_smoke_writes_its_figures(tmp_path, clean_env, pg_databas
     assert "<!-- bench:dispatch -->" in text
     assert "sqlite: claim 100 rows, any channel, of 3,000 pending" in text
     assert "postgresql: one channel's (1 in 10): claim at 3,000 / at 1,000 pending" in text
-    with psycopg.connect(pg_database) as conn:  # the run's messages are gone
-        left = conn.execute(
-            "SELECT count(*) FROM outbox JOIN workspaces ON workspaces.id = outbox.workspace_id"
+    assert bench_rows(pg_database, "outbox") == before  # the run's messages are gone
+
+
+def bench_rows(database_url: str, table: str) -> int:
+    """Rows of `table` in the session database's bench workspaces (other benches' too, so a
+    test compares before and after its own run)."""
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute(
+            f"SELECT count(*) FROM {table} JOIN workspaces ON workspaces.id = {table}.workspace_id"
             " WHERE workspaces.name LIKE 'bench-%'"
         ).fetchone()
-    assert left == (0,)
+    return int(found[0]) if found else 0
 
 
 def test_bench_dispatch_refuses_a_large_outbox_not_larger(tmp_path, clean_env):
@@ -155,6 +162,7 @@ def test_bench_dispatch_refuses_a_large_outbox_not_larger(tmp_path, clean_env):
 
 def test_bench_idle_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     report = tmp_path / "BENCH.md"
+    before = bench_rows(pg_database, "campaigns")
     drumbeat(
         "bench", "idle", "--users", "200", "--campaigns", "2,5", "--postgres", pg_database,
         "--write", str(report), cwd=tmp_path, env=clean_env,
@@ -163,12 +171,8 @@ def test_bench_idle_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     assert "<!-- bench:idle -->" in text
     assert "sqlite: idle tick, 5 active campaigns, 200 users" in text
     assert "postgresql: tick at 5 / at 2 campaigns" in text
-    with psycopg.connect(pg_database) as conn:  # the run's campaigns are gone: no tick plans them
-        left = conn.execute(
-            "SELECT count(*) FROM campaigns JOIN workspaces"
-            " ON workspaces.id = campaigns.workspace_id WHERE workspaces.name LIKE 'bench-%'"
-        ).fetchone()
-    assert left == (0,)
+    # the run's campaigns are gone: no later tick plans them
+    assert bench_rows(pg_database, "campaigns") == before
 
 
 @pytest.mark.parametrize("sizes", ["100,10", "ten", "0,5"])

@@ -79,6 +79,12 @@ def all_sent(url: str, users: int) -> bool:
     return len(rows) == len(STEPS) * users and all(r["status"] == "sent" for r in rows)
 
 
+def all_done(url: str, users: int) -> bool:
+    """Every message sent and every batch finished (the ticks after the last send still
+    plan batches: the members' ends)."""
+    return all_sent(url, users) and unfinished(url) == {}
+
+
 def alive(process: subprocess.Popen[bytes], log: Path) -> Callable[[], None]:
     def check() -> None:
         assert process.poll() is None, log.read_text()
@@ -148,7 +154,7 @@ def test_the_deployed_processes_run_a_campaign(url: str, broker_url: str, tmp_pa
     lanes = {command[command.index("--lane") + 1] for command in workers}
     assert lanes == {"fast", "slow", "dispatch"}
     until(
-        partial(all_sent, url, users),
+        partial(all_done, url, users),
         "every message sent",
         120,
         alive(process, tmp_path / "scheduler.log"),
@@ -174,7 +180,7 @@ def test_a_kill_storm_of_workers_loses_nothing(url: str, broker_url: str, tmp_pa
             pool.start(lane)
         process, log = scheduler(env, tmp_path)
         give_up = time.monotonic() + 300
-        while not all_sent(url, users):
+        while not all_done(url, users):
             assert time.monotonic() < give_up, "gave up waiting for every message sent"
             alive(process, log)()
             time.sleep(2)
@@ -212,7 +218,7 @@ def test_dropped_connections_and_a_purge_lose_nothing(
         )
         until(partial(reconnected, tmp_path), "the workers' reconnections", 60)
         purge_queues(broker_url)
-        until(partial(all_sent, url, users), "every message sent", 180, alive(process, log))
+        until(partial(all_done, url, users), "every message sent", 180, alive(process, log))
     finally:
         pool.close()
     assert_exact(url, users, tmp_path)

@@ -44,11 +44,14 @@ def scraped(port: int, name: str, **labels: str) -> float:
     """The sum of the samples `name` with `labels` at /metrics (0 before it answers)."""
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        families = list(text_string_to_metric_families(text))
     except httpx.TransportError:
+        return 0.0
+    except ValueError:  # a scrape that met a file being written (polled again; seen once)
         return 0.0
     return sum(
         sample.value
-        for family in text_string_to_metric_families(text)
+        for family in families
         for sample in family.samples
         if sample.name == name and labels.items() <= sample.labels.items()
     )

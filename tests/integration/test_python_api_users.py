@@ -13,7 +13,7 @@ from tests.api.seed import USERS, seed
 
 
 def test_users_stats_and_pages(client: Drumbeat):
-    batch_id = seed(Tenant(client.ws, "", client.store))
+    batch_id = seed(Tenant(client.ws, "", client.store, client.config.workspace))
     user = client.user("u0", messages=5)
     assert user is not None
     assert [(m.campaign, m.state, m.exit_reason) for m in user.memberships] == [

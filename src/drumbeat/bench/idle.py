@@ -35,7 +35,7 @@ from drumbeat.model.campaign import parse_campaign
 from drumbeat.model.records import UserRecord
 from drumbeat.pipeline.runner import Runner
 from drumbeat.store import Store, open_store
-from drumbeat.store.schema import batches, campaigns, memberships, users
+from drumbeat.store.schema import metadata
 
 START = 1_772_409_600.0  # 2026-03-02T00:00:00Z
 TICKS = 11
@@ -156,11 +156,13 @@ def run(url: str, users: int, sizes: Sequence[int], config: Settings) -> list[Fi
 
 
 def remove(store: Store, ws: int) -> None:
-    """The run's rows deleted (its campaigns first: no later tick on this database plans
-    them), so that the next run on the same database meets the same tables."""
+    """The run's rows deleted, in every table that has a workspace's (its campaigns too: no
+    later tick on this database plans them), so that the next run on the same database
+    meets the same tables, and a user's database keeps nothing of a bench run."""
     with store.writing() as conn:
-        for table in (campaigns, batches, memberships, users):
-            conn.execute(delete(table).where(table.c.workspace_id == ws))
+        for table in reversed(metadata.sorted_tables):  # rows that others refer to last
+            if table.name != "workspaces" and "workspace_id" in table.c:
+                conn.execute(delete(table).where(table.c.workspace_id == ws))
 
 
 def run_all(
