@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -144,19 +145,13 @@ def dispatch(
 ) -> None:
     """A dispatcher's claim of 1,000 outbox rows with SMALL and with LARGE messages pending,
     on SQLite (and PostgreSQL if given), next to a plain indexed read of the same rows."""
-    import tempfile
 
     from drumbeat.bench.dispatch import run
     from drumbeat.errors import InvalidInput
 
     if large <= small:
         raise InvalidInput(f"--large ({large:,}) must be more than --small ({small:,})")
-    figures = []
-    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
-        figures += run(f"sqlite:///{folder}/bench.db", small, large)
-    if postgres:
-        figures += run(postgres, small, large)
-    show("dispatch", figures, write)
+    show("dispatch", on_both_stores(lambda url: run(url, small, large), sqlite, postgres), write)
 
 
 @app.command("event")
@@ -208,17 +203,14 @@ def api(
     """The tracking API under load from another process on this host: events stored/s and
     latency of /v1/batch (100 events a request), requests/s and p99 of single /v1/track
     calls, on SQLite (and PostgreSQL if given), next to the Python API and /healthz."""
-    import tempfile
 
     from drumbeat.bench.api import run
     from drumbeat.errors import require
 
     require("fastapi", feature="drumbeat bench api", extra="api")
-    figures = []
-    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
-        figures += run(f"sqlite:///{folder}/bench.db", batches, tracks, concurrency, workers)
-    if postgres:
-        figures += run(postgres, batches, tracks, concurrency, workers)
+    figures = on_both_stores(
+        lambda url: run(url, batches, tracks, concurrency, workers), sqlite, postgres
+    )
     show("api", figures, write)
 
 
@@ -237,16 +229,10 @@ def limiter(
     """A rate-limited channel's claim of 1,000 outbox rows, its grant counted in the store
     (and in Redis if given), next to the same claim without a limiter; SQLite (and
     PostgreSQL if given)."""
-    import tempfile
 
     from drumbeat.bench.limiter import run
 
-    figures = []
-    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
-        figures += run(f"sqlite:///{folder}/bench.db", pending, redis)
-    if postgres:
-        figures += run(postgres, pending, redis)
-    show("limiter", figures, write)
+    show("limiter", on_both_stores(lambda url: run(url, pending, redis), sqlite, postgres), write)
 
 
 @app.command("idle")
@@ -353,7 +339,6 @@ def pipeline(
     """The broker's share of a batch in the distributed shape: publish + deliver + ack of its
     message and its claim by id, against the work of a batch of DRUMBEAT_BATCH_SIZE users
     (1,000 by default), on SQLite (and PostgreSQL if given). Needs DRUMBEAT_BROKER_URL."""
-    import tempfile
 
     from drumbeat.bench.pipeline import run
     from drumbeat.cli.worker import needs_broker
@@ -362,12 +347,8 @@ def pipeline(
     settings = state(ctx).settings()
     if settings.broker_url is None:
         raise InvalidInput(needs_broker("`drumbeat bench pipeline`"), what="settings")
-    figures = []
-    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
-        url = f"sqlite:///{folder}/bench.db"
-        figures += run(url, settings.broker_url, batches, settings.batch_size)
-    if postgres:
-        figures += run(postgres, settings.broker_url, batches, settings.batch_size)
+    broker, size = settings.broker_url, settings.batch_size
+    figures = on_both_stores(lambda url: run(url, broker, batches, size), sqlite, postgres)
     show("pipeline", figures, write)
 
 
@@ -396,3 +377,15 @@ def loader(
         if postgres:
             figures += run(postgres, users, Path(folder))
     show("loader", figures, write)
+
+
+def on_both_stores(
+    measure: Callable[[str], list[Figure]], sqlite: Path | None, postgres: str | None
+) -> list[Figure]:
+    """`measure(url)` on a fresh SQLite file (in `sqlite`, or a temporary folder), then on
+    the PostgreSQL database given, if any: the figures of both."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=sqlite) as folder:
+        figures = measure(f"sqlite:///{folder}/bench.db")
+    return figures + (measure(postgres) if postgres else [])
