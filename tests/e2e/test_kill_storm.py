@@ -79,7 +79,7 @@ def storm(store: Store, command: list[str], env: dict[str, str], log: Path) -> i
         started_at = clock(store)
         wait_for(partial(going, store, process, started_at), f"progress after kill {kill}")
         try:
-            process.wait(timeout=chance.uniform(0.0, 2.0))
+            process.wait(timeout=chance.uniform(0.0, 0.5))  # ticks are quick now
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -102,7 +102,10 @@ def test_a_kill_storm_loses_nothing_and_sends_on_time(url: str, tmp_path: Path) 
         audience={"all": [FREE, {"attr": "created_at", "before": "1h ago"}]},
     )
     messages, log = tmp_path / "messages.jsonl", tmp_path / "advance.log"
-    env = environment(url, messages, batch_size=str(CLAIM))
+    # a kill leaves its locks to the server for a moment, and the governor backs off from
+    # slow batch queries by holding members to the next tick: on time is this test's claim
+    # about kills, so the back-off is kept out of it (test_governor.py tests it)
+    env = environment(url, messages, batch_size=str(CLAIM), backoff_p99="3600")
     command = ["advance", "--to", format_timestamp(TO), "--every", "1h", "--workers", "2"]
     store = open_store(url, migrate=False)
     try:
