@@ -149,7 +149,10 @@ class Campaigns:
         sources, problems = _read(definitions)
         plans: builtins.list[ApplyPlan] = []
         try:
-            plans = plan_sources(sources, self._client.store, self._client.ws)
+            client = self._client  # its own allow-list: the one its webhook channel sends with
+            plans = plan_sources(
+                sources, client.store, client.ws, webhook_allow=client.config.webhook_allow
+            )
         except InvalidInput as exc:
             problems += exc.problems
         if problems:

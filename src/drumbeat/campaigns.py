@@ -75,7 +75,13 @@ def at_source(source: str, exc: InvalidInput) -> list[Problem]:
     ]
 
 
-def plan_sources(sources: Sequence[tuple[str, Campaign]], store: Store, ws: int) -> list[ApplyPlan]:
+def plan_sources(
+    sources: Sequence[tuple[str, Campaign]],
+    store: Store,
+    ws: int,
+    *,
+    webhook_allow: Sequence[str] | None = None,
+) -> list[ApplyPlan]:
     """Check and plan several definitions together: every problem of every one, each at its
     source, and two definitions of one key refused."""
     plans: list[ApplyPlan] = []
@@ -89,7 +95,7 @@ def plan_sources(sources: Sequence[tuple[str, Campaign]], store: Store, ws: int)
             continue
         seen[campaign.key] = source
         try:
-            plans.append(plan_apply(campaign, store, ws))
+            plans.append(plan_apply(campaign, store, ws, webhook_allow=webhook_allow))
         except InvalidInput as exc:
             problems += at_source(source, exc)
     if problems:

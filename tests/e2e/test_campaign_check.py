@@ -103,6 +103,22 @@ def test_the_webhook_allow_list_lets_a_private_address_through(world: World, mon
         check(parse_campaign(private), world.store, world.ws)
 
 
+def test_a_client_checks_webhooks_against_its_own_allow_list(world: World, monkeypatch):
+    monkeypatch.delenv("DRUMBEAT_WEBHOOK_ALLOW", raising=False)
+    hook = campaign(
+        "hook",
+        [{"send": {"id": "a", "channel": "webhook", "url": "http://127.0.0.1:9/", "body": "x"}}],
+    )
+    with pytest.raises(InvalidInput, match=r"host 127\.0\.0\.1 is not allow-listed"):
+        world.db.campaigns.check(hook)
+    allowed = Drumbeat(config=world.config.model_copy(update={"webhook_allow": ["127.0.0.1"]}))
+    try:
+        assert [c.key for c in allowed.campaigns.check(hook)] == ["hook"]
+        assert [a.key for a in allowed.campaigns.apply(hook)] == ["hook"]
+    finally:
+        allowed.close()
+
+
 def test_templates_that_guard_what_may_be_missing_pass(world: World):
     world.identify("u1", email="u1@example.com", name="Ada", plan="free")
     body = (
