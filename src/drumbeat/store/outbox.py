@@ -5,7 +5,7 @@ clock (`available_at`); its lease and its retry time count real time (`lease_unt
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -24,22 +24,20 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
-from drumbeat.store.core import StoreCore
+from drumbeat.store.core import StoreCore, chunks
 from drumbeat.store.owners import claim_owner, gone_processes, host_owner, process_owner
 from drumbeat.store.schema import DUE, LEASED, RETRY, outbox
 
+_SENDING = outbox.c.status == "sending"
+
 Claim = tuple[int, int]  # (outbox row id, fence)
-
-
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -77,22 +75,30 @@ ON CONFLICT DO NOTHING
 """
 
 
-_RESULT_FIELDS = ("row_id", "new_status", "retry", "error", "sent", "provider")
+_RESULT_FIELDS = ("row_id", "row_fence", "new_status", "retry", "error", "sent", "provider")
+# Each result written only over a row its claim still holds: same fence, still sending.
 _RECORD_RESULTS = """
 UPDATE outbox SET status = r.status, lease_until = NULL, retry_at = r.retry_at,
     last_error = r.error, sent_at = coalesce(r.sent_at, outbox.sent_at),
     provider_id = coalesce(r.provider_id, outbox.provider_id)
-FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::text[])
-    AS r(id, status, retry_at, error, sent_at, provider_id)
-WHERE outbox.id = r.id
+FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::float8[], %s::text[], %s::float8[],
+            %s::text[]) AS r(id, fence, status, retry_at, error, sent_at, provider_id)
+WHERE outbox.id = r.id AND outbox.fence = r.fence AND outbox.status = 'sending'
+"""
+_EXTEND_LEASES = """
+UPDATE outbox SET lease_until = %s
+FROM unnest(%s::bigint[], %s::bigint[]) AS c(id, fence)
+WHERE outbox.id = c.id AND outbox.fence = c.fence AND outbox.status = 'sending'
+RETURNING outbox.id
 """
 
 
 def _record_result() -> Update:
+    """`_RECORD_RESULTS` for SQLite: one row a run of the prepared statement."""
     o = outbox.c
     return (
         update(outbox)
-        .where(o.id == bindparam("row_id"))
+        .where(o.id == bindparam("row_id"), o.fence == bindparam("row_fence"), _SENDING)
         .values(
             status=bindparam("new_status"),
             lease_until=None,
@@ -270,55 +276,49 @@ class OutboxStore(StoreCore):
         return [pick.where(named) for pick in picks]
 
     def extend_leases(self, claims: Sequence[Claim], until: float) -> set[int]:
-        """Move the lease of the rows still held under `claims` to `until` (real time);
-        the ids of those rows (a row missing was taken over by another claim)."""
+        """Move the lease of the rows still held under `claims` to `until` (real time), in
+        one statement; the ids of those rows (a row missing was taken over by another
+        claim)."""
+        if not claims:
+            return set()
+        o = outbox.c
         with metrics.timed("store.extend_leases", len(claims)), self.writing() as conn:
-            held = self._held(conn, claims)
-            for part in _chunks(sorted(held), self.batch_size):
-                conn.execute(update(outbox).where(outbox.c.id.in_(part)).values(lease_until=until))
-        return held
+            if self.dialect == "postgresql":
+                ids, fences = (list(column) for column in zip(*sorted(claims), strict=True))
+                return set(conn.exec_driver_sql(_EXTEND_LEASES, (until, ids, fences)).scalars())
+            held: set[int] = set()
+            for part in chunks(sorted(claims), self.batch_size):
+                extend = update(outbox).where(_SENDING, tuple_(o.id, o.fence).in_(part))
+                held.update(
+                    conn.execute(extend.values(lease_until=until).returning(o.id)).scalars()
+                )
+            return held
 
     def record_results(self, results: Sequence[SendResult], now: float) -> int:
         """Write the outcome of each row its claim still holds (same fence, still sending),
-        in one transaction; a stale claim's results are dropped. How many were dropped."""
+        in one statement; a stale claim's results are dropped. How many were dropped."""
         if not results:
             return 0
+        rows = [
+            (
+                r.id,
+                r.fence,
+                r.status,
+                r.retry_at,
+                (r.error or "")[:1000] or None,
+                now if r.status == "sent" else None,
+                r.provider_id,
+            )
+            for r in sorted(results, key=lambda r: r.id)
+        ]
         with metrics.timed("store.record_results", len(results)), self.writing() as conn:
-            held = self._held(conn, [(r.id, r.fence) for r in results])
-            rows = [
-                (
-                    r.id,
-                    r.status,
-                    r.retry_at,
-                    (r.error or "")[:1000] or None,
-                    now if r.status == "sent" else None,
-                    r.provider_id,
-                )
-                for r in results
-                if r.id in held
-            ]
-            if rows and self.dialect == "postgresql":  # one statement: the rows as arrays
-                conn.exec_driver_sql(
-                    _RECORD_RESULTS, tuple(list(column) for column in zip(*rows, strict=True))
-                )
-            elif rows:  # SQLite: one prepared statement, run per row in-process
-                conn.execute(
-                    _record_result(), [dict(zip(_RESULT_FIELDS, row, strict=True)) for row in rows]
-                )
-        return len(results) - len(rows)
-
-    def _held(self, conn: Connection, claims: Sequence[Claim]) -> set[int]:
-        """Which of the (id, fence) claims still hold their row, locked until `conn`'s
-        transaction ends (SQLite: the write transaction holds the database already)."""
-        fences = dict(claims)
-        o = outbox.c
-        held: set[int] = set()
-        for part in _chunks(sorted(fences), self.batch_size):
-            query = select(o.id, o.fence).where(self._among(part), o.status == "sending")
-            if self.dialect == "postgresql":  # locked in id order: no deadlock between two
-                query = query.order_by(o.id).with_for_update()
-            held.update(row_id for row_id, fence in conn.execute(query) if fences[row_id] == fence)
-        return held
+            if self.dialect == "postgresql":  # the rows as arrays, one round trip
+                columns = tuple(list(column) for column in zip(*rows, strict=True))
+                written = conn.exec_driver_sql(_RECORD_RESULTS, columns)
+            else:  # SQLite: one prepared statement, run per row in-process
+                params = [dict(zip(_RESULT_FIELDS, row, strict=True)) for row in rows]
+                written = conn.execute(_record_result(), params)
+        return len(results) - max(0, int(written.rowcount))
 
     def next_retry(self, now: float) -> float | None:
         """The earliest real retry time of the rows due at `now` that wait for one."""
