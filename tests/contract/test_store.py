@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 
+import orjson
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -134,6 +135,25 @@ def test_events_dedupe_by_message_id_and_create_the_users_they_name(store, ws):
     users = store.load_users(ws, ["u1", "u2"])
     assert users["u1"].updated_at == users["u2"].updated_at == 50
     assert users["u2"].version == 1 and users["u2"].attributes == {}
+
+
+@pytest.mark.parametrize("count", [5, 1003])  # PostgreSQL: one statement up to 1,000, else staged
+def test_events_keep_their_properties_either_way_they_go_in(store, ws, count):
+    properties = {"s": "é \\ \" ' {a,b} NULL", "n": 2.5, "list": [1, None, {"k": True}]}
+    events = [
+        EventRecord(f"u{i % 4}", "viewed", float(i), {**properties, "i": i}, f"m{i}")
+        for i in range(count)
+    ]
+    assert store.write_events(ws, [*events, events[0]], 50) == count
+    assert store.count_events(ws) == count
+    assert sorted(store.load_users(ws, [f"u{i}" for i in range(5)])) == ["u0", "u1", "u2", "u3"]
+    with store.engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT user_id, name, ts, properties, received_at FROM events"
+            f" WHERE workspace_id = {ws} AND message_id = 'm3'"
+        ).one()
+    loaded = orjson.loads(stored[3]) if isinstance(stored[3], str) else stored[3]
+    assert (*stored[:3], loaded, stored[4]) == ("u3", "viewed", 3.0, {**properties, "i": 3}, 50)
 
 
 def test_users_written_and_users_with_events_received_since_a_time(store, ws):

@@ -231,8 +231,7 @@ class Store(
         the planner finds them by the events' `received_at` (`event_users`). `then` runs
         last in the transaction (the event path)."""
         with metrics.timed("store.write_events", len(records)), self.writing() as conn:
-            inserted = self._insert_events(conn, ws, records, now)
-            self._add_users(conn, ws, sorted({r.user_id for r in records}), now)
+            inserted = self._add_events(conn, ws, records, now)
             if then is not None:
                 then(conn)
             return inserted
@@ -259,8 +258,7 @@ class Store(
                 self._upsert_users(conn, ws, rows, now)
             inserted = 0
             if event_records:
-                inserted = self._insert_events(conn, ws, event_records, now)
-                self._add_users(conn, ws, sorted({r.user_id for r in event_records}), now)
+                inserted = self._add_events(conn, ws, event_records, now)
             if then is not None:
                 then(conn)
         self.users_changed(ws, [row.user_id for row in rows])
@@ -339,6 +337,15 @@ class Store(
         self, conn: Connection, ws: int, rows: Sequence[UserRecord], now: float
     ) -> int:
         raise NotImplementedError
+
+    def _add_events(
+        self, conn: Connection, ws: int, rows: Sequence[EventRecord], now: float
+    ) -> int:
+        """The events (a repeated message_id ignored), then their users not known yet (the
+        events' key to workspaces has checked `ws`); returns how many events were new."""
+        inserted = self._insert_events(conn, ws, rows, now)
+        self._add_users(conn, ws, sorted({r.user_id for r in rows}), now)
+        return inserted
 
     def _insert_events(
         self, conn: Connection, ws: int, rows: Sequence[EventRecord], now: float
