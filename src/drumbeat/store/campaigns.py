@@ -418,16 +418,24 @@ class CampaignStore(StoreCore):
 
     def get_setting(self, ws: int, name: str) -> Any:
         """Through the driver's own connection: every API call reads the clock, and
-        SQLAlchemy's connection and statement machinery cost ten times the query on SQLite."""
-        sql = _GET_SETTING if self.dialect == "sqlite" else _GET_SETTING.replace("?", "%s")
+        SQLAlchemy's connection and statement machinery cost ten times the query on SQLite.
+        On PostgreSQL outside a transaction (autocommit for the read): one round trip, not
+        BEGIN, SELECT and ROLLBACK."""
+        postgres = self.dialect == "postgresql"
+        sql = _GET_SETTING.replace("?", "%s") if postgres else _GET_SETTING
         raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection
         try:
+            if postgres:
+                driver.autocommit = True
             cursor = raw.cursor()
             cursor.execute(sql, (ws, name))
             row = cursor.fetchone()
             cursor.close()
         finally:
-            raw.close()  # back to the pool, its transaction (PostgreSQL) rolled back
+            if postgres:
+                driver.autocommit = False
+            raw.close()  # back to the pool
         if row is None:
             return None
         stored = orjson.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
