@@ -187,17 +187,47 @@ class Drumbeat:
         status: str | None = None,
         *,
         user_id: str | None = None,
+        ids: Sequence[int] | None = None,
         after: int | None = None,
         limit: int | None = 100,
     ) -> list[Message]:
         """Messages, oldest first: of one campaign, in one status (pending, sending, sent,
-        failed, dead), to one user, with an id above `after` (the last of a page), at most
-        `limit` (None: all)."""
+        failed, dead), to one user, among `ids`, with an id above `after` (the last of a
+        page), at most `limit` (None: all)."""
         choice(MessageStatus, status, "status")
         if campaign is not None:
             self.campaigns.require(campaign)
         rows = self.store.outbox_rows(
-            self.ws, campaign=campaign, status=status, user_id=user_id, after_id=after, limit=limit
+            self.ws,
+            campaign=campaign,
+            status=status,
+            user_id=user_id,
+            ids=ids,
+            after_id=after,
+            limit=limit,
+        )
+        return [_message(r) for r in rows]
+
+    def retry_messages(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        all_dead: bool = False,
+        campaign: str | None = None,
+        dry_run: bool = False,
+    ) -> list[Message]:
+        """Put dead messages back to pending, due now, their attempts and error cleared:
+        those of `ids`, or with `all_dead` every dead message of the workspace (of
+        `campaign` if given); the next dispatch sends them. An id that is not a dead message
+        of this workspace refuses them all (InvalidInput naming each). Returns the messages
+        retried (with `dry_run`, those that would be, nothing changed) as they were."""
+        _named_or_all(ids, all_dead, "messages")
+        if campaign is not None:
+            if not all_dead:
+                raise InvalidInput("campaign picks among all dead messages: give it with all_dead")
+            self.campaigns.require(campaign)
+        rows = self.store.retry_messages(
+            self.ws, None if all_dead else ids, self.clock(), campaign=campaign, dry_run=dry_run
         )
         return [_message(r) for r in rows]
 
@@ -333,8 +363,7 @@ class Drumbeat:
         their users stay out of planning. An id that is not a dead batch of this workspace
         refuses them all (InvalidInput naming each). Returns the batches retried (with
         `dry_run`, those that would be, nothing changed) as they were."""
-        if all_dead == bool(ids):
-            raise InvalidInput("name the batches to retry by id, or all dead ones, not both")
+        _named_or_all(ids, all_dead, "batches")
         rows = self.store.retry_batches(self.ws, None if all_dead else ids, dry_run=dry_run)
         return [_batch(r) for r in rows]
 
@@ -433,3 +462,9 @@ def _validated(calls: Iterable[Mapping[str, Any]], check: Callable[..., Any]) ->
     if problems:
         raise InvalidInput(problems, what="calls (nothing was written)")
     return records
+
+
+def _named_or_all(ids: Sequence[int] | None, all_dead: bool, nouns: str) -> None:
+    """What a retry takes: ids, or all dead ones; not neither, not both."""
+    if all_dead == bool(ids):
+        raise InvalidInput(f"name the {nouns} to retry by id, or all dead ones, not both")

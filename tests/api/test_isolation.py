@@ -1,5 +1,5 @@
 """A key of one workspace never reads or changes another's data: every management endpoint
-is called on workspace A's campaign, user and batch with workspace B's admin key, A's
+is called on workspace A's campaign, user, batch and dead message with workspace B's admin key, A's
 write key, no key and A's revoked admin key; A's data is the same afterwards."""
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 from fastapi.routing import APIRoute
+from sqlalchemy import update
 
 from drumbeat.api import campaigns, operations, users
 from drumbeat.api.app import create_app
 from drumbeat.store.keys import create_key, revoke_key
+from drumbeat.store.schema import outbox
 from tests.api.conftest import Tenant, new_tenant
 from tests.api.seed import DRIP, seed
 
@@ -20,7 +22,7 @@ from tests.api.seed import DRIP, seed
 SIGNED = {("POST", "/v1/deliveries")}
 
 
-def endpoints(batch_id: int) -> list[tuple[str, str, str, dict[str, Any]]]:
+def endpoints(batch_id: int, message_id: int) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(method, route, URL on A's data, request options); creating a campaign comes last:
     with B's key it makes B's own `drip`, which the calls before must not find."""
     on = "/v1/campaigns/drip"
@@ -38,6 +40,7 @@ def endpoints(batch_id: int) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("GET", "/v1/outbox", "/v1/outbox?user_id=u1", {}),
         ("GET", "/v1/batches", "/v1/batches", {}),
         ("POST", "/v1/batches/{batch_id}/retry", f"/v1/batches/{batch_id}/retry", {}),
+        ("POST", "/v1/outbox/{message_id}/retry", f"/v1/outbox/{message_id}/retry", {}),
         ("POST", "/v1/campaigns", "/v1/campaigns", {"json": DRIP}),
     ]
 
@@ -50,7 +53,7 @@ def test_every_management_endpoint_is_called_here():
         if isinstance(route, APIRoute)
         for method in route.methods
     }
-    assert served == {(method, route) for method, route, _, _ in endpoints(0)}
+    assert served == {(method, route) for method, route, _, _ in endpoints(0, 0)}
     paths = create_app("sqlite://").openapi()["paths"]
     documented = {(method.upper(), path) for path, ops in paths.items() for method in ops}
     assert {(m, r.replace(":path", "")) for m, r in served | SIGNED} <= documented
@@ -59,6 +62,14 @@ def test_every_management_endpoint_is_called_here():
         ok = responses.get("200") or responses["201"]
         assert "$ref" in str(ok["content"]["application/json"]["schema"]), route
         assert "ErrorBody" in str(responses["400"]), route
+
+
+def dead_message(a: Tenant) -> int:
+    """One of A's messages made dead (B retrying it would change it): its id."""
+    message_id = int(a.store.outbox_rows(a.ws, limit=1)[0]["id"])
+    with a.store.writing() as conn:
+        conn.execute(update(outbox).where(outbox.c.id == message_id).values(status="dead"))
+    return message_id
 
 
 def snapshot(a: Tenant) -> tuple[Any, ...]:
@@ -78,6 +89,7 @@ def snapshot(a: Tenant) -> tuple[Any, ...]:
 def test_another_workspaces_key_no_key_and_a_revoked_key_reach_nothing(server: str, store, admin):  # type: ignore[no-untyped-def]
     a: Tenant = admin
     batch_id = seed(a)
+    message_id = dead_message(a)
     httpx.post(
         f"{server}/v1/track", json={"userId": "u1", "event": "E"}, auth=a.auth()
     ).raise_for_status()
@@ -87,7 +99,7 @@ def test_another_workspaces_key_no_key_and_a_revoked_key_reach_nothing(server: s
     writer.key = create_key(store, a.ws, "write", time.time())[1]
     revoked_id, revoked = create_key(store, a.ws, "admin", time.time())
     revoke_key(store, a.ws, revoked_id, time.time())
-    for method, route, url, options in endpoints(batch_id):
+    for method, route, url, options in endpoints(batch_id, message_id):
         where = f"{method} {route}"
 
         def send(

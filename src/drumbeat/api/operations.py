@@ -1,8 +1,9 @@
 """`/v1/outbox` and `/v1/batches`: messages and batches with filters, a page at a time
-(keyset on id, with an opaque cursor), and a dead batch put back to work."""
+(keyset on id, with an opaque cursor), and a dead batch or message put back to work."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -19,6 +20,7 @@ from drumbeat.api.admin import (
 )
 from drumbeat.choices import BatchStatus, MessageStatus
 from drumbeat.client import Drumbeat
+from drumbeat.store.dead import NotDead
 from drumbeat.views import Batch, Message
 
 router = APIRouter(prefix="/v1", tags=["operations"], route_class=AdminRoute, responses=ERRORS)
@@ -82,11 +84,28 @@ def retry_batch(
 ) -> Batch:
     """Put a dead batch back to pending, its attempts reset: the next tick runs it. A
     batch that is not dead: 409."""
-    found = client.batches(ids=[batch_id])
-    if not found:
-        raise not_found("batch_id", f"no batch {batch_id} in this workspace")
-    if found[0].status != "dead":
-        raise conflict("status", f"batch {batch_id} is {found[0].status}, not dead")
-    client.retry_batches([batch_id])
+    _retry_one("batch", batch_id, client.retry_batches)
     (retried,) = client.batches(ids=[batch_id])
     return retried
+
+
+@router.post("/outbox/{message_id}/retry", response_model=Message)
+def retry_message(
+    message_id: int = Path(ge=1, le=MAX_ID), client: Drumbeat = Depends(workspace)
+) -> Message:
+    """Put a dead message back to pending, due now, its attempts and error cleared: the
+    next dispatch sends it. A message that is not dead: 409."""
+    _retry_one("message", message_id, client.retry_messages)
+    (retried,) = client.outbox(ids=[message_id])
+    return retried
+
+
+def _retry_one(noun: str, row_id: int, retry: Callable[[list[int]], object]) -> None:
+    """`retry([row_id])`, its refusal answered 404 (no such row in the key's workspace) or
+    409 (not dead)."""
+    try:
+        retry([row_id])
+    except NotDead as refused:
+        if refused.unknown:
+            raise not_found(f"{noun}_id", f"no {noun} {row_id} in this workspace") from None
+        raise conflict("status", f"{noun} {row_id} is {refused.live[row_id]}, not dead") from None

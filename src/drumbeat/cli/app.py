@@ -22,6 +22,7 @@ from drumbeat.cli import (
     flow,
     inspect,
     keys,
+    outbox,
     serve,
     stats,
     tokens,
@@ -107,7 +108,7 @@ app.command("run")(flow.run)
 app.command("worker")(worker.worker)
 app.command("clock")(flow.clock)
 app.command("cap")(flow.cap)
-app.command("outbox")(inspect.outbox)
+app.add_typer(outbox.app, name="outbox")
 app.command("members")(inspect.members)
 app.command("inbox")(inspect.inbox)
 app.command("inbox-token")(tokens.inbox_token)

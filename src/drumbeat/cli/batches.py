@@ -10,7 +10,8 @@ import typer
 
 from drumbeat.choices import BatchStatus, Format
 from drumbeat.cli.context import client
-from drumbeat.cli.output import console, print_rows, when
+from drumbeat.cli.output import print_rows, when
+from drumbeat.cli.retry import clipped, listing_only, print_retried
 
 if TYPE_CHECKING:
     from drumbeat.views import Batch
@@ -20,7 +21,6 @@ app = typer.Typer(
     help="The workspace's batches (no command: list them); `retry` puts dead ones back.",
 )
 COLUMNS = ("id", "campaign", "lane", "kind", "users", "status", "attempts", "created_at", "error")
-ERROR_WIDTH = 60  # characters of the error a table shows; JSON lines carry it whole
 
 
 @app.callback(invoke_without_command=True)
@@ -36,13 +36,7 @@ def listing(
     """One line per batch, oldest first: id, campaign, lane, kind, users, status, attempts,
     created, and why its last holder let go of it."""
     if ctx.invoked_subcommand is not None:
-        sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
-        given = [name for name, source in sources.items() if source and source.name != "DEFAULT"]
-        if given:
-            from drumbeat.errors import InvalidInput
-
-            options = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-            raise InvalidInput(f"{options}: options of the listing, not of `batches retry`")
+        listing_only(ctx, "batches")
         return
     found = client(ctx).batches(status, campaign, limit=limit)
     print_rows(COLUMNS, _rows(found, fmt), fmt)
@@ -61,15 +55,9 @@ def retry(
     run): the next tick runs them. An id that is not a dead batch of this workspace refuses
     them all."""
     found = client(ctx).retry_batches(ids, all_dead=all_dead, dry_run=dry_run)
-    if not found:
-        console().print("no dead batches to retry")
-        return
-    print_rows(COLUMNS, _rows(found, Format.TABLE))
-    listed = ", ".join(str(b.id) for b in found)
-    if dry_run:
-        console().print(f"would retry {len(found):,} batches: {listed} (nothing changed)")
-    else:
-        console().print(f"retried {len(found):,} batches: {listed}; the next tick runs them")
+    if found:
+        print_rows(COLUMNS, _rows(found, Format.TABLE))
+    print_retried("batches", [b.id for b in found], dry_run, "the next tick runs them")
 
 
 def _rows(found: Iterable[Batch], fmt: Format) -> list[tuple[Any, ...]]:
@@ -83,15 +71,7 @@ def _rows(found: Iterable[Batch], fmt: Format) -> list[tuple[Any, ...]]:
             b.status,
             b.attempts,
             when(b.created_at),
-            b.error if fmt == Format.JSONL else _clipped(b.error),
+            b.error if fmt == Format.JSONL else clipped(b.error),
         )
         for b in found
     ]
-
-
-def _clipped(error: str | None) -> str | None:
-    """The error on one line, cut to ERROR_WIDTH characters."""
-    if error is None:
-        return None
-    line = " ".join(error.split())
-    return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 1] + "…"

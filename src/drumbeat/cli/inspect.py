@@ -1,4 +1,4 @@
-"""`drumbeat outbox|members|inbox`: look at what the flow did."""
+"""`drumbeat members|inbox`: look at what the flow did (`drumbeat outbox`: cli/outbox.py)."""
 
 from __future__ import annotations
 
@@ -6,40 +6,12 @@ from typing import Annotated
 
 import typer
 
-from drumbeat.choices import Format, MemberState, MessageStatus
+from drumbeat.choices import Format, MemberState
 from drumbeat.cli.context import client
 from drumbeat.cli.output import print_rows, when
 
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format")]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="At most this many rows [default: all]")]
-
-
-def outbox(
-    ctx: typer.Context,
-    campaign: Annotated[str | None, typer.Option(help="Only this campaign")] = None,
-    status: Annotated[MessageStatus | None, typer.Option(help="Only this status")] = None,
-    fmt: FormatOpt = Format.TABLE,
-    limit: LimitOpt = None,
-) -> None:
-    """One line per message: campaign, step, user, channel, status, created, sent."""
-    rows = [
-        (
-            m.campaign,
-            m.step,
-            m.user_id,
-            m.channel,
-            m.status,
-            when(m.created_at),
-            when(m.sent_at),
-            m.error,
-        )
-        for m in client(ctx).outbox(campaign, status, limit=limit)
-    ]
-    print_rows(
-        ("campaign", "step", "user_id", "channel", "status", "created_at", "sent_at", "error"),
-        rows,
-        fmt,
-    )
 
 
 def members(

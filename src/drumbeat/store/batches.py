@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, or_, select, update
 
 from drumbeat import metrics
-from drumbeat.errors import InvalidInput
 from drumbeat.store.core import StoreCore
+from drumbeat.store.dead import DeadRows, retry_dead
 from drumbeat.store.event_path import lock_campaigns
 from drumbeat.store.owners import claim_owner, gone_processes, host_owner, process_owner
-from drumbeat.store.schema import batches, workspaces
+from drumbeat.store.schema import batches
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # claims a batch gets; one whose holders die every time then ends dead
@@ -293,23 +293,11 @@ class BatchStore(StoreCore):
         self, ws: int, ids: Collection[int] | None, *, dry_run: bool = False
     ) -> list[dict[str, Any]]:
         """Put the workspace's dead batches `ids` (None: every one) back to pending, their
-        attempts reset, their last_error kept until a worker overwrites it; all in one
-        transaction, after checking every id: one that is not a dead batch of the workspace
-        refuses them all (InvalidInput naming each). Returns the batches as they were."""
-        b = batches.c
-        chosen = b.status == "dead" if ids is None else b.id.in_(sorted(set(ids)))
-        query = select(*_LISTED).where(b.workspace_id == ws, chosen).order_by(b.id)
-        with self.writing() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-            if ids is not None:
-                _refuse_not_dead(conn, ws, ids, rows)
-            if rows and not dry_run:
-                conn.execute(
-                    update(batches)
-                    .where(b.id.in_([r["id"] for r in rows]), b.status == "dead")
-                    .values(status="pending", attempts=0, lease_until=None, owner=None)
-                )
-        return rows
+        attempts reset, their last_error kept until a worker overwrites it: `retry_dead`
+        (one that is not a dead batch of the workspace refuses them all). Returns the
+        batches as they were."""
+        back = {"status": "pending", "attempts": 0, "lease_until": None, "owner": None}
+        return retry_dead(self, DEAD_BATCHES, ws, ids, back, dry_run=dry_run)
 
 
 def claimable(owner: str, now: float) -> Any:
@@ -337,20 +325,4 @@ _LISTED = (
 )
 
 
-def _refuse_not_dead(
-    conn: Connection, ws: int, ids: Collection[int], rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """InvalidInput naming each of `ids` that is not a dead batch among `rows` (those of
-    them found in workspace `ws`), in one line."""
-    found = {int(r["id"]): str(r["status"]) for r in rows}
-    if all(found.get(i) == "dead" for i in ids):
-        return
-    name = conn.execute(select(workspaces.c.name).where(workspaces.c.id == ws)).scalar_one()
-    problems = [
-        f"batch {i}: not in workspace {name!r}"
-        if i not in found
-        else f"batch {i} is {found[i]}, not dead"
-        for i in sorted(set(ids))
-        if found.get(i) != "dead"
-    ]
-    raise InvalidInput("; ".join([*problems, "nothing was retried"]), what="batches to retry")
+DEAD_BATCHES = DeadRows(batches, _LISTED, "batch", "batches")

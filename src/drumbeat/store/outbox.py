@@ -5,7 +5,7 @@ clock (`available_at`); its lease and its retry time count real time (`lease_unt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
 from drumbeat.store.core import StoreCore, chunks
+from drumbeat.store.dead import DeadRows, retry_dead
 from drumbeat.store.owners import claim_owner, gone_processes, host_owner, process_owner
 from drumbeat.store.schema import DUE, LEASED, RETRY, outbox
 
@@ -340,12 +341,16 @@ class OutboxStore(StoreCore):
         campaign: str | None = None,
         status: str | None = None,
         user_id: str | None = None,
+        ids: Collection[int] | None = None,
         after_id: int | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The workspace's messages by id (oldest first), from after `after_id` (keyset)."""
+        """The workspace's messages by id (oldest first), among `ids`, from after
+        `after_id` (keyset)."""
         o = outbox.c
         query = select(*_LISTED).where(o.workspace_id == ws)
+        if ids is not None:
+            query = query.where(o.id.in_(sorted(set(ids))))
         if campaign is not None:
             query = query.where(o.campaign_key == campaign)
         if status is not None:
@@ -357,6 +362,24 @@ class OutboxStore(StoreCore):
         query = query.order_by(o.id).limit(limit)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    def retry_messages(
+        self,
+        ws: int,
+        ids: Collection[int] | None,
+        now: float,
+        *,
+        campaign: str | None = None,
+        dry_run: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Put the workspace's dead messages `ids` (None: every one, of `campaign` if
+        given) back to pending, due at `now` (the store's clock), their attempts and
+        error cleared: `retry_dead` (one that is not a dead message of the workspace
+        refuses them all). Returns the messages as they were."""
+        back = {"status": "pending", "attempts": 0, "last_error": None, "retry_at": None}
+        back |= {"available_at": now, "lease_until": None, "owner": None}
+        where = [] if campaign is None else [outbox.c.campaign_key == campaign]
+        return retry_dead(self, DEAD_MESSAGES, ws, ids, back, where=where, dry_run=dry_run)
 
     def recent_messages(self, ws: int, user_id: str, limit: int) -> list[dict[str, Any]]:
         """The user's `limit` latest messages, newest first (the user's outbox index)."""
@@ -394,3 +417,4 @@ _LISTED = (
     outbox.c.sent_at,
     outbox.c.last_error,
 )
+DEAD_MESSAGES = DeadRows(outbox, _LISTED, "message", "messages")
