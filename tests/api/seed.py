@@ -87,3 +87,12 @@ def seed(tenant: Tenant) -> int:
         conn.execute(update(outbox).where(outbox.c.workspace_id == ws).values(status="sent"))
     (batch,) = db.batches()
     return batch.id
+
+
+def dead_message(tenant: Tenant) -> int:
+    """One of the seeded messages made dead (as if its channel kept failing): its id."""
+    store, ws = tenant.store, tenant.ws
+    message_id = int(store.outbox_rows(ws, limit=1)[0]["id"])
+    with store.writing() as conn:
+        conn.execute(update(outbox).where(outbox.c.id == message_id).values(status="dead"))
+    return message_id

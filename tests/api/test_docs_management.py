@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from tests.api.conftest import Tenant
-from tests.api.seed import seed
+from tests.api.seed import dead_message, seed
 from tests.api.test_docs_api import DOC, run_block
 
 RUN = re.compile(
@@ -30,6 +30,7 @@ def test_the_management_examples_do_what_they_say(
     server: str, database_url: str, admin: Tenant, tmp_path: Path
 ):
     batch_id = seed(admin)  # users u0..u19, campaign drip, a dead batch
+    message_id = dead_message(admin)
     name = admin.store.workspace_name(admin.ws)
     env = {
         "DRUMBEAT_ADMIN_KEY": admin.key,
@@ -60,9 +61,10 @@ def test_the_management_examples_do_what_they_say(
     assert erased == {"user_id": "u1", "erased": True}
     assert admin.store.load_users(admin.ws, ["u1"]) == {}
 
-    listed_page, retried = lines(run(pages))
+    listed_page, retried, sent_again = lines(run(pages))
     assert listed_page == {"items": [], "next_cursor": None}
     assert (retried["id"], retried["status"]) == (batch_id, "pending")  # type: ignore[index, call-overload]
+    assert (sent_again["id"], sent_again["status"]) == (message_id, "pending")  # type: ignore[index, call-overload]
 
     assert orjson.loads(run(bounce)) == orjson.loads(told)
     addresses = ["gone@example.com", "angry@example.com"]

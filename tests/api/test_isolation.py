@@ -9,14 +9,12 @@ from typing import Any
 
 import httpx
 from fastapi.routing import APIRoute
-from sqlalchemy import update
 
 from drumbeat.api import campaigns, operations, users
 from drumbeat.api.app import create_app
 from drumbeat.store.keys import create_key, revoke_key
-from drumbeat.store.schema import outbox
 from tests.api.conftest import Tenant, new_tenant
-from tests.api.seed import DRIP, seed
+from tests.api.seed import DRIP, dead_message, seed
 
 # POST /v1/deliveries takes no key: a signature per workspace (tests/api/test_deliveries.py)
 SIGNED = {("POST", "/v1/deliveries")}
@@ -62,14 +60,6 @@ def test_every_management_endpoint_is_called_here():
         ok = responses.get("200") or responses["201"]
         assert "$ref" in str(ok["content"]["application/json"]["schema"]), route
         assert "ErrorBody" in str(responses["400"]), route
-
-
-def dead_message(a: Tenant) -> int:
-    """One of A's messages made dead (B retrying it would change it): its id."""
-    message_id = int(a.store.outbox_rows(a.ws, limit=1)[0]["id"])
-    with a.store.writing() as conn:
-        conn.execute(update(outbox).where(outbox.c.id == message_id).values(status="dead"))
-    return message_id
 
 
 def snapshot(a: Tenant) -> tuple[Any, ...]:
