@@ -73,15 +73,14 @@ def hook():
 
 
 @pytest.fixture
-def db(database_url: str, workspace_name: str, monkeypatch: pytest.MonkeyPatch):
+def db(database_url: str, workspace_name: str):
     """The Python API with two tries a message, the second a twentieth of a second after
     the first (real time), which `advance` waits for at its end: an advance that meets the
-    broken hook leaves its messages dead. (`campaigns.apply` reads the webhook allow-list
-    from the environment.)"""
-    monkeypatch.setenv("DRUMBEAT_WEBHOOK_ALLOW", "127.0.0.1")
+    broken hook leaves its messages dead."""
     config = settings(
         database_url=database_url,
         workspace=workspace_name,
+        webhook_allow=["127.0.0.1"],
         send_attempts=ATTEMPTS,
         retry_after=0.05,
         advance_retry_wait=30,
