@@ -137,7 +137,7 @@ def test_events_dedupe_by_message_id_and_create_the_users_they_name(store, ws):
     assert users["u2"].version == 1 and users["u2"].attributes == {}
 
 
-@pytest.mark.parametrize("count", [5, 1003])  # PostgreSQL: one statement up to 1,000, else staged
+@pytest.mark.parametrize("count", [5, 1003])  # one statement, or several (SQLite), or staged (PG)
 def test_events_keep_their_properties_either_way_they_go_in(store, ws, count):
     properties = {"s": "é \\ \" ' {a,b} NULL", "n": 2.5, "list": [1, None, {"k": True}]}
     events = [

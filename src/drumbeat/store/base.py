@@ -341,17 +341,7 @@ class Store(
     def _add_events(
         self, conn: Connection, ws: int, rows: Sequence[EventRecord], now: float
     ) -> int:
-        """The events (a repeated message_id ignored), then their users not known yet (the
-        events' key to workspaces has checked `ws`); returns how many events were new."""
-        inserted = self._insert_events(conn, ws, rows, now)
-        self._add_users(conn, ws, sorted({r.user_id for r in rows}), now)
-        return inserted
-
-    def _insert_events(
-        self, conn: Connection, ws: int, rows: Sequence[EventRecord], now: float
-    ) -> int:
-        raise NotImplementedError
-
-    def _add_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
-        """Create the users among `user_ids` not known yet; the others are left as they are."""
+        """The events (a repeated message_id ignored), then their users not known yet, in id
+        order (the events' key to workspaces has checked `ws`); returns how many events were
+        new. Users who are known are left as they are."""
         raise NotImplementedError

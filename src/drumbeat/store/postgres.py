@@ -187,7 +187,9 @@ class PostgresStore(Store):
         self, conn: Connection, ws: int, rows: Sequence[EventRecord], now: float
     ) -> int:
         if len(rows) > ONE_STATEMENT_ROWS:
-            return super()._add_events(conn, ws, rows, now)
+            inserted = self._insert_events(conn, ws, rows, now)
+            self._add_users(conn, ws, sorted({r.user_id for r in rows}), now)
+            return inserted
         document = orjson.dumps(
             [{"u": r.user_id, "n": r.name, "t": r.ts, "p": r.properties, "m": r.message_id}
              for r in rows]
@@ -209,6 +211,5 @@ class PostgresStore(Store):
             return int(cursor.rowcount)
 
     def _add_users(self, conn: Connection, ws: int, user_ids: Sequence[str], now: float) -> None:
-        # After the events of the same users, whose key to workspaces checked `ws`.
         with _driver(conn).cursor() as cursor:
             cursor.execute(_ADD_USERS, {"ws": ws, "now": now, "ids": list(user_ids)})
