@@ -75,6 +75,7 @@ class Governor:
         self.factor = 1.0  # the share of the caps in force (back-off)
         self._stored: dict[tuple[int, str], LaneRow] = {}  # kept across ticks
         self._epoch = -1  # of the programs the rows were read with
+        self._last: int | None = None  # the last batch id at the last tick
         self._behind: set[tuple[int, str]] = set()  # batches planned or unfinished
         self._ramping: set[tuple[int, str]] = set()
         self._allowance: dict[tuple[int, str], int | None] = {}
@@ -90,6 +91,7 @@ class Governor:
         kept across ticks (read again with the campaigns): a tick measures the campaigns
         with batches planned or unfinished since, and those ramping, not all of them."""
         self._back_off()
+        last = self.store.last_batch_id()  # first: a batch made after it is above it
         flights = self.store.in_flight()
         self._campaign, self._workspace = Counter(), Counter()
         self._last_turn, self._lane_turn = {}, {}
@@ -109,13 +111,18 @@ class Governor:
             self._round = Counter(row.workspace_id for row in rows)
             self._stored = self.store.lane_rows()
             choosing.update((row.workspace_id, row.key) for row in rows)
-            measuring.update(key for key in choosing if key not in self._stored)
-        last = self.store.last_batch_id()
-        known = [self._stored[k].measured_through for k in measuring if k in self._stored]
+            fresh = self._last is None  # a new governor measures every campaign
+            measuring.update(key for key in choosing if fresh or key not in self._stored)
+        floors = [self._stored[k].measured_through for k in measuring if k in self._stored]
+        if self._last is not None:  # the batches made since the last tick, by any process
+            floors.append(self._last)
         costs: dict[tuple[int, str], list[Cost]] = {}
-        if known and min(known) < last:
-            for cost in self.store.batch_costs(min(known)):
+        if floors and min(floors) < last:
+            for cost in self.store.batch_costs(min(floors)):
                 costs.setdefault((cost.workspace_id, cost.campaign_key), []).append(cost)
+        measuring.update(costs)
+        choosing.update(costs)
+        self._last = last
         self._allowance, self._behind, changed = {}, set(), []
         for key in sorted(choosing):
             program = programs.get(*key)
