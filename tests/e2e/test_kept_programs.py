@@ -91,4 +91,4 @@ def test_an_idle_tick_reads_no_campaign(world):
         world.tick()
     read = " ".join(seen.texts).lower()
     assert "from workspaces" in read  # the revisions, one row a workspace
-    assert "from campaigns" not in read
+    assert "select campaigns." not in read  # no campaign row

@@ -6,12 +6,14 @@ at users changed since its watermark (plus one full pass per `full_pass_every`, 
 audiences that time alone makes true, like `created_at before 3d ago`), and members are
 picked by `next_due_at` or by a change to their user.
 
-And cost follows change, not the number of campaigns: a tick reads what changed in a
-workspace once (`Changes`), the members due in all its campaigns in one query
-(`Store.due_by_campaign`), looks only at the campaigns something may have moved
-(`looks_at`), and moves the watermarks of all of them in one statement at the end
-(`Moves`), none when nothing changed. An idle tick is a handful of statements per workspace
-(`drumbeat bench idle`).
+And cost follows change, not the number of campaigns: a tick works from the campaigns kept
+by `Programs` (read again only when a workspace's revision moves on), reads what changed in
+a workspace once (`Changes`) and the members due in all its campaigns in one query
+(`Store.due_by_campaign`). When nothing changed it looks only at the campaigns with members
+due or that time alone moves (`Agenda`), else at those something may have moved
+(`looks_at`); it moves the watermarks of all of them in one statement at the end (`Moves`),
+none when nothing changed. An idle tick is a handful of statements per workspace, and no
+Python per campaign (`drumbeat bench idle`).
 """
 
 from __future__ import annotations

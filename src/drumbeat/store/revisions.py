@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, exists, func, select, update
 
 from drumbeat import metrics
 from drumbeat.store.core import StoreCore
-from drumbeat.store.schema import attribute_types, settings, workspaces
+from drumbeat.store.schema import attribute_types, campaigns, settings, workspaces
 
 CAP_SETTING = "frequency_cap"
 
@@ -36,11 +36,12 @@ class Revision:
 
 
 def _revisions() -> Any:
-    w, t, s = workspaces.c, attribute_types.c, settings.c
+    w, t, s, c = workspaces.c, attribute_types.c, settings.c, campaigns.c
     types = select(func.count()).where(t.workspace_id == w.id).scalar_subquery()
     cap = select(s.value).where(s.workspace_id == w.id, s.name == CAP_SETTING).scalar_subquery()
-    # a workspace no campaign was ever saved in has revision 0: it has nothing to plan
-    return select(w.id, w.name, w.revision, types, cap).where(w.revision > 0)
+    active = exists().where(c.workspace_id == w.id, c.status == "active")
+    # a workspace no campaign was ever saved in has revision 0: nothing to plan
+    return select(w.id, w.name, w.revision, types, cap).where(w.revision > 0, active)
 
 
 _REVISIONS = _revisions()
@@ -57,7 +58,8 @@ class RevisionStore(StoreCore):
     """Mixed into Store: the revision rows."""
 
     def revisions(self) -> dict[int, Revision]:
-        """Every workspace's row that has (or had) campaigns: one statement."""
+        """The row of every workspace with an active campaign: one statement (a workspace
+        whose last active campaign was paused drops out, and its campaigns with it)."""
         with metrics.timed("planner.revisions"), self.engine.connect() as conn:
             return {
                 ws: Revision(ws, name, revision, types, cap["value"] if cap else None)
