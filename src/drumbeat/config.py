@@ -174,6 +174,13 @@ class Settings(BaseSettings):
         "attribute types) before reading them again: a revoked key works for at most this "
         "long; 0: read them for every request",
     )
+    api_write_group: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="on SQLite, most requests' tracking calls a serving process writes in one "
+        "transaction (each still all or nothing, answered after the commit); 1: each its own",
+    )
     api_rate_limit: float | None = Field(
         None,
         gt=0,

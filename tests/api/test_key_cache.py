@@ -62,7 +62,7 @@ def test_a_call_meeting_a_type_fixed_meanwhile_is_checked_with_the_stored_types(
 ):
     store: Store = tenant.store
     types: Recent[int, dict[str, AttrType]] = Recent(60.0)
-    calls = Calls(store, EventPath(store, max_users=100), types, tenant.ws)
+    calls = Calls(store, store.write_calls, EventPath(store, max_users=100), types, tenant.ws)
     first = {"type": "identify", "userId": "u1", "traits": {"seats": 1}}
     assert calls.check_and_write([first], [None], "batch", False)[1]
     types.keep(tenant.ws, {"seats": AttrType.NUMBER})  # held, as another process fixes plan

@@ -23,6 +23,7 @@ from drumbeat.api import (
     users,
 )
 from drumbeat.api.recent import Recent
+from drumbeat.api.write_group import WriteGroup
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput
 from drumbeat.model.attributes import AttrType
@@ -43,6 +44,10 @@ def create_app(database_url: str | None = None) -> FastAPI:
             config.database_url, batch_size=config.batch_size, cache=user_cache(config)
         )
         app.state.events = EventPath(app.state.store, max_users=config.event_path_users)
+        group = None
+        if app.state.store.dialect == "sqlite" and config.api_write_group > 1:
+            group = WriteGroup(app.state.store, config.api_write_group)
+        app.state.write_calls = group.write_calls if group else app.state.store.write_calls
         app.state.head = migrate.head()
         recorder = Recorder(
             app.state.store,
@@ -52,6 +57,8 @@ def create_app(database_url: str | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if group is not None:
+                group.close()
             recorder.close()
             app.state.store.close()
 

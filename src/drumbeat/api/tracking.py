@@ -13,6 +13,7 @@ from drumbeat.api.auth import write_key
 from drumbeat.api.body import MAX_BATCH, MAX_CALL, read_json
 from drumbeat.api.calls import NOT_YET, Checked, check_messages, not_supported
 from drumbeat.api.recent import Recent
+from drumbeat.api.write_group import WriteCalls
 from drumbeat.errors import InvalidInput
 from drumbeat.ingest.validate import Validator
 from drumbeat.model.attributes import AttrType
@@ -89,7 +90,7 @@ async def _store(
     partial: bool,
 ) -> Any:
     state = request.app.state
-    calls = Calls(state.store, state.events, state.types, key.workspace_id)
+    calls = Calls(state.store, state.write_calls, state.events, state.types, key.workspace_id)
     checked, written = await run_in_threadpool(
         calls.check_and_write, messages, kinds, where, partial
     )
@@ -109,6 +110,7 @@ class Calls:
     """One request's calls into one workspace, checked and written."""
 
     store: Store
+    write_calls: WriteCalls  # the store's, or a `WriteGroup`'s (SQLite)
     events: EventPath
     types: Recent[int, dict[str, AttrType]]  # the workspace's attribute types, held a while
     ws: int
@@ -146,7 +148,7 @@ class Calls:
         *,
         fresh: bool = False,
     ) -> tuple[Checked, bool]:
-        store, ws = self.store, self.ws
+        ws = self.ws
         validator = Validator(types, now=now)
         checked = check_messages(messages, kinds, validator, where)
         if checked.problems and not partial:
@@ -155,7 +157,7 @@ class Calls:
             return checked, False
         if checked.users or checked.events:
             step = self.events.step(ws, checked.users, checked.events, now)
-            store.write_calls(
+            self.write_calls(
                 ws, checked.users, checked.events, now, new_types=validator.new_types, then=step
             )
             if validator.new_types:

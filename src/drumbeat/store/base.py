@@ -28,7 +28,6 @@ from drumbeat.store.lanes import LaneStore
 from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.planning import PlanningStore
 from drumbeat.store.rate_limits import RateLimitStore
-from drumbeat.store.revisions import RevisionStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 from drumbeat.store.timings import TimingStore
 
@@ -76,7 +75,6 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
 class Store(
     CampaignStore,
     PlanningStore,
-    RevisionStore,
     OutboxStore,
     BatchQueueStore,
     LaneStore,
@@ -249,21 +247,35 @@ class Store(
         then: Then | None = None,
     ) -> int:
         """Identify and track calls in one transaction (an API batch: all of it or none),
-        `then` last in it (the event path); returns how many events were new. Users are
-        written in id order: two requests that name the same users in other orders would
-        otherwise lock them crosswise (deadlock)."""
+        `then` last in it (the event path); returns how many events were new."""
+        with self.writing() as conn:
+            inserted = self.write_calls_in(conn, ws, user_records, event_records, now,
+                                           new_types=new_types, then=then)  # fmt: skip
+        self.users_changed(ws, [record.user_id for record in user_records])
+        return inserted
+
+    def write_calls_in(
+        self,
+        conn: Connection,
+        ws: int,
+        user_records: Sequence[UserRecord],
+        event_records: Sequence[EventRecord],
+        now: float,
+        *,
+        new_types: Mapping[str, AttrType] | None = None,
+        then: Then | None = None,
+    ) -> int:
+        """`write_calls` in `conn`'s write transaction; the caller tells `users_changed` once
+        it commits. Users are written in id order: two requests that name the same users in
+        other orders would otherwise lock them crosswise (deadlock)."""
         rows = sorted(merge_user_records(user_records), key=lambda record: record.user_id)
-        size = len(rows) + len(event_records)
-        with metrics.timed("store.write_calls", size), self.writing() as conn:
+        with metrics.timed("store.write_calls", len(rows) + len(event_records)):
             self._register_types(conn, ws, new_types or {})
             if rows:
                 self._upsert_users(conn, ws, rows, now)
-            inserted = 0
-            if event_records:
-                inserted = self._add_events(conn, ws, event_records, now)
+            inserted = self._add_events(conn, ws, event_records, now) if event_records else 0
             if then is not None:
                 then(conn)
-        self.users_changed(ws, [row.user_id for row in rows])
         return inserted
 
     def count_events(self, ws: int) -> int:
