@@ -15,13 +15,14 @@ or first seen in imported data). All problems are reported together.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from drumbeat.channels.registry import available
 from drumbeat.channels.template_checks import Fields, template_problems, unknown
 from drumbeat.channels.webhook import AllowList, Refused
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput, Problem
-from drumbeat.model.attributes import STANDARD_FIELDS
+from drumbeat.model.attributes import STANDARD_FIELDS, AttrType
 from drumbeat.model.campaign import Branch, Campaign, Send, SendSpec, WaitUntil, walk_steps
 from drumbeat.rules.resolve import type_problems
 from drumbeat.store import Store
@@ -29,19 +30,39 @@ from drumbeat.store import Store
 USER_FIELDS = frozenset({"user_id", *STANDARD_FIELDS})
 
 
+@dataclass(frozen=True)
+class Known:
+    """What the checks compare with, read once for any number of campaigns: the
+    workspace's attribute types, the channels installed, the webhook allow list."""
+
+    types: dict[str, AttrType]
+    channels: list[str]
+    allow: AllowList
+
+
+def known(store: Store, ws: int, *, webhook_allow: Sequence[str] | None = None) -> Known:
+    """`webhook_allow` defaults to the setting (DRUMBEAT_WEBHOOK_ALLOW)."""
+    allow = AllowList(settings().webhook_allow if webhook_allow is None else webhook_allow)
+    return Known(store.attribute_types(ws), available(), allow)
+
+
 def check(
-    campaign: Campaign, store: Store, ws: int, *, webhook_allow: Sequence[str] | None = None
+    campaign: Campaign,
+    store: Store,
+    ws: int,
+    *,
+    webhook_allow: Sequence[str] | None = None,
+    against: Known | None = None,
 ) -> None:
-    """Raise InvalidInput listing every problem; `webhook_allow` defaults to the setting
-    (DRUMBEAT_WEBHOOK_ALLOW)."""
-    types = store.attribute_types(ws)
+    """Raise InvalidInput listing every problem, against what `known` reads (`against`,
+    when checking several campaigns)."""
+    against = against or known(store, ws, webhook_allow=webhook_allow)
+    types, channels, allow = against.types, against.channels, against.allow
     fields: Fields = {
         "user": USER_FIELDS | set(types),
         "campaign": {"key"},
         "unsubscribe_url": None,
     }
-    allow = AllowList(settings().webhook_allow if webhook_allow is None else webhook_allow)
-    channels = available()
     problems: list[Problem] = []
     rules = [("audience", campaign.audience)]
     if campaign.goal:

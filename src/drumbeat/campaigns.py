@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from drumbeat.campaign_checks import Known, known
 from drumbeat.campaign_checks import check as check  # `campaign check` imports it here
 from drumbeat.engine.member import END, START
 from drumbeat.errors import InvalidInput, Problem
@@ -87,6 +88,8 @@ def plan_sources(
     plans: list[ApplyPlan] = []
     problems: list[Problem] = []
     seen: dict[str, str] = {}  # key → the source that defined it first
+    # the settings and channels read once, not per campaign
+    against = known(store, ws, webhook_allow=webhook_allow)
     for source, campaign in sources:
         if campaign.key in seen:
             problems.append(
@@ -95,7 +98,7 @@ def plan_sources(
             continue
         seen[campaign.key] = source
         try:
-            plans.append(plan_apply(campaign, store, ws, webhook_allow=webhook_allow))
+            plans.append(plan_apply(campaign, store, ws, against=against))
         except InvalidInput as exc:
             problems += at_source(source, exc)
     if problems:
@@ -136,10 +139,15 @@ class ApplyPlan:
 
 
 def plan_apply(
-    campaign: Campaign, store: Store, ws: int, *, webhook_allow: Sequence[str] | None = None
+    campaign: Campaign,
+    store: Store,
+    ws: int,
+    *,
+    webhook_allow: Sequence[str] | None = None,
+    against: Known | None = None,
 ) -> ApplyPlan:
     """What storing `campaign` would do, once it passes `check` (else InvalidInput)."""
-    check(campaign, store, ws, webhook_allow=webhook_allow)
+    check(campaign, store, ws, webhook_allow=webhook_allow, against=against)
     current = store.campaign(ws, campaign.key)
     if current is not None and current.status == "archived":
         raise archived(campaign.key)

@@ -28,7 +28,7 @@ from sqlalchemy import delete
 
 from drumbeat.bench.report import Figure
 from drumbeat.bench.statements import counted
-from drumbeat.campaigns import apply_all, plan_apply
+from drumbeat.campaigns import apply_all, plan_sources
 from drumbeat.config import Settings
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.campaign import parse_campaign
@@ -70,7 +70,8 @@ def load_users(store: Store, ws: int, users: int, cohorts: int) -> None:
 
 
 def add_campaigns(store: Store, ws: int, start: int, stop: int, now: float) -> None:
-    plans = [plan_apply(parse_campaign(campaign(n)), store, ws) for n in range(start, stop)]
+    sources = [(f"campaign {n}", parse_campaign(campaign(n))) for n in range(start, stop)]
+    plans = plan_sources(sources, store, ws)
     apply_all(plans, store, ws, now, activate=True)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,8 +63,8 @@ class Admitted:
 
 
 class Governor:
-    """Decides per tick (`begin_tick`) and per campaign (`admit`); remembers only the
-    back-off between ticks, everything else is read from the store each tick."""
+    """Decides per tick (`begin_tick`) and per campaign (`admit`); remembers the back-off
+    and the lane rows between ticks, and reads what is in flight each tick."""
 
     def __init__(self, store: Store, config: Settings) -> None:
         self.store = store
@@ -74,7 +73,11 @@ class Governor:
             config.lane_slow_above_ms / 1000, config.lane_fast_below_ms / 1000
         )
         self.factor = 1.0  # the share of the caps in force (back-off)
-        self._rows: dict[tuple[int, str], LaneRow] = {}
+        self._stored: dict[tuple[int, str], LaneRow] = {}  # kept across ticks
+        self._epoch = -1  # of the programs the rows were read with
+        self._last: int | None = None  # the last batch id at the last tick
+        self._behind: set[tuple[int, str]] = set()  # batches planned or unfinished
+        self._ramping: set[tuple[int, str]] = set()
         self._allowance: dict[tuple[int, str], int | None] = {}
         self._campaign: Counter[tuple[int, str]] = Counter()  # batches in flight
         self._workspace: Counter[int] = Counter()
@@ -82,10 +85,13 @@ class Governor:
         self._lane_turn: dict[str, float] = {}  # the lane's oldest unfinished turn
         self._round: Counter[int] = Counter()  # active campaigns per workspace
 
-    def begin_tick(self, rows: Sequence[CampaignRow], programs: Programs, now: float) -> None:
+    def begin_tick(self, programs: Programs, now: float) -> None:
         """Read what is in flight, measure the batches finished since the last tick, choose
-        each campaign's lane, move the ramps on, and back off if the store is slow."""
+        the lanes, move the ramps on, and back off if the store is slow. The lane rows are
+        kept across ticks (read again with the campaigns): a tick measures the campaigns
+        with batches planned or unfinished since, and those ramping, not all of them."""
         self._back_off()
+        last = self.store.last_batch_id()  # first: a batch made after it is above it
         flights = self.store.in_flight()
         self._campaign, self._workspace = Counter(), Counter()
         self._last_turn, self._lane_turn = {}, {}
@@ -97,29 +103,45 @@ class Governor:
             self._last_turn[key] = max(self._last_turn.get(key, f.last_turn), f.last_turn)
             self._lane_turn[f.lane] = min(self._lane_turn.get(f.lane, f.first_turn), f.first_turn)
             first_unfinished[key] = min(first_unfinished.get(key, f.first_id), f.first_id)
-        self._round = Counter(row.workspace_id for row in rows)
-        stored = self.store.lane_rows()
-        last = self.store.last_batch_id()
-        known = [stored[k].measured_through for k in self._keys(rows) if k in stored]
+        measuring = self._behind | first_unfinished.keys() | self._ramping
+        choosing = set(measuring)
+        if self._epoch != programs.epoch:  # the campaigns were read again: their rows too
+            self._epoch = programs.epoch
+            rows = programs.rows()
+            self._round = Counter(row.workspace_id for row in rows)
+            self._stored = self.store.lane_rows()
+            choosing.update((row.workspace_id, row.key) for row in rows)
+            fresh = self._last is None  # a new governor measures every campaign
+            measuring.update(key for key in choosing if fresh or key not in self._stored)
+        floors = [self._stored[k].measured_through for k in measuring if k in self._stored]
+        if self._last is not None:  # the batches made since the last tick, by any process
+            floors.append(self._last)
         costs: dict[tuple[int, str], list[Cost]] = {}
-        if known and min(known) < last:
-            for cost in self.store.batch_costs(min(known)):
+        if floors and min(floors) < last:
+            for cost in self.store.batch_costs(min(floors)):
                 costs.setdefault((cost.workspace_id, cost.campaign_key), []).append(cost)
-        self._rows, self._allowance, changed = {}, {}, []
-        for row in rows:
-            key = (row.workspace_id, row.key)
+        measuring.update(costs)
+        choosing.update(costs)
+        self._last = last
+        self._allowance, self._behind, changed = {}, set(), []
+        for key in sorted(choosing):
             program = programs.get(*key)
             if program is None:
                 continue
             through = first_unfinished.get(key, last + 1) - 1
-            old = stored.get(key) or self._new_row(key, through, now)
-            new = lanes.measure(old, costs.get(key, []), through, self.store.batch_size)
+            old = self._stored.get(key) or self._new_row(key, through, now)
+            new = old
+            if key in measuring:
+                new = lanes.measure(old, costs.get(key, []), through, self.store.batch_size)
             lane, reason = lanes.choose(program.campaign, new, self.limits, self.store.batch_size)
             self._allowance[key] = new.ramp
             new = replace(new, lane=lane, reason=reason, ramp=self._next_ramp(new.ramp))
-            if new != old or key not in stored:
+            if new != old or key not in self._stored:
                 changed.append(replace(new, updated_at=now))
-            self._rows[key] = new
+            self._stored[key] = new
+            (self._ramping.add if new.ramp is not None else self._ramping.discard)(key)
+            if key in first_unfinished:  # measured again once they are finished
+                self._behind.add(key)
         if changed:
             with self.store.writing() as conn:
                 self.store.save_lane_rows(conn, changed)
@@ -147,11 +169,12 @@ class Governor:
         planned = math.ceil(len(moving) / size) + math.ceil(len(coming) / size)
         self._campaign[key] += planned
         self._workspace[ws] += planned
-        lane = self._rows[key].lane if key in self._rows else Lane.FAST
+        lane = self._stored[key].lane if key in self._stored else Lane.FAST
         step = float(max(1, self._round[ws]))
         first = max(self._lane_turn.get(lane, 0.0), self._last_turn.get(key, -math.inf) + step)
         if planned:
             self._last_turn[key] = first + (planned - 1) * step
+            self._behind.add(key)  # measured at the next tick
         held = len(moving) < len(advancing) or len(coming) < len(entering)
         return Admitted(lane, coming, moving, held, first, step)
 
@@ -176,7 +199,3 @@ class Governor:
     def _new_row(self, key: tuple[int, str], through: int, now: float) -> LaneRow:
         """A campaign seen for the first time: not measured, its ramp at its start."""
         return LaneRow(*key, "", "", None, 0, through, self.config.ramp_start, now)
-
-    @staticmethod
-    def _keys(rows: Sequence[CampaignRow]) -> list[tuple[int, str]]:
-        return [(row.workspace_id, row.key) for row in rows]

@@ -6,17 +6,18 @@ at users changed since its watermark (plus one full pass per `full_pass_every`, 
 audiences that time alone makes true, like `created_at before 3d ago`), and members are
 picked by `next_due_at` or by a change to their user.
 
-And cost follows change, not the number of campaigns: a tick reads what changed in a
-workspace once (`Changes`), the members due in all its campaigns in one query
-(`Store.due_by_campaign`), looks only at the campaigns something may have moved
-(`looks_at`), and moves the watermarks of all of them in one statement at the end
-(`Moves`), none when nothing changed. An idle tick is a handful of statements per workspace
-(`drumbeat bench idle`).
+And cost follows change, not the number of campaigns: a tick works from the campaigns kept
+by `Programs` (read again only when a workspace's revision moves on), reads what changed in
+a workspace once (`Changes`) and the members due in all its campaigns in one query
+(`Store.due_by_campaign`). When nothing changed it looks only at the campaigns with members
+due or that time alone moves (`Agenda`), else at those something may have moved
+(`looks_at`); it moves the watermarks of all of them in one statement at the end (`Moves`),
+none when nothing changed. An idle tick is a handful of statements per workspace, and no
+Python per campaign (`drumbeat bench idle`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -121,10 +122,12 @@ class Moves:
         if full_pass:
             self.full.setdefault(ws, set()).add(key)
 
-    def write(self, store: Store, now: float) -> int:
-        return store.move_watermarks(
-            self.moved, now - WATERMARK_LAG, full_passes=self.full, now=now
-        )
+    def write(self, store: Store, programs: Programs, now: float) -> int:
+        """Write the moves, and keep them in `programs`' snapshot."""
+        watermark = now - WATERMARK_LAG
+        moved = store.move_watermarks(self.moved, watermark, full_passes=self.full, now=now)
+        programs.moved(self.moved, watermark, full_passes=self.full, now=now)
+        return moved
 
 
 def full_pass_due(row: CampaignRow, now: float, full_pass_every: float) -> bool:
@@ -239,7 +242,7 @@ def plan_campaign(
     if not admitted.held:  # else the next tick looks at the users held back again
         moves.add(ws, key, full_pass=full_pass)
     if own:
-        moves.write(store, now)
+        moves.write(store, programs, now)
     result.entering, result.advancing = len(entering), len(advancing)
     return result
 
@@ -253,22 +256,18 @@ def plan_all(
     lane: str = DEFAULT_LANE,
     governor: Governor | None = None,
 ) -> list[Plan]:
-    """Plan every active campaign of every workspace, from a fresh snapshot of them (the
-    workers of this tick use the same snapshot). A campaign whose planning loses its
-    connection is planned again (`Store.retrying`): its batches, if they were written,
-    are pending and hold its users (`Store.busy_users`), so none is planned twice. The
-    watermarks move last, in one statement: a run killed before plans the tick again."""
+    """Plan the active campaigns of every workspace that something may have moved (a plan
+    each), from the snapshot of them `programs` keeps (the workers of this tick use the
+    same). A campaign whose planning loses its connection is planned again
+    (`Store.retrying`): its batches, if they were written, are pending and hold its users
+    (`Store.busy_users`), so none is planned twice. The watermarks move last, in one
+    statement: a run killed before plans the tick again."""
     store.retrying(programs.refresh, "reading the campaigns")
-    rows = programs.rows()
-    oldest = floors(programs, rows)
-    changes = Changes(store, oldest)
+    spaces = {ws: programs.agenda(ws) for ws in programs.workspaces()}
+    floors = {ws: a.floor for ws, a in spaces.items() if a.floor is not None}
+    changes = Changes(store, floors)
     if governor is not None:  # lanes, caps, ramps, turns
-        store.retrying(partial(governor.begin_tick, rows, programs, now), "governing the tick")
-    due = {}
-    for ws in dict.fromkeys(row.workspace_id for row in rows):
-        if ws in oldest:
-            store.retrying(partial(changes.any_since, ws, oldest[ws]), "reading the changes")
-        due[ws] = store.retrying(partial(store.due_by_campaign, ws, now), "reading the due")
+        store.retrying(partial(governor.begin_tick, programs, now), "governing the tick")
     moves = Moves()
     plans = []
     plan = partial(
@@ -279,30 +278,23 @@ def plan_all(
         lane=lane,
         governor=governor,
     )
-    for row in rows:
-        ws, members_due = row.workspace_id, due[row.workspace_id].get(row.key, ())
-        if looks_at(
-            programs, row, now, full_pass_every=full_pass_every, changes=changes, due=members_due
-        ):
-            work = partial(plan, row, now, changes=changes, due=members_due, moves=moves)
-            plans.append(store.retrying(work, f"planning {row.key}"))
-            continue
-        if row.watermark is not None and changes.any_since(ws, row.watermark):
-            moves.add(ws, row.key)
-        plans.append(Plan(row.key))
-    store.retrying(partial(moves.write, store, now), "moving the watermarks")
+    for ws, agenda in spaces.items():
+        changed = ws in floors and store.retrying(
+            partial(changes.any_since, ws, floors[ws]), "reading the changes"
+        )
+        due = store.retrying(partial(store.due_by_campaign, ws, now), "reading the due")
+        # nothing changed: only the campaigns with members due or that time alone moves
+        rows = programs.rows(ws)
+        if not changed:  # only the campaigns with members due, or that time alone moves
+            looking = agenda.looking(now, full_pass_every) | due.keys()
+            rows = [row for key in sorted(looking) if (row := programs.row(ws, key))]
+        for row in rows:
+            mine = due.get(row.key, ())
+            every = full_pass_every
+            if looks_at(programs, row, now, full_pass_every=every, changes=changes, due=mine):
+                work = partial(plan, row, now, changes=changes, due=mine, moves=moves)
+                plans.append(store.retrying(work, f"planning {row.key}"))
+            elif row.watermark is not None and changes.any_since(ws, row.watermark):
+                moves.add(ws, row.key)
+    store.retrying(partial(moves.write, store, programs, now), "moving the watermarks")
     return plans
-
-
-def floors(programs: Programs, rows: Sequence[CampaignRow]) -> dict[int, float]:
-    """The oldest time each workspace's changes are read from: its campaigns' watermarks,
-    or the creation of a campaign entered on an event and not planned yet."""
-    oldest: dict[int, float] = {}
-    for row in rows:
-        program = programs.get(row.workspace_id, row.key)
-        since = row.watermark
-        if since is None and program is not None:
-            since = row.created_at if isinstance(program.campaign.entry.on, EventEntry) else None
-        if since is not None:
-            oldest[row.workspace_id] = min(oldest.get(row.workspace_id, math.inf), since)
-    return oldest

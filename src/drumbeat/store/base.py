@@ -28,6 +28,7 @@ from drumbeat.store.lanes import LaneStore
 from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.planning import PlanningStore
 from drumbeat.store.rate_limits import RateLimitStore
+from drumbeat.store.revisions import RevisionStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
 from drumbeat.store.timings import TimingStore
 
@@ -75,6 +76,7 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
 class Store(
     CampaignStore,
     PlanningStore,
+    RevisionStore,
     OutboxStore,
     BatchQueueStore,
     LaneStore,

@@ -28,6 +28,7 @@ from drumbeat import metrics
 from drumbeat.engine.member import Member, State
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.store.core import StoreCore
+from drumbeat.store.revisions import bump_revision
 from drumbeat.store.schema import campaigns, memberships, settings, users
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class CampaignStore(StoreCore):
     def save_versions(self, ws: int, versions: Sequence[CampaignVersion], now: float) -> list[int]:
         """Store every version in one transaction (all or none); returns the versions written."""
         with self.writing() as conn:
+            bump_revision(conn, ws)
             return [self.save_campaign(conn, ws, version, now) for version in versions]
 
     def save_campaign(self, conn: Connection, ws: int, new: CampaignVersion, now: float) -> int:
@@ -195,6 +197,7 @@ class CampaignStore(StoreCore):
         if status not in STATUSES:
             raise InvalidInput(f"status {status!r}: use one of {', '.join(STATUSES)}")
         with self.writing() as conn:
+            bump_revision(conn, ws)
             current = conn.execute(
                 select(campaigns.c.status)
                 .where(campaigns.c.workspace_id == ws, campaigns.c.key == key)

@@ -61,6 +61,8 @@ workspaces = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(100), nullable=False, unique=True),
     Column("created_at", Epoch, nullable=False),
+    # moved on by every change to the workspace's campaigns (store/revisions.py; 0020)
+    Column("revision", Integer, nullable=False, server_default=text("0")),
 )
 
 # No foreign key to workspaces: the key check fired for every user written, a fifth of a bulk
