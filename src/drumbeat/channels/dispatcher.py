@@ -1,8 +1,8 @@
-"""The dispatcher: claim due outbox rows, check suppression again, render, send through the
-channel, record the outcome. Transient failures retry with exponential backoff and jitter,
-counted in real seconds whatever the store's clock does; after `send_attempts` a row is
-`dead`; permanent failures are `failed` with the reason. A provider's `Retry-After`
-(`Result.retry_after`) is the least a retry waits.
+"""The dispatcher: claim due outbox rows (each with its recipient, read by the claim), check
+suppression again, render, send through the channel, record the outcome. Transient failures
+retry with exponential backoff and jitter, counted in real seconds whatever the store's
+clock does; after `send_attempts` a row is `dead`; permanent failures are `failed` with the
+reason. A provider's `Retry-After` (`Result.retry_after`) is the least a retry waits.
 
 A rate-limited channel (`DRUMBEAT_RATE_LIMITS`) claims a second's messages at a time and
 sends them as the limiter shared by every process of the store grants them
@@ -36,7 +36,8 @@ from drumbeat.config import Settings
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
 from drumbeat.store import Store
-from drumbeat.store.outbox import OutboxRow, SendResult
+from drumbeat.store.claims import OutboxRow
+from drumbeat.store.outbox import SendResult
 
 EMAIL = "email"  # the channel that sends to the user's address, which may be suppressed
 
@@ -200,10 +201,7 @@ class Dispatcher:
                 "reading the workspace",
             )
         types, name = self._workspaces[ws]
-        users = self.store.retrying(
-            lambda: self.store.load_users(ws, sorted({row.user_id for row in rows})),
-            "reading the recipients",
-        )
+        users = {row.user_id: row.user for row in rows if row.user is not None}
         blocked = self._suppressed_addresses(ws, rows, users)
         results: list[SendResult] = []
         ready: dict[str, list[tuple[OutboxRow, Message]]] = defaultdict(list)

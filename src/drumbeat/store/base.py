@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy import Connection, func, select
 
 from drumbeat import metrics
@@ -35,23 +34,6 @@ from drumbeat.store.timings import TimingStore
 if TYPE_CHECKING:
     from drumbeat.cache import UserCache
     from drumbeat.model.rules import EventCondition, Rule
-
-USER_COLUMNS = (
-    "user_id",
-    "email",
-    "timezone",
-    "unsubscribed",
-    "created_at",
-    "last_seen_at",
-    "attributes",
-    "updated_at",
-    "version",
-)
-
-
-_LOAD_USERS = f"""
-SELECT {", ".join(USER_COLUMNS)} FROM users WHERE workspace_id = ? AND user_id IN_IDS
-"""
 
 Then = Callable[[Connection], object]  # a last step of a write's transaction
 TYPES_CLASH = "attribute types"  # InvalidInput.what: a write's new types clash with stored ones
@@ -196,18 +178,6 @@ class Store(
         with metrics.timed("store.user_versions", len(user_ids)), self.engine.connect() as conn:
             for part in chunks(user_ids, self.batch_size):
                 found.update(self._fetch_by_ids(conn, _USER_VERSIONS, (ws,), part))
-        return found
-
-    def read_users(self, conn: Connection, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
-        """`load_users` in `conn`'s transaction."""
-        found: dict[str, User] = {}
-        loads = orjson.loads if self.dialect == "sqlite" else None
-        for part in chunks(user_ids, self.batch_size):
-            for row in self._fetch_by_ids(conn, _LOAD_USERS, (ws,), part):
-                attributes = loads(row[6]) if loads is not None else row[6]
-                found[row[0]] = User(
-                    row[0], row[1], row[2], bool(row[3]), row[4], row[5], attributes, row[7], row[8]
-                )
         return found
 
     def count_users(self, ws: int) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from drumbeat.errors import DrumbeatError, InvalidInput
 from drumbeat.model.attributes import AttrType
+from drumbeat.model.user import User
 from drumbeat.store.schema import ATTRIBUTE_INDEX_PREFIX, attribute_types, users, workspaces
 
 if TYPE_CHECKING:
@@ -30,6 +31,32 @@ DB_RETRY_SECONDS = 60.0  # DRUMBEAT_DB_RETRY_SECONDS: how long a lost database i
 # SQLSTATEs of a lost or refused connection: class 08, and the server shutting down or
 # terminating the backend (pg_terminate_backend), crashing, or starting.
 _LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+USER_COLUMNS = (
+    "user_id",
+    "email",
+    "timezone",
+    "unsubscribed",
+    "created_at",
+    "last_seen_at",
+    "attributes",
+    "updated_at",
+    "version",
+)
+
+
+_LOAD_USERS = f"""
+SELECT {", ".join(USER_COLUMNS)} FROM users WHERE workspace_id = ? AND user_id IN_IDS
+"""
+
+
+def user_of(values: Sequence[Any], loads: Callable[[Any], Any] | None = None) -> User:
+    """A user from the values of USER_COLUMNS, in that order (`loads`: the attributes are
+    JSON text, as SQLite gives them)."""
+    attributes = values[6] if loads is None else loads(values[6])
+    v = values
+    return User(v[0], v[1], v[2], bool(v[3]), v[4], v[5], attributes, v[7], v[8])
 
 
 class StoreUnavailable(DrumbeatError):
@@ -196,6 +223,15 @@ class StoreCore:
             sql = sql.replace("IN_IDS", "IN (SELECT value FROM json_each(?))")
             ids_param = orjson.dumps(list(ids)).decode()
         return list(conn.exec_driver_sql(sql, (*params, ids_param)).fetchall())
+
+    def read_users(self, conn: Connection, ws: int, user_ids: Sequence[str]) -> dict[str, User]:
+        """The users among `user_ids` (unknown ids left out), in `conn`'s transaction."""
+        found: dict[str, User] = {}
+        loads = orjson.loads if self.dialect == "sqlite" else None
+        for part in chunks(user_ids, self.batch_size):
+            for row in self._fetch_by_ids(conn, _LOAD_USERS, (ws,), part):
+                found[row[0]] = user_of(row, loads)
+        return found
 
     def _insert_ignore(self, table: Table) -> Any:
         return self._dialect_insert(table).on_conflict_do_nothing()

@@ -12,47 +12,29 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
     Connection,
     Select,
     Update,
-    any_,
     bindparam,
     func,
-    literal,
     or_,
     select,
     text,
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
-from drumbeat.store.core import StoreCore, chunks
+from drumbeat.store.claims import OutboxClaims
+from drumbeat.store.core import chunks
 from drumbeat.store.dead import DeadRows, retry_dead
-from drumbeat.store.owners import claim_owner, gone_processes, host_owner, process_owner
-from drumbeat.store.schema import DUE, LEASED, RETRY, outbox
+from drumbeat.store.owners import gone_processes, host_owner, process_owner
+from drumbeat.store.schema import RETRY, outbox
 
 _SENDING = outbox.c.status == "sending"
 
 Claim = tuple[int, int]  # (outbox row id, fence)
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    workspace_id: int
-    dedupe_key: str
-    campaign_key: str
-    step_id: str
-    user_id: str
-    channel: str
-    payload: dict[str, Any]
-    attempts: int
-    fence: int  # the claim's: its results are recorded only while the row still has it
 
 
 @dataclass(frozen=True)
@@ -118,7 +100,7 @@ FROM unnest(%s::text[]) WITH ORDINALITY AS keys(key, n) ORDER BY n
 """
 
 
-class OutboxStore(StoreCore):
+class OutboxStore(OutboxClaims):
     # ---- outbox -------------------------------------------------------------------------
 
     def insert_messages(
@@ -187,48 +169,6 @@ class OutboxStore(StoreCore):
         keys = sorted({f"{ws}/{user_id}" for user_id in user_ids})
         conn.exec_driver_sql(_LOCK_USERS, (keys,))
 
-    def claim_messages(
-        self, now: float, real_now: float, limit: int, lease: float, channel: str | None = None
-    ) -> list[OutboxRow]:
-        """Lease up to `limit` rows: sending ones whose lease (real) ran out and pending ones
-        whose retry time (real) has come, then pending ones due at `now` (the store's clock)
-        oldest first. Each claimed row's fence moves on, so the claim it was taken from
-        cannot record a result."""
-        o = outbox.c
-        claim = (
-            update(outbox)
-            .values(
-                status="sending",
-                lease_until=real_now + lease,
-                owner=claim_owner(),
-                fence=o.fence + 1,
-                attempts=o.attempts + 1,
-            )
-            .returning(
-                o.id,
-                o.workspace_id,
-                o.dedupe_key,
-                o.campaign_key,
-                o.step_id,
-                o.user_id,
-                o.channel,
-                o.payload,
-                o.attempts,
-                o.fence,
-            )
-        )
-        with metrics.timed("store.claim_messages"), self.writing() as conn:
-            ids: list[int] = []
-            for pick in self.claim_picks(now, real_now, channel):
-                if len(ids) >= limit:
-                    break
-                pick = pick.limit(limit - len(ids))
-                if self.dialect == "postgresql":  # rows another claim holds are passed over
-                    pick = pick.with_for_update(skip_locked=True)
-                ids += conn.execute(pick).scalars()
-            rows = [OutboxRow(*row) for row in conn.execute(claim.where(self._among(ids)))]
-        return sorted(rows, key=lambda r: r.id)
-
     def release_orphaned_messages(self) -> int:
         """Let go of the rows being sent by a process of this host that is gone (a run killed
         whole) rather than wait out their lease: the next claim takes them (their fence moves
@@ -246,35 +186,6 @@ class OutboxStore(StoreCore):
                 update(outbox).where(*sending, held_by_gone).values(lease_until=0, owner=None)
             )
         return int(released.rowcount)
-
-    def _among(self, ids: Sequence[int]) -> ColumnElement[bool]:
-        """`id` among `ids`: one array parameter on PostgreSQL (a thousand parameters of an
-        IN list cost three times the update they select for)."""
-        if self.dialect == "postgresql":
-            return outbox.c.id == any_(literal(list(ids), ARRAY(BigInteger)))
-        return outbox.c.id.in_(ids)
-
-    def claim_picks(self, now: float, real_now: float, channel: str | None) -> list[Select[Any]]:
-        """The claim's queries, in the order it takes from them: rows whose lease ran out,
-        retries come due, first tries due. Each reads a partial index in its own order
-        (schema.py), so a claim reads only the rows it takes, whatever else is pending."""
-        o = outbox.c
-        picks = [
-            select(o.id)
-            .where(text(LEASED), o.lease_until < real_now)
-            .order_by(o.lease_until, o.id),
-            select(o.id)
-            .where(text(RETRY), o.retry_at <= real_now, o.available_at <= now)
-            .order_by(o.retry_at, o.id),
-            select(o.id).where(text(DUE), o.available_at <= now).order_by(o.available_at, o.id),
-        ]
-        if channel is None:
-            return picks
-        # The channel as a literal too (one statement a channel): a plan made for any channel
-        # cannot tell a channel with few rows due, whose own index it must read, from one
-        # with many, whose rows `ix_outbox_due` finds as fast.
-        named = o.channel == bindparam("channel", channel, literal_execute=True)
-        return [pick.where(named) for pick in picks]
 
     def extend_leases(self, claims: Sequence[Claim], until: float) -> set[int]:
         """Move the lease of the rows still held under `claims` to `until` (real time), in
