@@ -37,7 +37,8 @@ def markdown(name: str, command: str, figures: list[Figure], notes: str = "") ->
         f"### `{name}`",
         "",
         f"Command: `{command}`  ",
-        f"Run: {stamp}, Python {platform.python_version()}, {platform.machine()}, {_cores()} cores",
+        f"Run: {stamp}, Python {platform.python_version()}, {platform.machine()}, "
+        f"{_cores()} cores, load average {_load()} at the end",
         "",
         "| what | Drumbeat | raw floor | Drumbeat / floor | target |",
         "|---|---:|---:|---:|---|",
@@ -49,6 +50,13 @@ def markdown(name: str, command: str, figures: list[Figure], notes: str = "") ->
         lines += ["", notes]
     lines.append(f"<!-- /bench:{name} -->")
     return "\n".join(lines)
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (as `uptime` shows them)."""
+    import os
+
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def _cores() -> int:

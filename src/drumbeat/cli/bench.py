@@ -161,7 +161,8 @@ def event(
     write: WriteOpt = None,
 ) -> None:
     """Identify → decision on SQLite: p50 and p99 of `identify` converting a member of
-    CAMPAIGNS campaigns in the call, against the plain write (the event path off)."""
+    CAMPAIGNS campaigns in the call, and of the plain write (the event path off), against
+    a bare sqlite3 transaction of one row timed beside each call."""
     from drumbeat.bench.event import run
 
     show("event", run(users, campaigns), write)

@@ -89,6 +89,22 @@ def _hidden(text: str) -> str:
     return re.sub(r":[^/@]*@", ":***@", text)
 
 
+# Every SQLite connection's settings (a benchmark's bare floor uses them too).
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    # A checkpoint (WAL copied into the database, then fsync) in a commit only past 64 MiB
+    # of WAL rather than 4 MiB: batches of random user updates dirty thousands of pages,
+    # and at the default most commits paid for an fsync. A thread checkpoints long before
+    # (`store/checkpoints.py`): this is its backstop.
+    "wal_autocheckpoint=16384",
+    "busy_timeout=60000",
+    "cache_size=-131072",
+    "temp_store=MEMORY",
+    "foreign_keys=ON",
+)
+
+
 def _sqlite_setup(engine: Engine) -> None:
     """WAL, and transactions SQLAlchemy controls: BEGIN IMMEDIATE for writes so that two
     writers queue on the lock instead of failing on upgrade (pysqlite's own BEGIN is off)."""
@@ -97,18 +113,7 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            # A checkpoint (WAL copied into the database, then fsync) every 64 MiB of WAL
-            # rather than every 4 MiB: batches of random user updates dirty thousands of
-            # pages, and at the default most commits paid for an fsync.
-            "wal_autocheckpoint=16384",
-            "busy_timeout=60000",
-            "cache_size=-131072",
-            "temp_store=MEMORY",
-            "foreign_keys=ON",
-        ):
+        for pragma in SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
