@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from drumbeat.choices import BatchStatus, MemberState, MessageStatus, choice
 from drumbeat.config import Settings, settings
 from drumbeat.errors import InvalidInput, Problem
+from drumbeat.ingest.held_types import HeldTypes, stale
 from drumbeat.ingest.validate import HAS_NUL, NUL, Validator, shown
 from drumbeat.model.attributes import AttrType, TypeMismatch, format_timestamp, parse_timestamp
 from drumbeat.model.durations import InvalidDuration, parse_duration
@@ -81,6 +82,10 @@ class Drumbeat:
         return EventPath(self.store, max_users=self.config.event_path_users)
 
     @cached_property
+    def _types(self) -> HeldTypes:
+        return HeldTypes(self.store, self.config.api_key_cache_seconds)
+
+    @cached_property
     def campaigns(self) -> Campaigns:
         """Campaign definitions: check, apply, list, show, pause, resume, archive."""
         from drumbeat.campaign_api import Campaigns  # templates and YAML: on first use
@@ -99,10 +104,23 @@ class Drumbeat:
         self.identify_many([{"user_id": user_id, "traits": dict(traits or {})}])
 
     def identify_many(self, calls: Iterable[Mapping[str, Any]]) -> int:
-        """Validate every call, then write in batches; one bad call and nothing is written."""
-        now = self.clock()
-        validator = Validator(self.store.attribute_types(self.ws), now=now)
-        records: list[UserRecord] = _validated(calls, validator.user)
+        """Validate every call, then write in batches; one bad call and nothing is written.
+        The attribute types are held a moment (`ingest/held_types.py`)."""
+        now, given = self.clock(), list(calls)
+        return self._types.checking(
+            self.ws, lambda types, fresh: self._identify(given, types, fresh, now)
+        )
+
+    def _identify(
+        self, calls: list[Mapping[str, Any]], types: dict[str, AttrType], fresh: bool, now: float
+    ) -> int:
+        validator = Validator(types, now=now)
+        try:
+            records: list[UserRecord] = _validated(calls, validator.user)
+        except InvalidInput:
+            if validator.new_types and not fresh:
+                raise stale() from None
+            raise
         step = self.event_path.step(self.ws, records, (), now)  # in the last part's commit
         parts = list(chunks(records, self.store.batch_size))
         written = 0
@@ -110,6 +128,8 @@ class Drumbeat:
             new_types = validator.new_types if index == 0 else None
             then = step if index == len(parts) - 1 else None
             written += self.store.write_users(self.ws, part, now, new_types=new_types, then=then)
+        if validator.new_types:
+            self._types.forget(self.ws)  # this client sees the types it fixed at once
         return written
 
     def track(
@@ -154,6 +174,7 @@ class Drumbeat:
             choices = ", ".join(t.value for t in AttrType)
             raise InvalidInput(f"type {kind!r}: use one of {choices}") from None
         self.store.declare_attribute(self.ws, name, attr_type)
+        self._types.forget(self.ws)
 
     # ---- reading --------------------------------------------------------------------------
 

@@ -171,8 +171,8 @@ class Settings(BaseSettings):
         ge=0,
         le=60,
         description="seconds a serving process keeps a key it looked up (and a workspace's "
-        "attribute types) before reading them again: a revoked key works for at most this "
-        "long; 0: read them for every request",
+        "attribute types, as a Python client does) before reading them again: a revoked key "
+        "works for at most this long; 0: read them for every request",
     )
     api_write_group: int = Field(
         32,

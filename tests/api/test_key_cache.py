@@ -1,5 +1,5 @@
 """Keys and attribute types held a few seconds per serving process
-(DRUMBEAT_API_KEY_CACHE_SECONDS, `api/recent.py`): a revoked key is refused once its time is
+(DRUMBEAT_API_KEY_CACHE_SECONDS, `recent.py`): a revoked key is refused once its time is
 up, a new key works at once, and a call meeting a type fixed meanwhile is checked again."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import time
 
 import httpx
 
-from drumbeat.api.recent import Recent
 from drumbeat.api.tracking import Calls
+from drumbeat.ingest.held_types import HeldTypes
 from drumbeat.model.attributes import AttrType
 from drumbeat.pipeline.events import EventPath
+from drumbeat.recent import Recent
 from drumbeat.store import Store
 from drumbeat.store.keys import ApiKey, create_key, find_key, key_hash, revoke_key
 from tests.api.conftest import Tenant, serving
@@ -61,11 +62,11 @@ def test_a_call_meeting_a_type_fixed_meanwhile_is_checked_with_the_stored_types(
     tenant: Tenant,
 ):
     store: Store = tenant.store
-    types: Recent[int, dict[str, AttrType]] = Recent(60.0)
+    types = HeldTypes(store, 60.0)
     calls = Calls(store, store.write_calls, EventPath(store, max_users=100), types, tenant.ws)
     first = {"type": "identify", "userId": "u1", "traits": {"seats": 1}}
     assert calls.check_and_write([first], [None], "batch", False)[1]
-    types.keep(tenant.ws, {"seats": AttrType.NUMBER})  # held, as another process fixes plan
+    types.hold(tenant.ws, {"seats": AttrType.NUMBER})  # held, as another process fixes plan
     store.declare_attribute(tenant.ws, "plan", AttrType.NUMBER)  # another process's doing
 
     bad = {"type": "identify", "userId": "u2", "traits": {"plan": "pro"}}

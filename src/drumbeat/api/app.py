@@ -22,11 +22,10 @@ from drumbeat.api import (
     unsubscribe,
     users,
 )
-from drumbeat.api.recent import Recent
 from drumbeat.api.write_group import WriteGroup
 from drumbeat.config import settings
 from drumbeat.errors import InvalidInput
-from drumbeat.model.attributes import AttrType
+from drumbeat.recent import Recent
 from drumbeat.recorder import Recorder
 from drumbeat.store import migrate, open_store
 from drumbeat.store.keys import ApiKey
@@ -38,6 +37,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from drumbeat.cache import user_cache
+        from drumbeat.ingest.held_types import HeldTypes
         from drumbeat.pipeline.events import EventPath
 
         app.state.store = open_store(
@@ -48,6 +48,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
         if app.state.store.dialect == "sqlite" and config.api_write_group > 1:
             group = WriteGroup(app.state.store, config.api_write_group)
         app.state.write_calls = group.write_calls if group else app.state.store.write_calls
+        app.state.types = HeldTypes(app.state.store, config.api_key_cache_seconds)
         app.state.head = migrate.head()
         recorder = Recorder(
             app.state.store,
@@ -65,7 +66,6 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app = FastAPI(title="Drumbeat", version="0.1.0", lifespan=lifespan)
     app.state.config = config
     app.state.keys = Recent[str, ApiKey](config.api_key_cache_seconds)
-    app.state.types = Recent[int, dict[str, AttrType]](config.api_key_cache_seconds)
     app.include_router(tracking.router)
     app.include_router(inbox.router)
     app.include_router(unsubscribe.router)

@@ -9,7 +9,7 @@ import binascii
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
-from drumbeat.api.recent import Recent
+from drumbeat.recent import Recent
 from drumbeat.store.keys import ApiKey, find_key, key_hash
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="drumbeat"'}
@@ -32,7 +32,7 @@ def presented_key(request: Request) -> str:
 
 async def write_key(request: Request) -> ApiKey:
     """A live key of scope write or admin (both may send data), or 401. Looked up in the
-    store at most every DRUMBEAT_API_KEY_CACHE_SECONDS per process (`api/recent.py`); a key
+    store at most every DRUMBEAT_API_KEY_CACHE_SECONDS per process (`recent.py`); a key
     held is answered without leaving the event loop."""
     keys: Recent[str, ApiKey] = request.app.state.keys
     held = keys.held(key_hash(presented_key(request)))

@@ -12,15 +12,13 @@ from fastapi.responses import JSONResponse
 from drumbeat.api.auth import write_key
 from drumbeat.api.body import MAX_BATCH, MAX_CALL, read_json
 from drumbeat.api.calls import NOT_YET, Checked, check_messages, not_supported
-from drumbeat.api.recent import Recent
 from drumbeat.api.write_group import WriteCalls
-from drumbeat.errors import InvalidInput
+from drumbeat.ingest.held_types import HeldTypes, stale
 from drumbeat.ingest.validate import Validator
 from drumbeat.model.attributes import AttrType
 from drumbeat.pipeline.clock import store_now
 from drumbeat.pipeline.events import EventPath
 from drumbeat.store import Store
-from drumbeat.store.base import TYPES_CLASH
 from drumbeat.store.keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
@@ -112,7 +110,7 @@ class Calls:
     store: Store
     write_calls: WriteCalls  # the store's, or a `WriteGroup`'s (SQLite)
     events: EventPath
-    types: Recent[int, dict[str, AttrType]]  # the workspace's attribute types, held a while
+    types: HeldTypes  # the workspace's attribute types, held a while
     ws: int
 
     def check_and_write(
@@ -121,21 +119,15 @@ class Calls:
         """Checked messages, and whether the good ones were written (durably: committed)
         with the engine run for their users (the event path) in the same transaction.
 
-        The types held may be a few seconds old (`api/recent.py`). Types are only added, so
-        they can only lack one another process fixed meanwhile, and only a call that fixes
-        a type can be misjudged: such calls are checked again with the types read afresh if
-        the write refuses their types, or if they are to be refused anyway (so that the
-        answer names every bad field)."""
+        The types held may be a few seconds old: checked again with the types read afresh
+        when that could matter (`ingest/held_types.py`)."""
         now = store_now(self.store)
-        held = self.types.held(self.ws)
-        if held is not None:
-            try:
-                return self._check_and_write(messages, kinds, where, partial, now, held)
-            except InvalidInput as exc:
-                if exc.what != TYPES_CLASH:
-                    raise
-        types = self.types.keep(self.ws, self.store.attribute_types(self.ws)) or {}
-        return self._check_and_write(messages, kinds, where, partial, now, types, fresh=True)
+        return self.types.checking(
+            self.ws,
+            lambda types, fresh: self._check_and_write(
+                messages, kinds, where, partial, now, types, fresh=fresh
+            ),
+        )
 
     def _check_and_write(
         self,
@@ -153,7 +145,7 @@ class Calls:
         checked = check_messages(messages, kinds, validator, where)
         if checked.problems and not partial:
             if validator.new_types and not fresh:
-                raise InvalidInput("types held may be stale", what=TYPES_CLASH)
+                raise stale()
             return checked, False
         if checked.users or checked.events:
             step = self.events.step(ws, checked.users, checked.events, now)
