@@ -19,7 +19,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from drumbeat.errors import DrumbeatError, InvalidInput
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
-from drumbeat.store.checkpoints import Checkpointer
 from drumbeat.store.schema import ATTRIBUTE_INDEX_PREFIX, attribute_types, users, workspaces
 
 if TYPE_CHECKING:
@@ -85,8 +84,6 @@ class StoreCore:
         self.retry_seconds = retry_seconds
         # Leases count real time, whatever the store's clock (tests move this one by hand).
         self.real_clock: Callable[[], float] = time.time
-        database = self._sqlite_file()
-        self._checkpoints = None if database is None else Checkpointer(engine, self._writers_turn)
 
     def retrying(self, work: Callable[[], T], what: str) -> T:
         """`work()`, done again after a lost connection (PostgreSQL restarted, the backend
@@ -133,8 +130,6 @@ class StoreCore:
             conn.begin(),
         ):
             yield conn
-        if self._checkpoints is not None:
-            self._checkpoints.after_write()
 
     @contextmanager
     def _writers_turn(self) -> Iterator[None]:
@@ -193,8 +188,6 @@ class StoreCore:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
-        if self._checkpoints is not None:
-            self._checkpoints.close()
         self.engine.dispose()
 
     def _dialect_insert(self, table: Table) -> Any:
