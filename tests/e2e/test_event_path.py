@@ -113,6 +113,17 @@ def test_only_campaigns_whose_rules_read_the_change_are_concerned(world):
     assert concerns(programs["welcome"], plan) is None
     assert concerns(programs["welcome"], signed).entering == {"u"}
 
+    from drumbeat.pipeline.events import WorkspacePrograms
+
+    workspace = WorkspacePrograms(world.store, world.ws)  # only those are looked at
+    with world.store.writing() as conn:
+        workspace.current(conn)
+    assert [p.key for p in workspace.reading(plan)] == ["upsell"]
+    assert [p.key for p in workspace.reading(signed)] == ["welcome"]
+    assert workspace.reading(color) == []
+    both = {"u": Touched(names={"plan"}), "v": Touched(events={"signed_up"})}
+    assert sorted(p.key for p in workspace.reading(both)) == ["upsell", "welcome"]
+
 
 def _programs(world):  # type: ignore[no-untyped-def]
     from drumbeat.pipeline.events import WorkspacePrograms

@@ -88,14 +88,37 @@ def concerns(program: Program, changes: Mapping[str, Touched]) -> Concern | None
     return Concern(program, tuple(users), frozenset(entering)) if users else None
 
 
+def read_names(program: Program) -> set[tuple[str, str]]:
+    """What a campaign reads, as `concerns` looks: ("name", attribute or field) and
+    ("event", name counted or started on)."""
+    on = program.campaign.entry.on
+    events = {condition.event for condition in program.event_conditions}
+    if isinstance(on, EventEntry):
+        events.add(on.event)
+    return {("name", n) for n in program.attributes} | {("event", e) for e in events}
+
+
 class WorkspacePrograms:
     """The compiled programs of one workspace's active campaigns, compiled again only when
-    the fingerprint (`EventPathStore.campaigns_fingerprint`) changes."""
+    the fingerprint (`EventPathStore.campaigns_fingerprint`) changes, and which of them read
+    each attribute, field and event name."""
 
     def __init__(self, store: Store, ws: int) -> None:
         self.store, self.ws = store, ws
         self._fingerprint: tuple[Any, ...] | None = None
         self._programs: list[Program] = []
+        self._readers: dict[tuple[str, str], list[int]] = {}  # name → programs' positions
+
+    def reading(self, changes: Mapping[str, Touched]) -> list[Program]:
+        """The programs (as of `current`, in its order) that read a name `changes` touch:
+        the others are not looked at, however many campaigns are active."""
+        found: set[int] = set()
+        for t in changes.values():
+            for name in t.names:
+                found.update(self._readers.get(("name", name), ()))
+            for event in t.events:
+                found.update(self._readers.get(("event", event), ()))
+        return [self._programs[i] for i in sorted(found)]
 
     def current(self, conn: Connection) -> list[Program]:
         fingerprint = self.store.campaigns_fingerprint(conn, self.ws)
@@ -107,6 +130,10 @@ class WorkspacePrograms:
                 compile_program(parse_campaign(row.definition), types, workspace=name, cap=cap)
                 for row in self.store.campaigns(self.ws, status="active")
             ]
+            self._readers = {}
+            for index, program in enumerate(self._programs):
+                for read in read_names(program):
+                    self._readers.setdefault(read, []).append(index)
             self._fingerprint = fingerprint
         return self._programs
 
@@ -156,12 +183,12 @@ class EventPath:
         now: float,
     ) -> Reaction:
         store, reaction = self.store, Reaction()
-        programs = self._workspaces.setdefault(ws, WorkspacePrograms(store, ws)).current(conn)
-        if not programs:  # no campaign is active: nothing to decide (the common case)
+        workspace = self._workspaces.setdefault(ws, WorkspacePrograms(store, ws))
+        if not workspace.current(conn):  # no campaign is active: nothing to decide
             return reaction
         changes = touched(users, events)
         with metrics.timed("event_path.react", len(changes)):
-            found = [concerns(p, changes) for p in programs]
+            found = [concerns(p, changes) for p in workspace.reading(changes)]
             concerned = [c for c in found if c is not None]
             if not concerned:
                 return reaction
