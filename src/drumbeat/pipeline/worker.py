@@ -14,8 +14,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection
-
 from drumbeat import metrics
 from drumbeat.engine.machine import decide
 from drumbeat.engine.member import Decision, Subject
@@ -130,8 +128,10 @@ def _process_batch(
     if program is None:  # paused or archived since it was planned
         report.outcome = "skipped"
         with store.writing() as conn:
-            store.finish_batch(conn, batch, now, 0.0, status="skipped")
-            return report, _claim_next(store, conn, claim_from, owner)
+            _, following = store.finish_and_claim(
+                conn, batch, now, 0.0, "skipped", lane=claim_from, lease=BATCH_LEASE, owner=owner
+            )
+            return report, following
     for _ in range(CAP_ATTEMPTS):
         staged = stage_batch(store, program, batch, now)
         try:
@@ -207,12 +207,16 @@ def commit_batch(
             "messages": queued,
         }
         seconds = time.perf_counter() - staged.started
-        if not store.finish_batch(conn, batch, now, seconds, report=report):
+        finished, following = store.finish_and_claim(
+            conn,
+            batch,
+            now,
+            seconds,
+            report=report,
+            lane=claim_from,
+            lease=BATCH_LEASE,
+            owner=owner,
+        )
+        if not finished:
             raise LeaseLost(f"batch {batch.id} was claimed by another worker")
-        return queued, _claim_next(store, conn, claim_from, owner)
-
-
-def _claim_next(
-    store: Store, conn: Connection, lane: str | None, owner: str | None
-) -> Batch | None:
-    return None if lane is None else store.claim_batch(lane, BATCH_LEASE, conn, owner=owner)
+        return queued, following

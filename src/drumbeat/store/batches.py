@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select, update
+from sqlalchemy import Connection, and_, case, exists, func, or_, select, true, update
 
 from drumbeat import metrics
 from drumbeat.store.core import StoreCore
@@ -100,16 +100,21 @@ class BatchStore(StoreCore):
         pipeline/governor.py), then by id; one whose lease ran out BATCH_ATTEMPTS times is
         made dead on the way (its holders all died or stalled on it) and the next one is
         claimed."""
-        b = batches.c
-        pick = select(b.id).where(b.lane == lane, claimable(owner, self.real_clock()))
-        pick = pick.order_by(b.turn, b.id).limit(1)
-        if self.dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        claim = self._claim_statement(b.id == pick.scalar_subquery(), lease, owner)
+        claim = self._claim_statement(self._pick(lane, owner), lease, owner)
         with metrics.timed("store.claim_batch"):
             while (row := conn.execute(claim).first()) is not None and row.status == "dead":
                 log_dead(row)
         return Batch(*row[:-1]) if row is not None else None
+
+    def _pick(self, lane: str, owner: str, *also: Any) -> Any:
+        """The claim's condition: the id of the first claimable batch of `lane` by turn, then
+        id (and `also` true of it), passing over one another claim holds on PostgreSQL."""
+        b = batches.c
+        pick = select(b.id).where(b.lane == lane, claimable(owner, self.real_clock()), *also)
+        pick = pick.order_by(b.turn, b.id).limit(1)
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        return b.id == pick.scalar_subquery()
 
     def _claim_statement(self, where: Any, lease: float, owner: str) -> Any:
         """The update that claims the batch `where` picks (or makes it dead, when worn)."""
@@ -207,15 +212,47 @@ class BatchStore(StoreCore):
         """Mark the batch finished if this worker still holds it (same fence), with what it
         did (`report`: changed, entered, messages); else False and the caller must roll
         back: another worker owns the batch now."""
-        b = batches.c
-        done = conn.execute(
-            update(batches)
-            .where(b.id == batch.id, b.fence == batch.fence)
-            .values(
-                status=status, finished_at=now, seconds=seconds, lease_until=None, **(report or {})
-            )
-        )
+        done = conn.execute(_finish_statement(batch, now, seconds, status, report))
         return bool(done.rowcount == 1)
+
+    def finish_and_claim(
+        self,
+        conn: Connection,
+        batch: Batch,
+        now: float,
+        seconds: float,
+        status: str = "done",
+        *,
+        report: Mapping[str, int] | None = None,
+        lane: str | None = None,
+        lease: float = 0.0,
+        owner: str | None = None,
+    ) -> tuple[bool, Batch | None]:
+        """`finish_batch`, and if it finished, `claim_batch` of `lane` (if given) in `conn`'s
+        transaction: whether it finished, and the batch claimed. On PostgreSQL one statement
+        (one round trip a batch, not two): the claim reads the finish's result, so it claims
+        nothing when the batch was not finished."""
+        owner = owner or claim_owner()
+        if lane is None or self.dialect != "postgresql":
+            if not self.finish_batch(conn, batch, now, seconds, status, report=report):
+                return False, None
+            return True, None if lane is None else self._claim_batch(conn, lane, lease, owner)
+        b = batches.c
+        finish = _finish_statement(batch, now, seconds, status, report)
+        finished = finish.returning(b.id).cte("finished")
+        pick = self._pick(lane, owner, b.id != batch.id, exists(select(finished.c.id)))
+        claimed = self._claim_statement(pick, lease, owner).cte("claimed")
+        both = select(finished.c.id.label("finished"), *claimed.c)
+        with metrics.timed("store.claim_batch"):
+            row = conn.execute(both.select_from(finished.outerjoin(claimed, true()))).first()
+        if row is None:
+            return False, None
+        if row.id is None:
+            return True, None
+        if row.status == "dead":  # worn out: the next one is claimed
+            log_dead(row)
+            return True, self._claim_batch(conn, lane, lease, owner)
+        return True, Batch(*row[1:-1])
 
     def busy_users(self, ws: int, key: str) -> set[str]:
         """The users of the campaign's unfinished (pending or running) batches, in one
@@ -298,6 +335,19 @@ class BatchStore(StoreCore):
         batches as they were."""
         back = {"status": "pending", "attempts": 0, "lease_until": None, "owner": None}
         return retry_dead(self, DEAD_BATCHES, ws, ids, back, dry_run=dry_run)
+
+
+def _finish_statement(
+    batch: Batch, now: float, seconds: float, status: str, report: Mapping[str, int] | None
+) -> Any:
+    """The update that finishes the batch if its fence still holds."""
+    b = batches.c
+    values = {"status": status, "finished_at": now, "seconds": seconds, "lease_until": None}
+    return (
+        update(batches)
+        .where(b.id == batch.id, b.fence == batch.fence)
+        .values(**values, **(report or {}))
+    )
 
 
 def claimable(owner: str, now: float) -> Any:
