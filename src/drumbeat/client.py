@@ -12,8 +12,8 @@ from drumbeat.config import Settings, settings
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.ingest.held_types import HeldTypes, stale
 from drumbeat.ingest.validate import HAS_NUL, NUL, Validator, shown
-from drumbeat.model.attributes import AttrType, TypeMismatch, format_timestamp, parse_timestamp
-from drumbeat.model.durations import InvalidDuration, parse_duration
+from drumbeat.inputs import interval, timestamp
+from drumbeat.model.attributes import AttrType, format_timestamp
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
 from drumbeat.pipeline.clock import StoreClock
@@ -452,25 +452,6 @@ def _batch(row: Mapping[str, Any]) -> Batch:
         row["created_at"],
         row["last_error"],
     )
-
-
-def timestamp(value: str | float, what: str) -> float:
-    """An ISO-8601 time or epoch seconds; InvalidInput naming `what` otherwise."""
-    try:
-        return parse_timestamp(value)
-    except TypeMismatch as exc:
-        raise InvalidInput(f"{what}: {exc}") from None
-
-
-def interval(value: str | float, what: str) -> float:
-    """A duration longer than zero: `1h`, `15m`, or seconds."""
-    try:
-        seconds = parse_duration(value)
-    except InvalidDuration as exc:
-        raise InvalidInput(f"{what}: {exc}") from None
-    if seconds <= 0:
-        raise InvalidInput(f"{what}: must be longer than zero")
-    return float(seconds)
 
 
 def _validated(calls: Iterable[Mapping[str, Any]], check: Callable[..., Any]) -> list[Any]:

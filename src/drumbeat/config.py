@@ -22,14 +22,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from drumbeat.env_settings import DATABASE_URL, PREFIX, WORKSPACE
 from drumbeat.errors import InvalidInput, Problem
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DRUMBEAT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
 
     database_url: str = Field(
-        "sqlite:///./drumbeat.db", description="store of record: sqlite:///path or postgresql://…"
+        DATABASE_URL, description="store of record: sqlite:///path or postgresql://…"
     )
     cache: Literal["none", "memory", "redis"] = Field(
         "none",
@@ -62,7 +63,7 @@ class Settings(BaseSettings):
         "publishes it again (its message was lost, say); a batch is worked once however often "
         "it is published",
     )
-    workspace: str = Field("default", description="the workspace (tenant) commands act on")
+    workspace: str = Field(WORKSPACE, description="the workspace (tenant) commands act on")
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
     import_batch_size: int = Field(
         100_000,

@@ -5,7 +5,7 @@ over a span, merged exactly, with the rates worked out from them, and the lanes'
 - store queries per 1,000 users processed (users: those of the batches worked);
 - users and messages per second, over the minutes something was timed in;
 - per lane: pending and running batches, the age of the oldest waiting one;
-- the cache hit rate, once a cache records `metrics.CACHE_HITS` / `CACHE_MISSES` (else None).
+- the cache hit rate, once a cache records `CACHE_HITS` / `CACHE_MISSES` (else None).
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 from drumbeat.choices import StatsBy
 from drumbeat.histogram import Histogram
-from drumbeat.metrics import CACHE_HITS, CACHE_MISSES, GLOBAL
-from drumbeat.store import Store
+from drumbeat.timing_names import (
+    BATCH_STAGE,
+    CACHE_HITS,
+    CACHE_MISSES,
+    DISPATCH_STAGE,
+    GLOBAL,
+)
 
 if TYPE_CHECKING:
     from drumbeat.capacity import Measured
-
-BATCH_STAGE = "stage.batch"  # its items: users processed
-DISPATCH_STAGE = "stage.dispatch"  # its items: messages handed to channels
+    from drumbeat.store import Store
+    from drumbeat.store.readonly import ReadOnlyStore
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class Stats:
 
 
 def read_stats(
-    store: Store, ws: int, *, since: float, by: StatsBy, now: float, clock: float
+    store: Store | ReadOnlyStore, ws: int, *, since: float, by: StatsBy, now: float, clock: float
 ) -> Stats:
     """The timings of the `since` seconds before `now` (real time), from the start of that
     minute; lanes aged on the store's `clock` (a virtual one, if set)."""

@@ -1,19 +1,32 @@
 """`drumbeat --help` and `--version` stay fast: they import no store, no models, no
-templates (each command imports those when it runs). An assertion on imports, not on time."""
+templates (each command imports those when it runs); `clock` and `stats` on a store ready
+as it stands read it through the plain driver, without SQLAlchemy or pydantic, and print
+what the full path prints. Assertions on imports, not on time (docs/cli.md, Start-up)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 
 import pytest
 
+from drumbeat.histogram import Histogram
+from drumbeat.store import open_store
+from drumbeat.timing_names import GLOBAL
+from tests.contract.test_readonly import _fill
+from tests.e2e.running import own_store
+
 HEAVY = {"sqlalchemy", "pydantic", "jinja2", "psycopg", "yaml"}
+# and what a command that only reads a little need not import either
+NOT_TO_READ = HEAVY | {"prometheus_client", "alembic", "pydantic_settings"}
 
 
-def imported(*args: str) -> set[str]:
-    """The top-level packages `python -m drumbeat ARGS` imports (from -X importtime)."""
+def run(*args: str) -> tuple[str, set[str]]:
+    """What `python -m drumbeat ARGS` prints, and the top-level packages it imports (from
+    -X importtime)."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "drumbeat", *args],
         capture_output=True,
@@ -24,7 +37,11 @@ def imported(*args: str) -> set[str]:
     assert done.returncode == 0, done.stderr[-2000:]
     names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+([\w.]+)$", done.stderr, re.M)
     assert "drumbeat.cli.app" in names  # the output was read
-    return {name.split(".")[0] for name in names}
+    return done.stdout, {name.split(".")[0] for name in names}
+
+
+def imported(*args: str) -> set[str]:
+    return run(*args)[1]
 
 
 @pytest.mark.parametrize("args", [("--help",), ("--version",)], ids=" ".join)
@@ -42,6 +59,48 @@ def test_a_commands_help_imports_no_store(args):
 def test_a_command_imports_what_it_needs():
     """The check above can fail: a command that runs does import the store."""
     assert {"sqlalchemy", "pydantic"} <= imported("--database-url", "sqlite://", "clock")
+
+
+@pytest.fixture
+def ready(database_url: str, workspace_name: str) -> Iterator[tuple[str, ...]]:
+    """Options naming a migrated store with a workspace of batches, messages, a virtual
+    clock and timings of this minute."""
+    with own_store(database_url) as url:
+        store = open_store(url)
+        ws = store.workspace_id(workspace_name)
+        _fill(store, ws, store.workspace_id(f"{workspace_name}-other"))
+        timing = Histogram()
+        timing.add(0.25, items=7)
+        store.add_timings({(time.time() // 60 * 60, GLOBAL, "query", "store.q"): timing})
+        store.close()
+        yield ("--database-url", url, "--workspace", workspace_name)
+
+
+QUICK = [("clock",), ("stats",), ("stats", "--format", "json"), ("stats", "--by", "lane")]
+
+
+@pytest.mark.parametrize("command", QUICK, ids=" ".join)
+def test_clock_and_stats_read_a_ready_store_quickly_and_print_the_same(
+    ready: tuple[str, ...], command: tuple[str, ...]
+) -> None:
+    driver = {"psycopg"} if ready[1].startswith("postgresql") else set()
+    quick, names = run(*ready, *command)
+    assert names & NOT_TO_READ <= driver
+    # another global option: the full settings check it, then the full store is read
+    full, names = run(*ready, "--batch-size", "1000", *command)
+    assert {"sqlalchemy", "pydantic"} <= names
+    assert quick == full
+
+
+def test_clock_and_stats_make_what_is_missing_as_before(tmp_path) -> None:
+    """No store yet, or a workspace not there: the full path makes them, as it always did."""
+    url = f"sqlite:///{tmp_path / 'drumbeat.db'}"
+    shown, names = run("--database-url", url, "clock")
+    assert shown.startswith("real clock: ") and "sqlalchemy" in names
+    stats, names = run("--database-url", url, "--workspace", "new", "stats", "--format", "json")
+    assert '"batches_by_status": {}' in stats and "sqlalchemy" in names
+    again, names = run("--database-url", url, "--workspace", "new", "clock")
+    assert again.startswith("real clock: ") and "sqlalchemy" not in names
 
 
 def test_version_says_the_version():

@@ -28,7 +28,10 @@ from drumbeat.cli import (
     tokens,
     worker,
 )
+from drumbeat.cli.coercion import settle
 from drumbeat.cli.context import State
+
+settle()  # no pydantic for values that need no check (cli/coercion.py)
 
 app = typer.Typer(
     no_args_is_help=True,

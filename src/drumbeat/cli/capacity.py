@@ -42,8 +42,8 @@ def capacity(
     import time
 
     from drumbeat.capacity import NoTimings, Target, model
-    from drumbeat.client import interval
     from drumbeat.errors import InvalidInput
+    from drumbeat.inputs import interval
     from drumbeat.stats import read_measured
 
     seconds = interval(since, "--since")

@@ -13,6 +13,7 @@ import typer
 if TYPE_CHECKING:
     from drumbeat.client import Drumbeat
     from drumbeat.config import Settings
+    from drumbeat.store.readonly import ReadOnlyStore
 
 
 @dataclass
@@ -41,6 +42,28 @@ class State:
             )
             configure(self._settings.log_format, self._settings.log_level)
         return self._settings  # type: ignore[no-any-return]
+
+    def readonly(self) -> tuple[ReadOnlyStore, int] | None:
+        """For a command that only reads: the store through the plain driver and the
+        workspace's id, found without pydantic or SQLAlchemy (the only settings read are
+        the store's URL and the workspace); None when the store is not ready as it stands
+        (store/readonly.py) or another option was given (the full settings check it), and
+        the command opens its client instead."""
+        from drumbeat.env_settings import DATABASE_URL, WORKSPACE, from_env
+        from drumbeat.store.readonly import open_readonly
+
+        if (self.redis_url, self.broker_url, self.batch_size) != (None, None, None):
+            return None
+        url = self.database_url
+        store = open_readonly(from_env("DATABASE_URL", DATABASE_URL) if url is None else url)
+        if store is None:
+            return None
+        name = self.workspace
+        ws = store.workspace_id(from_env("WORKSPACE", WORKSPACE) if name is None else name)
+        if ws is None:
+            store.close()
+            return None
+        return store, ws
 
     def client(self) -> Drumbeat:
         if self._client is None:

@@ -45,7 +45,7 @@ def advance(
         TimeRemainingColumn,
     )
 
-    from drumbeat.client import interval, timestamp
+    from drumbeat.inputs import interval, timestamp
 
     db = client(ctx)
     state(ctx).record_timings()
@@ -136,15 +136,37 @@ def clock(
     """Show the clock; --set starts a virtual one, --real returns to real time."""
     from drumbeat.pipeline.clock import StoreClock
 
+    if set_to is None and not real and _show_clock_quickly(ctx):
+        return
     current = StoreClock(state(ctx).client().store)
     if set_to is not None:
-        from drumbeat.client import timestamp
+        from drumbeat.inputs import timestamp
 
         current.set(timestamp(set_to, "--set"))
     elif real:
         current.reset()
-    kind = "virtual" if current.virtual else "real"
-    console().print(f"{kind} clock: {when(current())}")
+    _show_clock(current.virtual, current())
+
+
+def _show_clock_quickly(ctx: typer.Context) -> bool:
+    """The clock shown through the plain driver (Start-up in docs/cli.md); False when the
+    store is not ready for that."""
+    import time
+    from contextlib import closing
+
+    from drumbeat.pipeline.clock import CLOCK_SETTING, CLOCK_WORKSPACE
+
+    found = state(ctx).readonly()
+    if found is None:
+        return False
+    with closing(found[0]) as store:
+        value = store.get_setting(CLOCK_WORKSPACE, CLOCK_SETTING)
+    _show_clock(value is not None, time.time() if value is None else float(value))
+    return True
+
+
+def _show_clock(virtual: bool, now: float) -> None:
+    console().print(f"{'virtual' if virtual else 'real'} clock: {when(now)}")
 
 
 def cap(
@@ -154,7 +176,7 @@ def cap(
     off: Annotated[bool, typer.Option("--off", help="Remove the cap")] = False,
 ) -> None:
     """The workspace's frequency cap across all campaigns (over the cap waits, never drops)."""
-    from drumbeat.client import interval
+    from drumbeat.inputs import interval
     from drumbeat.model.durations import format_duration
     from drumbeat.pipeline.programs import CAP_SETTING
 

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from drumbeat.choices import ReportFormat, StatsBy
-from drumbeat.cli.context import client
+from drumbeat.cli.context import state
 from drumbeat.cli.output import console, table
 
 if TYPE_CHECKING:
     from drumbeat.stats import Stats
+    from drumbeat.store import Store
+    from drumbeat.store.readonly import ReadOnlyStore
 
 
 def stats(
@@ -26,17 +28,42 @@ def stats(
     """Batches and messages by status; per query, stage, campaign or lane: count, p50, p99,
     max and total time; store queries per 1,000 users, users and messages per second, lane
     depths, cache hit rate."""
-    import time
 
-    from drumbeat.client import interval
-    from drumbeat.stats import read_stats
+    from drumbeat.inputs import interval
 
     seconds = interval(since, "--since")
-    db = client(ctx)
-    report = read_stats(db.store, db.ws, since=seconds, by=by, now=time.time(), clock=db.clock())
-    batches = dict(db.store.batch_counts(db.ws))
+    found = state(ctx).readonly()
+    if found is not None:  # through the plain driver: Start-up in docs/cli.md
+        from contextlib import closing
+
+        from drumbeat.pipeline.clock import store_now
+
+        store, ws = found
+        with closing(store):
+            _report(store, ws, since=seconds, by=by, fmt=fmt, clock=store_now(store))
+        return
+    db = state(ctx).client()
+    _report(db.store, db.ws, since=seconds, by=by, fmt=fmt, clock=db.clock())
+
+
+def _report(
+    store: Store | ReadOnlyStore,
+    ws: int,
+    *,
+    since: float,
+    by: StatsBy,
+    fmt: ReportFormat,
+    clock: float,
+) -> None:
+    """The report of the workspace's store, read the full way or the quick one."""
+    import time
+
+    from drumbeat.stats import read_stats
+
+    report = read_stats(store, ws, since=since, by=by, now=time.time(), clock=clock)
+    batches = dict(store.batch_counts(ws))
     messages: dict[str, int] = {}
-    for (_, _, status), n in db.store.outbox_counts(db.ws).items():
+    for (_, _, status), n in store.outbox_counts(ws).items():
         messages[status] = messages.get(status, 0) + n
     if fmt == ReportFormat.JSON:
         import orjson

@@ -8,15 +8,18 @@ so a run killed in the middle of a tick finds that tick still open when it start
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from drumbeat.store import Store
+if TYPE_CHECKING:  # the quick read of `drumbeat clock` imports this without SQLAlchemy
+    from drumbeat.store import Store
+    from drumbeat.store.readonly import ReadOnlyStore
 
 CLOCK_SETTING = "virtual_now"
 TICK_SETTING = "tick"  # {"at": time of the last tick begun, "done": whether its work is done}
 CLOCK_WORKSPACE = 1  # the default workspace holds the store-wide virtual clock
 
 
-def store_now(store: Store) -> float:
+def store_now(store: Store | ReadOnlyStore) -> float:
     """Now on the store's timeline, read afresh: its virtual time if one is set, else real
     time. For a part built once and used across ticks, which a StoreClock's cached value
     would leave behind."""

@@ -28,6 +28,7 @@ from drumbeat import metrics
 from drumbeat.engine.member import Member, State
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.store.core import StoreCore
+from drumbeat.store.readonly import GET_SETTING, setting_value
 from drumbeat.store.revisions import bump_revision
 from drumbeat.store.schema import campaigns, memberships, settings, users
 
@@ -76,7 +77,6 @@ class CampaignRow:
     full_pass_at: float | None
 
 
-_GET_SETTING = "SELECT value FROM settings WHERE workspace_id = ? AND name = ?"
 _UPSERT_MEMBERS = f"""
 INSERT INTO memberships (workspace_id, campaign_key, {", ".join(MEMBER_COLUMNS)}, version)
 VALUES (?, ?, {", ".join("?" for _ in MEMBER_COLUMNS)}, 1)
@@ -425,7 +425,7 @@ class CampaignStore(StoreCore):
         On PostgreSQL outside a transaction (autocommit for the read): one round trip, not
         BEGIN, SELECT and ROLLBACK."""
         postgres = self.dialect == "postgresql"
-        sql = _GET_SETTING.replace("?", "%s") if postgres else _GET_SETTING
+        sql = GET_SETTING.replace("?", "%s") if postgres else GET_SETTING
         raw = self.engine.raw_connection()
         driver: Any = raw.driver_connection
         try:
@@ -439,10 +439,7 @@ class CampaignStore(StoreCore):
             if postgres:
                 driver.autocommit = False
             raw.close()  # back to the pool
-        if row is None:
-            return None
-        stored = orjson.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
-        return stored["value"]
+        return None if row is None else setting_value(row[0])
 
     def set_setting(self, ws: int, name: str, value: Any) -> None:
         self.set_settings(ws, {name: value})

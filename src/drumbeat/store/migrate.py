@@ -2,24 +2,22 @@
 already there). One process at a time: an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite.
 
 Whether there is anything to do is read without Alembic (the `alembic_version` row against
-the newest revision of the versions folder): importing Alembic is a fifth of a short
-command's start, and almost every open finds the schema current."""
+the newest revision of the versions folder, store/revision.py): importing Alembic is a fifth
+of a short command's start, and almost every open finds the schema current."""
 
 from __future__ import annotations
 
-import re
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
 
+from drumbeat.store.revision import MIGRATIONS
+from drumbeat.store.revision import head as head  # the revision wanted, as before
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCK_ID = 0x0D3B_EA7  # any constant shared by all Drumbeat processes
-_REVISION = re.compile(r'^(down_revision|revision) = "(\w+)"', re.M)
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -29,20 +27,6 @@ def _config(connection: Connection | None = None) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
-
-
-@cache
-def head() -> str | None:
-    """The newest revision: the one no other revision names as its parent (the chain is
-    linear)."""
-    revisions: set[str] = set()
-    parents: set[str | None] = set()
-    for script in (MIGRATIONS / "versions").glob("*.py"):
-        found = dict(_REVISION.findall(script.read_text(encoding="utf-8")))
-        revisions.add(found["revision"])
-        parents.add(found.get("down_revision"))
-    (newest,) = revisions - parents
-    return newest
 
 
 def current(connection: Connection) -> str | None:

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
 
-from drumbeat.histogram import BUCKETS
+from drumbeat.store.readonly import BUCKET_COLUMNS as BUCKET_COLUMNS  # named once
 
 metadata = MetaData(
     naming_convention={
@@ -304,7 +304,6 @@ suppressions = Table(
 # not one workspace's: queries and stages), kind (query, stage, campaign, lane, count) and
 # name; the buckets are drumbeat.histogram's, one column each, so that an upsert adds
 # them up in SQL and `drumbeat stats` sums them over any span exactly (store/timings.py).
-BUCKET_COLUMNS = tuple(f"b{i:02d}" for i in range(BUCKETS))
 
 timings = Table(
     "timings",

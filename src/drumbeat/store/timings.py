@@ -8,24 +8,15 @@ the rows of a span in SQL, exactly: the buckets are the same fixed ones everywhe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from sqlalchemy import case, delete, func, select
 
 from drumbeat.histogram import Histogram
 from drumbeat.store.core import StoreCore
+from drumbeat.store.readonly import TimingTotals, timing_totals
 from drumbeat.store.schema import BUCKET_COLUMNS, timings
 
 Key = tuple[float, int, str, str]  # minute, workspace (0: every one's), kind, name
-
-
-@dataclass(frozen=True)
-class TimingTotals:
-    """What a span's timings add up to: one histogram per name, and the minutes that
-    have any timing (how long something was running in the span)."""
-
-    by_name: dict[str, Histogram]
-    active_minutes: int
 
 
 class TimingStore(StoreCore):
@@ -80,14 +71,7 @@ class TimingStore(StoreCore):
             t.workspace_id.in_(workspaces), t.minute >= since
         )
         with self.engine.connect() as conn:
-            by_name = {
-                str(name): Histogram(
-                    int(count), float(total), float(maximum), int(items), [int(b) for b in rest]
-                )
-                for name, count, total, maximum, items, *rest in conn.execute(query)
-            }
-            active = int(conn.execute(minutes).scalar_one())
-        return TimingTotals(by_name, active)
+            return timing_totals(conn.execute(query), conn.execute(minutes).scalar_one())
 
     def prune_timings(self, before: float) -> int:
         """Drop the timings of the minutes before `before`; returns the rows dropped."""
