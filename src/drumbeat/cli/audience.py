@@ -1,7 +1,5 @@
 """`drumbeat audience count|sample RULE_FILE`: preview who a rule selects, by SQL pushdown."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Annotated, Any

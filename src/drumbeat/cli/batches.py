@@ -1,8 +1,6 @@
 """`drumbeat batches [retry]`: the workspace's batches, and dead ones put back to work; each
 a call to `Drumbeat.batches` or `Drumbeat.retry_batches` (src/drumbeat/client.py), printed."""
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,7 +58,7 @@ def retry(
     print_retried("batches", [b.id for b in found], dry_run, "the next tick runs them")
 
 
-def _rows(found: Iterable[Batch], fmt: Format) -> list[tuple[Any, ...]]:
+def _rows(found: "Iterable[Batch]", fmt: Format) -> list[tuple[Any, ...]]:
     return [
         (
             b.id,

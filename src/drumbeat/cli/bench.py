@@ -1,7 +1,5 @@
 """`drumbeat bench …`: the benchmarks, with figures written to BENCHMARKS.md."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -28,7 +26,7 @@ WriteOpt = Annotated[
 ]
 
 
-def show(name: str, figures: list[Figure], write: Path | None, notes: str = "") -> None:
+def show(name: str, figures: "list[Figure]", write: Path | None, notes: str = "") -> None:
     from drumbeat.bench import report
 
     rows = [
@@ -381,8 +379,8 @@ def loader(
 
 
 def on_both_stores(
-    measure: Callable[[str], list[Figure]], sqlite: Path | None, postgres: str | None
-) -> list[Figure]:
+    measure: "Callable[[str], list[Figure]]", sqlite: Path | None, postgres: str | None
+) -> "list[Figure]":
     """`measure(url)` on a fresh SQLite file (in `sqlite`, or a temporary folder), then on
     the PostgreSQL database given, if any: the figures of both."""
     import tempfile

@@ -1,8 +1,6 @@
 """`drumbeat campaign …`: check, apply, list, show, pause, resume, archive — each a call to
 `Drumbeat.campaigns` (src/drumbeat/campaign_api.py), printed."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

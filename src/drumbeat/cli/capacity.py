@@ -1,8 +1,6 @@
 """`drumbeat capacity`: what a tick costs at a target size, from the timings the store
 holds (drumbeat.capacity has the model; docs/cli.md its assumptions)."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -79,7 +77,7 @@ def capacity(
     _print(target, figures)
 
 
-def _print(target: Target, c: Capacity) -> None:
+def _print(target: "Target", c: "Capacity") -> None:
     lanes = ", ".join(f"{lane} {n}" for lane, n in sorted(c.workers_per_lane.items()))
     events = c.event_queries_per_second
     rows = (

@@ -1,7 +1,5 @@
 """`drumbeat import …`, `drumbeat attributes …`, `drumbeat db …`: getting data in."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -63,7 +61,7 @@ ProcessesOpt = Annotated[
 def _import(
     ctx: typer.Context,
     path: Path,
-    kind: Kind,
+    kind: "Kind",
     fmt: str | None,
     skip_invalid: bool,
     rejects: Path | None,

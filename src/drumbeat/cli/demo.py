@@ -1,7 +1,5 @@
 """`drumbeat demo`: the main job, on a synthetic SaaS user base, in simulated time."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,5 @@
 """`drumbeat explain`: the pipeline as configured and as it runs (drumbeat.explain)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

@@ -1,7 +1,5 @@
 """`drumbeat advance|run|clock|cap`: move time and run the flow."""
 
-from __future__ import annotations
-
 import math
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`drumbeat members|inbox`: look at what the flow did (`drumbeat outbox`: cli/outbox.py)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """`drumbeat workspace create|list` and `drumbeat key create|list|revoke`: who may call the API."""
 
-from __future__ import annotations
-
 import time
 from typing import Annotated, Any
 

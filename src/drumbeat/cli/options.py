@@ -1,7 +1,5 @@
 """Options more than one command takes, defined once."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """`drumbeat serve`: the HTTP API on uvicorn (extra `drumbeat[api]`)."""
 
-from __future__ import annotations
-
 import os
 from typing import Annotated
 

@@ -1,8 +1,6 @@
 """`drumbeat stats`: the workspace's batches and messages by status, then where the time
 goes, from the timings every process wrote into the store (drumbeat.stats)."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -47,7 +45,7 @@ def stats(
 
 
 def _report(
-    store: Store | ReadOnlyStore,
+    store: "Store | ReadOnlyStore",
     ws: int,
     *,
     since: float,
@@ -89,7 +87,7 @@ def _rate(value: float | None, form: str = "{:,.1f}") -> str:
     return "n/a" if value is None else form.format(value)
 
 
-def _print_timings(report: Stats) -> None:
+def _print_timings(report: "Stats") -> None:
     rows = [
         (
             name,

@@ -1,7 +1,5 @@
 """`drumbeat inbox-token USER_ID`: a token for a user's browser to read their in-app inbox."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,8 +1,6 @@
 """`drumbeat worker --lane fast|slow|dispatch`: a Celery worker of the distributed shape,
 consuming one lane's queue (docs/deploy.md)."""
 
-from __future__ import annotations
-
 import os
 import socket
 from typing import Annotated
