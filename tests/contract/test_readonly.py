@@ -19,8 +19,8 @@ from drumbeat.histogram import Histogram
 from drumbeat.pipeline.clock import CLOCK_SETTING, CLOCK_WORKSPACE
 from drumbeat.store import Store, open_store
 from drumbeat.store.readonly import ReadOnlyStore, open_readonly
-from drumbeat.store.revision import head
 from drumbeat.store.schema import batches, outbox
+from drumbeat.store.schema_head import head
 from tests.e2e.running import own_store
 
 NOW = 1_800_000_000.0

@@ -2,8 +2,6 @@
 each a call to `Drumbeat.outbox` or `Drumbeat.retry_messages` (src/drumbeat/client.py),
 printed."""
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -74,7 +72,7 @@ def retry(
     print_retried("messages", [m.id for m in found], dry_run, "the next dispatch sends them")
 
 
-def _rows(found: Iterable[Message], fmt: Format) -> list[tuple[Any, ...]]:
+def _rows(found: "Iterable[Message]", fmt: Format) -> list[tuple[Any, ...]]:
     return [
         (
             m.id,

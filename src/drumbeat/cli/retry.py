@@ -1,8 +1,6 @@
 """What `drumbeat batches` and `drumbeat outbox` share: a group whose bare call lists and
 whose `retry` puts dead rows back, and how both print."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import typer

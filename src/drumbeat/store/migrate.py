@@ -2,8 +2,8 @@
 already there). One process at a time: an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite.
 
 Whether there is anything to do is read without Alembic (the `alembic_version` row against
-the newest revision of the versions folder, store/revision.py): importing Alembic is a fifth
-of a short command's start, and almost every open finds the schema current."""
+the newest revision of the versions folder, store/schema_head.py): importing Alembic is a
+fifth of a short command's start, and almost every open finds the schema current."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from drumbeat.store.revision import MIGRATIONS
-from drumbeat.store.revision import head as head  # the revision wanted, as before
+from drumbeat.store.schema_head import MIGRATIONS
+from drumbeat.store.schema_head import head as head  # the revision wanted, as before
 
 if TYPE_CHECKING:
     from alembic.config import Config

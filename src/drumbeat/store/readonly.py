@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from drumbeat.histogram import BUCKETS, Histogram
-from drumbeat.store.revision import head
+from drumbeat.store.schema_head import head
 
 BUCKET_COLUMNS = tuple(f"b{i:02d}" for i in range(BUCKETS))
 
