@@ -110,3 +110,23 @@ def test_version_says_the_version():
         [sys.executable, "-m", "drumbeat", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout == f"drumbeat {version('drumbeat')}\n"
+
+
+def test_command_modules_do_not_postpone_annotations() -> None:
+    """Typer would evaluate every string annotation again at each start (cli/app.py)."""
+    import typer
+
+    from drumbeat.cli.app import app
+
+    def callbacks(group: typer.Typer) -> Iterator[object]:
+        yield group.registered_callback.callback if group.registered_callback else None
+        for command in group.registered_commands:
+            yield command.callback
+        for sub in group.registered_groups:
+            assert sub.typer_instance is not None
+            yield from callbacks(sub.typer_instance)
+
+    modules = {sys.modules[f.__module__] for f in callbacks(app) if f is not None}
+    assert len(modules) > 10
+    postponed = sorted(m.__name__ for m in modules if "annotations" in vars(m))
+    assert postponed == []
