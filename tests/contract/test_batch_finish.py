@@ -36,7 +36,7 @@ def statuses(store, ws):
 
 def finish(store, batch, lane):
     with store.writing() as conn:
-        return store.finish_and_claim(conn, batch, NOW, 0.1, lane=lane, lease=LEASE)
+        return store.finish_batch(conn, batch, NOW, 0.1, lane=lane, lease=LEASE)
 
 
 def test_finishing_a_batch_claims_the_next_one_not_itself(store, workspace_name):

@@ -128,7 +128,7 @@ def _process_batch(
     if program is None:  # paused or archived since it was planned
         report.outcome = "skipped"
         with store.writing() as conn:
-            _, following = store.finish_and_claim(
+            _, following = store.finish_batch(
                 conn, batch, now, 0.0, "skipped", lane=claim_from, lease=BATCH_LEASE, owner=owner
             )
             return report, following
@@ -207,7 +207,7 @@ def commit_batch(
             "messages": queued,
         }
         seconds = time.perf_counter() - staged.started
-        finished, following = store.finish_and_claim(
+        finished, following = store.finish_batch(
             conn,
             batch,
             now,

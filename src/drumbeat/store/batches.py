@@ -208,37 +208,24 @@ class BatchStore(StoreCore):
         status: str = "done",
         *,
         report: Mapping[str, int] | None = None,
-    ) -> bool:
-        """Mark the batch finished if this worker still holds it (same fence), with what it
-        did (`report`: changed, entered, messages); else False and the caller must roll
-        back: another worker owns the batch now."""
-        done = conn.execute(_finish_statement(batch, now, seconds, status, report))
-        return bool(done.rowcount == 1)
-
-    def finish_and_claim(
-        self,
-        conn: Connection,
-        batch: Batch,
-        now: float,
-        seconds: float,
-        status: str = "done",
-        *,
-        report: Mapping[str, int] | None = None,
         lane: str | None = None,
         lease: float = 0.0,
         owner: str | None = None,
     ) -> tuple[bool, Batch | None]:
-        """`finish_batch`, and if it finished, `claim_batch` of `lane` (if given) in `conn`'s
-        transaction: whether it finished, and the batch claimed. On PostgreSQL one statement
-        (one round trip a batch, not two): the claim reads the finish's result, so it claims
-        nothing when the batch was not finished."""
+        """Mark the batch finished if this worker still holds it (same fence), with what it
+        did (`report`: changed, entered, messages), and if it finished, claim the next batch
+        of `lane` (if given: `claim_batch`) in `conn`'s transaction. Returns whether it
+        finished (if not, the caller must roll back: another worker owns the batch now) and
+        the batch claimed. On PostgreSQL one statement (one round trip a batch, not two):
+        the claim reads the finish's result, so it claims nothing when the batch was not
+        finished, and never the batch it finishes."""
         owner = owner or claim_owner()
+        finish = _finish_statement(batch, now, seconds, status, report)
         if lane is None or self.dialect != "postgresql":
-            if not self.finish_batch(conn, batch, now, seconds, status, report=report):
+            if conn.execute(finish).rowcount != 1:
                 return False, None
             return True, None if lane is None else self._claim_batch(conn, lane, lease, owner)
         b = batches.c
-        finish = _finish_statement(batch, now, seconds, status, report)
         finished = finish.returning(b.id).cte("finished")
         pick = self._pick(lane, owner, b.id != batch.id, exists(select(finished.c.id)))
         claimed = self._claim_statement(pick, lease, owner).cte("claimed")
