@@ -35,6 +35,13 @@ Bad = Callable[[int, bytes, list[Problem]], None]
 """Told each bad line: its number, its bytes as read, what is wrong with it."""
 
 
+def user_hash(user_id: str) -> int:
+    """A user id's hash, the same in every process and every run (Python's `hash` of a
+    str is seeded per process): which lane and which check process take a user is
+    reproducible."""
+    return zlib.crc32(user_id.encode())
+
+
 def check_file(
     path: Path,
     fmt: str,
@@ -42,7 +49,7 @@ def check_file(
     *,
     size: int,
     lanes: int = 1,
-    route: Callable[[str], int] = hash,
+    route: Callable[[str], int] = user_hash,
     skip_invalid: bool,
     bad: Bad,
     share: int = 0,
@@ -94,4 +101,4 @@ def share_of(call: Mapping[str, Any] | None, shares: int) -> int:
         user_id = str(user_id)
     if type(user_id) is not str:
         return 0
-    return zlib.crc32(user_id.encode()) % shares
+    return user_hash(user_id) % shares

@@ -24,7 +24,7 @@ from drumbeat.ingest.check_processes import (
     TypesDisagree,
     check_in_processes,
 )
-from drumbeat.ingest.checking import check_file, no_cyclic_gc
+from drumbeat.ingest.checking import check_file, no_cyclic_gc, user_hash
 from drumbeat.ingest.validate import Validator
 from drumbeat.ingest.writer import BackgroundWriter
 from drumbeat.store import Store
@@ -41,7 +41,7 @@ class UsersImport:
     least `parallel_from` bytes is checked by `processes` child processes
     (`check_processes`), each its share of the users, while this one writes."""
 
-    route: Callable[[str], int] = hash
+    route: Callable[[str], int] = staticmethod(user_hash)
     parallel_from = 8 << 20  # bytes: a smaller file is checked faster than processes start
     default_processes = 1
 
