@@ -166,10 +166,8 @@ def test_the_deployed_processes_run_a_campaign(url: str, broker_url: str, tmp_pa
 @pytest.mark.timeout(400)
 def test_a_kill_storm_of_workers_loses_nothing(url: str, broker_url: str, tmp_path: Path) -> None:
     """Two workers per lane; every 2 s a random one is SIGKILLed (its whole group) and a new
-    one started, until every message is sent (20,000 users on SQLite: 40 s here)."""
-    # PostgreSQL: fewer, since its planner's entry query takes 10-30 s a tick on this
-    # machine once thousands of members entered (the planner's, either shape)
-    users = 20_000 if url.startswith("sqlite") else 3000
+    one started, until every message is sent (20,000 users)."""
+    users = 20_000
     prepare(url, [send("one"), wait(WAIT), send("two")], users)
     env = shape_env(url, broker_url, tmp_path, batch_size="100")
     pool = Workers(env, tmp_path)

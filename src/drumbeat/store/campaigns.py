@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.sql.selectable import Exists, TableValuedAlias
 
 from drumbeat import metrics
 from drumbeat.engine.member import Member, State
@@ -334,7 +334,7 @@ class CampaignStore(StoreCore):
         m = memberships.c
 
         def member(user_id: ColumnElement[Any]) -> ColumnElement[bool]:
-            return exists().where(
+            return self._each(
                 m.workspace_id == ws,
                 m.campaign_key == key,
                 m.user_id == user_id,
@@ -366,7 +366,7 @@ class CampaignStore(StoreCore):
         )
         blocking = [m.state == "active"]
         blocking.append(m.exited_at > now - reentry if reentry is not None else true())
-        member = exists().where(*same_user, or_(*blocking))
+        member = self._each(*same_user, or_(*blocking))
         params = audience.params(now, since)
         # membership first: after a campaign's first pass most of its audience are members,
         # and an index probe that rules a user out is cheaper than evaluating the rule
@@ -394,9 +394,20 @@ class CampaignStore(StoreCore):
             ids.update(dict.fromkeys(self._stream_ids(moved, "audience.changed_users", params)))
 
         def matches(user_id: ColumnElement[Any]) -> ColumnElement[bool]:
-            return exists().where(users.c.user_id == user_id, *base)
+            return self._each(users.c.user_id == user_id, *base)
 
         yield from self._probe(list(ids), matches, "audience.entry_candidates", params)
+
+    def _each(self, *conditions: ColumnElement[bool]) -> Exists:
+        """EXISTS (SELECT … WHERE `conditions`), run once per outer row by the index its
+        conditions name, on PostgreSQL too. There an EXISTS is made a join whose plan
+        follows the statistics; with none taken since a big entry (autovacuum off, or not
+        yet round: a workspace is assumed to hold 0.5% of a table) the audience's NOT
+        EXISTS became a nested loop over the campaign's whole membership for each user,
+        quadratic: 10-30 s a tick after 20,000 entered. An OFFSET keeps the subquery a
+        subplan run per row (PostgreSQL never makes one with an OFFSET a join)."""
+        query = select(true()).where(*conditions)
+        return exists(query.offset(0) if self.dialect == "postgresql" else query)
 
     def _probe(
         self,
@@ -410,9 +421,12 @@ class CampaignStore(StoreCore):
         id, a primary-key probe whatever the planner's statistics say. Given `user_id IN
         (…)` beside a range that a rule names (`created_at < …`), or a plain join, SQLite
         may scan the range or the other table instead, and does when its statistics are
-        older than the table's growth."""
+        older than the table's growth. PostgreSQL picks the index of a probe from its
+        statistics even so (`_each`): they are kept fresh before each batch of ids
+        (`keep_statistics`)."""
         with metrics.timed(name, len(ids)), self.engine.connect() as conn:
             for start in range(0, len(ids), self.batch_size):
+                self.keep_statistics()
                 given = _id_table(ids[start : start + self.batch_size], self.dialect)
                 query = select(given.c.value).where(holds(given.c.value))
                 yield from conn.execute(query, params).scalars().all()
