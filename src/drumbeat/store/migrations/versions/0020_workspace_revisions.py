@@ -29,5 +29,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("workspaces") as table:
-        table.drop_column("revision")
+    # in place, not by batch: a batch copies the table and drops the old one, which every
+    # table's foreign key to workspaces refuses on SQLite (it has DROP COLUMN since 3.35)
+    op.drop_column("workspaces", "revision")
