@@ -12,8 +12,10 @@ How it scales (docs/cli.md, "The capacity model", says why):
   and dispatch rounds per message are as measured;
 - every query name is issued a fixed number of times per tick, per plan, per batch or per
   dispatch round (`UNITS`); its count grows with that unit;
-- time: planning per user planned, batches per user processed (shared by the workers),
-  dispatch per message, the rest of a tick fixed; events per event.
+- time: planning per user planned, batches per user processed (shared by the workers;
+  a batch timed whole by its lane: claimed, worked, committed), dispatch per message (a
+  round timed whole: claimed, sent, results recorded), the rest of a tick fixed (the idle
+  tick's reads, the empty claims ending a drain); events per event.
 """
 
 from __future__ import annotations
@@ -125,13 +127,20 @@ def _queries(m: Measured, measured: dict[str, int], units: dict[str, float]) -> 
     return queries
 
 
+def _lanes(m: Measured) -> dict[str, Histogram]:
+    """Each lane's batches as measured (whole: claimed, worked, committed); items = users."""
+    return {lane: h for lane, h in m.lanes.items() if h.items} or {"fast": _total(m.stages, BATCH)}
+
+
 def _tick_seconds(m: Measured, users: float, messages: float, working: float) -> float:
-    """A tick's time: its fixed part, planning per user planned, the lanes' `working`
-    seconds, dispatch per message."""
+    """A tick's time: its fixed part (what the measured ticks took beside planning, the
+    lanes' batches and dispatch rounds), planning per user planned, the lanes' `working`
+    seconds, dispatch per message (a round whole: claimed, sent, results recorded)."""
     ticks = _total(m.stages, TICK_STAGE)
     plan, campaign = _total(m.stages, PLAN_STAGE), _total(m.stages, PLAN_CAMPAIGN)
     batch, dispatch = _total(m.stages, BATCH), _total(m.stages, DISPATCH)
-    fixed = ticks.total - plan.total - dispatch.total - batch.total / m.workers
+    lanes = max(h.total for h in _lanes(m).values()) / m.workers
+    fixed = ticks.total - plan.total - dispatch.total - lanes
     planning = (plan.total - campaign.total) / ticks.count + campaign.total / batch.items * users
     sending = dispatch.total / dispatch.items * messages if dispatch.items else 0.0
     return max(0.0, fixed) / ticks.count + planning + working + sending
@@ -160,9 +169,7 @@ def model(m: Measured, t: Target) -> Capacity:
         "dispatch": messages * dispatch.count / dispatch.items if dispatch.items else 0.0,
     }
     queries = _queries(m, measured, units)
-    lanes = {lane: h.total / batch.items * users for lane, h in m.lanes.items() if h.items} or {
-        "fast": batch.total / batch.items * users
-    }
+    lanes = {lane: h.total / batch.items * users for lane, h in _lanes(m).items()}
     workers = {
         lane: t.workers or max(1, math.ceil(seconds / t.tick_interval))
         for lane, seconds in lanes.items()

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from drumbeat import metrics
 from drumbeat.engine.member import State
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
@@ -60,6 +61,19 @@ def test_unsubscribing_after_a_message_was_queued_suppresses_it(world):
     assert row["status"] == "failed"
     assert "suppressed" in row["last_error"] and "unsubscribed" in row["last_error"]
     assert world.delivered() == []
+
+
+def test_a_dispatch_round_is_timed_whole_and_the_empty_claim_ending_it_is_not(world):
+    for n in range(3):
+        world.identify(f"u{n}", plan="free", email=f"u{n}@example.com")
+    world.apply(DRIP)
+    plan_and_work(world)
+    metrics.reset()
+    world.runner.dispatcher.dispatch(world.now())
+    timed = metrics.summaries()
+    rounds, recorded = timed["stage.dispatch"], timed["store.record_results"]
+    assert (rounds.count, rounds.items, timed["store.claim_messages"].count) == (1, 3, 2)
+    assert rounds.total >= recorded.total > 0  # the claim's results recorded in its round
 
 
 def test_the_same_tick_twice_queues_nothing_more(world):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from drumbeat.capacity import Measured, NoTimings, Target, model, unit_of
@@ -59,6 +61,15 @@ def test_twice_the_users_doubles_the_work_of_a_tick() -> None:
     assert c.tick_seconds == pytest.approx(0.84 + 0.15 + 0.08 + 0.04)
     assert c.workers_per_lane == {"fast": 1}
     assert c.ticks_per_hour == 360.0 and c.messages_per_hour == pytest.approx(40 * 360)
+
+
+def test_a_batch_is_timed_whole_by_its_lane_so_none_of_it_is_fixed() -> None:
+    # the lane's batches took 0.6 s (0.2 s of commits beside `stage.batch`'s 0.4 s): that
+    # 0.2 s grows with the users, so it leaves the fixed part and doubles with them
+    whole = replace(MEASURED, lanes={"fast": timed(20, 0.6, 200)})
+    c = model(whole, target())
+    # fixed (10 - 1 - 0.2 - 0.6) / 10, planning 0.05 + 0.5 / 200 × 40, batches, dispatch
+    assert c.tick_seconds == pytest.approx(0.82 + 0.15 + 0.12 + 0.04)
 
 
 def test_the_resource_used_most_runs_out_first() -> None:

@@ -269,14 +269,17 @@ def capacity(
         Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
     ] = None,
     postgres: PostgresOpt = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of N then 2N (medians)")] = 3,
     write: WriteOpt = None,
 ) -> None:
     """The capacity model checked: measure a run at N users, predict 2N from the stored
-    timings, run 2N; predicted against measured tick time, store queries and batches (the
-    raw floor column holds the measured figure: the ratio is predicted / measured)."""
+    timings, run 2N, `--rounds` times over (N, 2N, N, 2N, …); the median predicted tick time
+    against the median measured, store queries and batches (the raw floor column holds the
+    measured figure: the ratio is predicted / measured)."""
     from drumbeat.bench.capacity import NOTES, run_all
 
-    show("capacity", run_all(users, state(ctx).settings(), sqlite, postgres), write, NOTES)
+    found = run_all(users, rounds, state(ctx).settings(), sqlite, postgres)
+    show("capacity", found, write, NOTES)
 
 
 def campaign_sizes(text: str) -> list[int]:
