@@ -131,13 +131,15 @@ def test_bench_dispatch_smoke_writes_its_figures(tmp_path, clean_env, pg_databas
     report = tmp_path / "BENCH.md"
     before = bench_rows(pg_database, "outbox")
     drumbeat(
-        "bench", "dispatch", "--small", "1000", "--large", "3000", "--postgres", pg_database,
+        "bench", "dispatch", "--pending", "3000,1000,2000", "--postgres", pg_database,
         "--write", str(report), cwd=tmp_path, env=clean_env,
     )  # fmt: skip
     text = report.read_text()
     assert "<!-- bench:dispatch -->" in text
     assert "sqlite: claim 100 rows, any channel, of 3,000 pending" in text
+    assert "postgresql: one channel's (1 in 10): claim at 2,000 / at 1,000 pending" in text
     assert "postgresql: one channel's (1 in 10): claim at 3,000 / at 1,000 pending" in text
+    assert "postgresql: fill 2,000 → 3,000 pending" in text
     assert bench_rows(pg_database, "outbox") == before  # the run's messages are gone
 
 
@@ -152,12 +154,12 @@ def bench_rows(database_url: str, table: str) -> int:
     return int(found[0]) if found else 0
 
 
-def test_bench_dispatch_refuses_a_large_outbox_not_larger(tmp_path, clean_env):
+def test_bench_dispatch_refuses_fewer_than_two_sizes(tmp_path, clean_env):
     done = subprocess.run(
-        [*DRUMBEAT, "bench", "dispatch", "--small", "5000", "--large", "5000"],
+        [*DRUMBEAT, "bench", "dispatch", "--pending", "5000,5000"],
         cwd=tmp_path, capture_output=True, text=True, env=clean_env, check=False,
     )  # fmt: skip
-    assert done.returncode == 2 and "--large" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "--pending" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_bench_idle_smoke_writes_its_figures(tmp_path, clean_env, pg_database):

@@ -129,27 +129,29 @@ def startup(
 
 @app.command("dispatch")
 def dispatch(
-    small: Annotated[
-        int, typer.Option(min=1000, help="Messages pending, the small outbox")
-    ] = 10_000,
-    large: Annotated[
-        int, typer.Option(min=1000, help="Messages pending, the large outbox")
-    ] = 1_000_000,
+    pending: Annotated[
+        str, typer.Option(help="Messages pending, comma-separated sizes (at least two)")
+    ] = "10000,1000000",
     sqlite: Annotated[
         Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
     ] = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
-    """A dispatcher's claim of 1,000 outbox rows with SMALL and with LARGE messages pending,
-    on SQLite (and PostgreSQL if given), next to a plain indexed read of the same rows."""
+    """A dispatcher's claim of 1,000 outbox rows with each number of messages PENDING, on
+    SQLite (and PostgreSQL if given), next to a plain indexed read of the same rows; each
+    size's claim against the smallest's."""
 
     from drumbeat.bench.dispatch import run
     from drumbeat.errors import InvalidInput
 
-    if large <= small:
-        raise InvalidInput(f"--large ({large:,}) must be more than --small ({small:,})")
-    show("dispatch", on_both_stores(lambda url: run(url, small, large), sqlite, postgres), write)
+    try:
+        sizes = sorted({int(size.replace("_", "")) for size in pending.split(",")})
+    except ValueError:
+        raise InvalidInput(f"--pending {pending!r}: comma-separated whole numbers") from None
+    if len(sizes) < 2 or sizes[0] < 1000:
+        raise InvalidInput(f"--pending {pending!r}: at least two sizes, each at least 1,000")
+    show("dispatch", on_both_stores(lambda url: run(url, sizes), sqlite, postgres), write)
 
 
 @app.command("event")
