@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from drumbeat.bench.databases import fresh_database
 from drumbeat.bench.report import Figure
 from drumbeat.bench.startup import drumbeat_argv
 from drumbeat.store import open_store
@@ -90,18 +90,8 @@ def fresh_store(url: str | None, folder: Path, name: str) -> Iterator[str]:
     if url is None:
         yield f"sqlite:///{folder}/{name}.db"
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(url)
-    database = f"{(server.database or 'drumbeat')[:30]}_loader_{name}_{uuid.uuid4().hex[:8]}"
-    admin_url = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-        try:
-            yield server.set(database=database).render_as_string(hide_password=False)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with fresh_database(url, f"loader_{name}") as fresh:
+        yield fresh
 
 
 def run_drumbeat(url: str, users_file: Path, folder: Path) -> dict[str, float]:

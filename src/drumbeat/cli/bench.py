@@ -80,24 +80,59 @@ def engine(
     ctx: typer.Context,
     users: UsersOpt = 1_000_000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
-    postgres: PostgresOpt = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL database: the statements are counted there, and (with"
+            " DRUMBEAT_BROKER_URL) the first tick is measured in fresh databases created and"
+            " dropped on its server"
+        ),
+    ] = None,
+    postgres_workers: Annotated[
+        str, typer.Option(help="Numbers of Celery workers for the PostgreSQL tick, e.g. 1,2")
+    ] = "2",
+    round_trip_users: Annotated[
+        int | None, typer.Option(min=100, help="Users of the statement count (default: --users)")
+    ] = None,
     write: WriteOpt = None,
 ) -> None:
     """Entry plus first message for N matching users on SQLite, and a 1%-due second tick;
-    then the statements per 1,000 users of the batch path, dispatch included, on SQLite (and
-    PostgreSQL if given)."""
+    with --postgres and DRUMBEAT_BROKER_URL, the same first tick on PostgreSQL through
+    `drumbeat worker --lane fast` processes against a COPY floor; then the statements per
+    1,000 users of the batch path, dispatch included, on SQLite (and PostgreSQL if given)."""
     import tempfile
 
-    from drumbeat.bench import round_trips
+    from drumbeat.bench import engine_postgres, round_trips
     from drumbeat.bench.engine import run
 
     settings = state(ctx).settings()
+    counted = round_trip_users or users
     figures = run(users, workers=workers, batch_size=settings.batch_size)
     with tempfile.TemporaryDirectory() as folder:
-        figures += round_trips.run(f"sqlite:///{folder}/trips.db", users, settings)
+        if postgres and settings.broker_url:
+            counts = worker_counts(postgres_workers)
+            figures += engine_postgres.run(
+                postgres, settings.broker_url, users, counts, settings.batch_size, Path(folder)
+            )
+        elif postgres:
+            console().print("DRUMBEAT_BROKER_URL not set: the PostgreSQL tick is left out")
+        figures += round_trips.run(f"sqlite:///{folder}/trips.db", counted, settings)
     if postgres:
-        figures += round_trips.run(postgres, users, settings)
+        figures += round_trips.run(postgres, counted, settings)
     show("engine", figures, write)
+
+
+def worker_counts(text: str) -> list[int]:
+    """`--postgres-workers 1,2` as positive numbers, or InvalidInput."""
+    from drumbeat.errors import InvalidInput
+
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(n < 1 for n in counts):
+        raise InvalidInput(f"--postgres-workers {text!r}: give positive numbers, comma-separated")
+    return counts
 
 
 @app.command("demo")
