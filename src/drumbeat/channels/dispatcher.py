@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from math import ceil
+from typing import Any
 
 from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
@@ -259,12 +260,10 @@ class Dispatcher:
         missing: set[str],
     ) -> Message:
         payload = row.payload
-        token = unsubscribe_token(self.keys(workspace), workspace, user.user_id)
-        context = {
-            "user": user_context(user, types),
-            "campaign": {"key": row.campaign_key},
-            "unsubscribe_url": f"{self.config.public_url}/unsubscribe/{token}",
-        }
+        subject, body = payload.get("subject") or "", payload.get("body") or ""
+        # plain text (no `{`) renders as is: the context, a signed token, is not made for it
+        templated = "{" in subject or "{" in body
+        context = self._context(row, user, types, workspace) if templated else {}
         html = bool(payload.get("html"))
         data = dict(payload.get("data") or {})
         if payload.get("url"):
@@ -276,11 +275,22 @@ class Dispatcher:
             row.step_id,
             user.user_id,
             user.email,
-            render(payload.get("subject") or "", context, missing=missing),
-            render(payload.get("body") or "", context, html=html, missing=missing),
+            render(subject, context, missing=missing),
+            render(body, context, html=html, missing=missing),
             html,
             data,
         )
+
+    def _context(
+        self, row: OutboxRow, user: User, types: dict[str, AttrType], workspace: str
+    ) -> dict[str, Any]:
+        """What the message's templates see (render.py)."""
+        token = unsubscribe_token(self.keys(workspace), workspace, user.user_id)
+        return {
+            "user": user_context(user, types),
+            "campaign": {"key": row.campaign_key},
+            "unsubscribe_url": f"{self.config.public_url}/unsubscribe/{token}",
+        }
 
     def _deliver(
         self, channel: Channel, pairs: list[tuple[OutboxRow, Message]]

@@ -44,7 +44,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(purpose: bytes, secret: str, payload: bytes) -> bytes:
-    return hmac.new(secret.encode(), purpose + payload, hashlib.sha256).digest()
+    return hmac.digest(secret.encode(), purpose + payload, hashlib.sha256)
 
 
 def _signed(purpose: bytes, secret: str, fields: list[Any]) -> str:

@@ -250,8 +250,9 @@ class StoreCore:
     def _fetch_by_ids(
         self, conn: Connection, sql: str, params: Sequence[Any], ids: Sequence[str]
     ) -> list[Any]:
-        """Rows of hand-written SQL whose last condition is `user_id IN_IDS`: the ids go as one
-        parameter (a JSON array on SQLite, an array on PostgreSQL), not one bind per id."""
+        """Rows of hand-written SQL whose last condition is `column IN_IDS` (user ids, address
+        hashes: strings): the ids go as one parameter (a JSON array on SQLite, an array on
+        PostgreSQL), not one bind per id."""
         if self.dialect == "postgresql":
             sql = sql.replace("IN_IDS", "= ANY(?)").replace("?", "%s")
             ids_param: Any = list(ids)

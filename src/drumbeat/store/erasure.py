@@ -27,6 +27,7 @@ from drumbeat.store.schema import (
 )
 
 REASONS = ("erased", "bounce", "complaint")
+_SUPPRESSED = "SELECT address_hash FROM suppressions WHERE workspace_id = ? AND address_hash IN_IDS"
 
 
 def address_hash(address: str) -> str:
@@ -61,11 +62,9 @@ class ErasureStore(StoreCore):
         for address in addresses:
             by_hash.setdefault(address_hash(address), []).append(address)
         found: set[str] = set()
-        s = suppressions.c
         with self.engine.connect() as conn:
             for part in chunks(sorted(by_hash), self.batch_size):
-                query = select(s.address_hash).where(s.workspace_id == ws, s.address_hash.in_(part))
-                for hashed in conn.execute(query).scalars():
+                for (hashed,) in self._fetch_by_ids(conn, _SUPPRESSED, (ws,), part):
                     found.update(by_hash[hashed])
         return found
 

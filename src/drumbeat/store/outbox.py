@@ -14,8 +14,6 @@ import orjson
 from sqlalchemy import (
     Connection,
     Select,
-    Update,
-    bindparam,
     func,
     or_,
     select,
@@ -58,7 +56,6 @@ ON CONFLICT DO NOTHING
 """
 
 
-_RESULT_FIELDS = ("row_id", "row_fence", "new_status", "retry", "error", "sent", "provider")
 # Each result written only over a row its claim still holds: same fence, still sending.
 _RECORD_RESULTS = """
 UPDATE outbox SET status = r.status, lease_until = NULL, retry_at = r.retry_at,
@@ -76,21 +73,13 @@ RETURNING outbox.id
 """
 
 
-def _record_result() -> Update:
-    """`_RECORD_RESULTS` for SQLite: one row a run of the prepared statement."""
-    o = outbox.c
-    return (
-        update(outbox)
-        .where(o.id == bindparam("row_id"), o.fence == bindparam("row_fence"), _SENDING)
-        .values(
-            status=bindparam("new_status"),
-            lease_until=None,
-            retry_at=bindparam("retry"),
-            last_error=bindparam("error"),
-            sent_at=func.coalesce(bindparam("sent"), o.sent_at),
-            provider_id=func.coalesce(bindparam("provider"), o.provider_id),
-        )
-    )
+# `_RECORD_RESULTS` for SQLite: one run of the prepared statement a row, its parameters
+# numbered as the columns of a row of `record_results` (no per-row work in SQLAlchemy).
+_RECORD_RESULT = """
+UPDATE outbox SET status = ?3, lease_until = NULL, retry_at = ?4, last_error = ?5,
+    sent_at = coalesce(?6, sent_at), provider_id = coalesce(?7, provider_id)
+WHERE id = ?1 AND fence = ?2 AND status = 'sending'
+"""
 
 
 # One advisory lock a user (a 64-bit hash of workspace and user id), in the order given.
@@ -228,8 +217,7 @@ class OutboxStore(OutboxClaims):
                 columns = tuple(list(column) for column in zip(*rows, strict=True))
                 written = conn.exec_driver_sql(_RECORD_RESULTS, columns)
             else:  # SQLite: one prepared statement, run per row in-process
-                params = [dict(zip(_RESULT_FIELDS, row, strict=True)) for row in rows]
-                written = conn.execute(_record_result(), params)
+                written = conn.exec_driver_sql(_RECORD_RESULT, rows)
         return len(results) - max(0, int(written.rowcount))
 
     def next_retry(self, now: float) -> float | None:
