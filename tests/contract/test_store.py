@@ -240,3 +240,33 @@ def test_memberships_are_stored_by_key_on_sqlite_and_the_migration_goes_both_way
     assert "WITHOUT ROWID" not in layout()
     migrate.upgrade(store.engine)
     assert "WITHOUT ROWID" in layout()
+
+
+def test_memberships_and_messages_go_in_bulk_as_given(store, ws):
+    """The batch's writes (one statement a kind on PostgreSQL): times given as int or float,
+    nulls, a member given twice (the last counts), a member written again (its version
+    moves), a message whose key exists (kept once)."""
+    from sqlalchemy import select
+
+    from drumbeat.engine.member import Member, OutMessage, State
+    from drumbeat.store.schema import outbox
+
+    first = Member("a", State.ACTIVE, "steps[1]", 1, 100, 100.5, next_due_at=None)
+    again = Member("a", State.ACTIVE, "steps[2]", 1, 100, 200, next_due_at=300.25)
+    other = Member("b", State.COMPLETED, "steps[0]", 2, 100.0, 100, exit_reason="goal")
+    sent = [OutMessage(f"k/{u}", "s", u, 1, "email", {"body": u}, 100) for u in ("a", "b")]
+    with store.writing() as conn:
+        store.write_members(conn, ws, "c", [first, other, again])
+        assert store.insert_messages(conn, ws, "c", sent) == 2
+    with store.writing() as conn:
+        store.write_members(conn, ws, "c", [other])
+        assert store.insert_messages(conn, ws, "c", [*sent, sent[0]]) == 0
+    members = {m.user_id: m for m in store.members(ws, "c")}
+    assert members == {"a": again, "b": other}
+    o = outbox.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(o.user_id, o.payload, o.created_at).where(o.workspace_id == ws))
+        assert sorted(tuple(row) for row in rows) == [
+            ("a", {"body": "a"}, 100.0),
+            ("b", {"body": "b"}, 100.0),
+        ]

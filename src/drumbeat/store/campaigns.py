@@ -27,7 +27,7 @@ from sqlalchemy.sql.selectable import Exists, TableValuedAlias
 from drumbeat import metrics
 from drumbeat.engine.member import Member, State
 from drumbeat.errors import InvalidInput, Problem
-from drumbeat.store.core import StoreCore
+from drumbeat.store.core import StoreCore, Unnest
 from drumbeat.store.readonly import GET_SETTING, setting_value
 from drumbeat.store.revisions import bump_revision
 from drumbeat.store.schema import campaigns, memberships, settings, users
@@ -84,6 +84,30 @@ ON CONFLICT (workspace_id, campaign_key, user_id) DO UPDATE SET
 {", ".join(f"{c} = excluded.{c}" for c in MEMBER_COLUMNS if c != "user_id")},
 version = memberships.version + 1
 """
+
+
+_MEMBER_TYPES = (
+    ("workspace_id", "int"),
+    ("campaign_key", "text"),
+    ("user_id", "text"),
+    ("state", "text"),
+    ("position", "text"),
+    ("entry_count", "int"),
+    ("entered_at", "float8"),
+    ("step_started_at", "float8"),
+    ("next_due_at", "float8"),
+    ("last_sent_at", "float8"),
+    ("last_step", "text"),
+    ("exited_at", "float8"),
+    ("exit_reason", "text"),
+    ("attributed", "bool"),
+)
+_UPSERT_MEMBERS_PG = Unnest(
+    _UPSERT_MEMBERS.replace(
+        f"VALUES (?, ?, {', '.join('?' for _ in MEMBER_COLUMNS)}, 1)", "SELECT r.*, 1 FROM ROWS"
+    ),
+    _MEMBER_TYPES,
+)
 
 
 _LOAD_MEMBERS = f"""
@@ -237,6 +261,8 @@ class CampaignStore(StoreCore):
         statement (the event path decides for several campaigns at once)."""
         if not members:
             return
+        # one row a member (the last given): one statement cannot update a row twice
+        members = list({(key, m.user_id): (key, m) for key, m in members}.values())
         rows = [
             (
                 ws,
@@ -256,7 +282,7 @@ class CampaignStore(StoreCore):
             )
             for key, m in members
         ]
-        self._executemany(conn, _UPSERT_MEMBERS, rows)
+        self._write_rows(conn, _UPSERT_MEMBERS, rows, _UPSERT_MEMBERS_PG)
 
     def members(
         self, ws: int, key: str, *, state: str | None = None, limit: int | None = None

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
 from drumbeat.store.claims import OutboxClaims
-from drumbeat.store.core import chunks
+from drumbeat.store.core import Unnest, chunks
 from drumbeat.store.dead import DeadRows, retry_dead
 from drumbeat.store.owners import gone_processes, host_owner, process_owner
 from drumbeat.store.schema import RETRY, outbox
@@ -51,9 +51,29 @@ class SendResult:
 _INSERT_MESSAGES = """
 INSERT INTO outbox (workspace_id, dedupe_key, campaign_key, step_id, user_id, entry_count,
                     channel, payload, status, attempts, available_at, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?::json, 'pending', 0, ?, ?)
+{rows}
 ON CONFLICT DO NOTHING
 """
+_MESSAGES_SQLITE = _INSERT_MESSAGES.format(
+    rows="VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+)
+_MESSAGES_PG = Unnest(
+    _INSERT_MESSAGES.format(
+        rows="SELECT w, d, k, s, u, e, c, p::jsonb, 'pending', 0, a, t FROM ROWS"
+    ),
+    (
+        ("w", "int"),
+        ("d", "text"),
+        ("k", "text"),
+        ("s", "text"),
+        ("u", "text"),
+        ("e", "int"),
+        ("c", "text"),
+        ("p", "text"),
+        ("a", "float8"),
+        ("t", "float8"),
+    ),
+)
 
 
 # Each result written only over a row its claim still holds: same fence, still sending.
@@ -124,7 +144,7 @@ class OutboxStore(OutboxClaims):
                     m.created_at,
                 )
             )
-        return self._executemany(conn, _INSERT_MESSAGES, rows)
+        return self._write_rows(conn, _MESSAGES_SQLITE, rows, _MESSAGES_PG)
 
     def recent_sends(
         self, ws: int, user_ids: Sequence[str], since: float, conn: Connection | None = None
