@@ -67,8 +67,9 @@ class StoreUnavailable(DrumbeatError):
 
 class Unnest:
     """A PostgreSQL write of rows from one array parameter a column: `sql` reads them from
-    ROWS, which stands for `unnest(%b::TYPE[], …) AS r(NAME, …)` of `columns` (name, type), the arrays sent in
-    binary (in text, psycopg escaped each element in Python: 3 ms an array of 1,000)."""
+    ROWS, which stands for `unnest(%b::TYPE[], …) AS r(NAME, …)` of `columns` (name, type),
+    the arrays sent in binary (in text, psycopg escaped each element in Python: 3 ms an
+    array of 1,000)."""
 
     def __init__(self, sql: str, columns: Sequence[tuple[str, str]]) -> None:
         arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)  # binary: no escaping
