@@ -5,12 +5,16 @@ batch by id) commits nothing; what a batch did is read back from the store."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections import Counter
+from contextlib import suppress
 
 import pytest
 from sqlalchemy import select
 
 from drumbeat.pipeline.executors.celery import CeleryExecutor
+from drumbeat.pipeline.executors.celery_app import DISPATCH_LANE, queue_name, queues
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.worker import BATCH_LEASE, BatchReport, LeaseLost, process_batch
 from drumbeat.store import Store
@@ -101,6 +105,41 @@ def test_the_scheduler_publishes_a_batch_again_only_when_it_may_be_lost(
         assert held is not None and publisher.publish(DEFAULT_LANE) == []
         later(store, BATCH_LEASE + 1)  # its worker died
         assert publisher.publish(DEFAULT_LANE) == [ids[0]]
-        assert publisher._waiting(DEFAULT_LANE) == len(ids) + 1
+        assert publisher.waiting(DEFAULT_LANE) == len(ids) + 1
+    finally:
+        publisher.close()
+
+
+def test_the_scheduler_gives_every_idle_dispatch_worker_a_message(
+    world: World, broker_url: str
+) -> None:
+    """With no dispatch worker, one message waits (and no more however many ticks pass);
+    with three idle ones, each gets a message at the same tick; while all three are busy,
+    one waits for each, and no more."""
+    from kombu import Consumer
+
+    publisher = CeleryExecutor(world.store, broker_url, republish_after=3600.0)
+    try:
+        publisher.publish_dispatch()
+        publisher.publish_dispatch()
+        assert publisher.waiting(DISPATCH_LANE) == 1
+        queue = next(q for q in queues() if q.name == queue_name(DISPATCH_LANE))
+        with publisher.app.connection_for_write() as conn:
+            queue.bind(conn.default_channel).purge()
+            taken: list[object] = []
+            for _ in range(3):  # a worker each, holding one message at a time (prefetch 1)
+                channel = conn.channel()
+                channel.basic_qos(0, 1, False)
+                Consumer(channel, [queue], callbacks=[lambda _, m: taken.append(m)]).consume()
+            assert publisher.consumers(DISPATCH_LANE) == 3
+            publisher.publish_dispatch()
+            deadline = time.monotonic() + 30
+            while len(taken) < 3 and time.monotonic() < deadline:
+                with suppress(TimeoutError, socket.timeout):
+                    conn.drain_events(timeout=1)
+            assert len(taken) == 3 and publisher.waiting(DISPATCH_LANE) == 0
+            publisher.publish_dispatch()  # all three busy
+            publisher.publish_dispatch()
+            assert publisher.waiting(DISPATCH_LANE) == 3
     finally:
         publisher.close()

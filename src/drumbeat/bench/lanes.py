@@ -3,7 +3,8 @@ the slow lane on its own workers). Each tick, new users arrive who match a fast 
 the figure is a fast batch's wait, from the end of the tick's planning to the fast lane
 drained, its p99 over the ticks: first alone (the floor), then while a slow-lane campaign
 holds a backlog of BACKLOG users. The slow lane must still hold a backlog at the end of
-the loaded ticks, or the figure says so.
+the loaded ticks, or the figure says so. On a fresh store: a new SQLite file, or a new
+PostgreSQL database on the server `--postgres` names (dropped at the end).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
+from drumbeat.bench.databases import fresh_database
 from drumbeat.bench.report import Figure
 from drumbeat.client import Drumbeat
 from drumbeat.config import Settings
@@ -32,11 +35,19 @@ def _campaign(key: str, plan: str, lane: str | None) -> dict[str, object]:
 
 
 def run(
-    *, arriving: int, backlog: int, ticks: int, workers: int, slow_workers: int, batch_size: int
+    postgres: str | None,
+    *,
+    arriving: int,
+    backlog: int,
+    ticks: int,
+    workers: int,
+    slow_workers: int,
+    batch_size: int,
 ) -> list[Figure]:
-    with tempfile.TemporaryDirectory() as tmp:
+    """On a fresh SQLite file (`postgres` None) or PostgreSQL database."""
+    with tempfile.TemporaryDirectory() as tmp, _fresh(postgres, tmp) as url:
         config = Settings(
-            database_url=f"sqlite:///{tmp}/lanes.db",
+            database_url=url,
             outbox_file=f"{tmp}/messages.jsonl",
             batch_size=batch_size,
             workers=workers,
@@ -58,18 +69,30 @@ def run(
         finally:
             runner.close()
             client.close()
+    dialect = "sqlite" if postgres is None else "postgresql"
     held = left.get("pending", 0) + left.get("running", 0)
     note = f"slow backlog left: {held} batches" if held else "the slow backlog ran out: too small"
     return [
-        Figure(f"fast batch wait p99, {ticks} ticks of {arriving} users, alone", alone, "ms"),
         Figure(
-            f"the same while the slow lane holds {backlog:,} users ({note})",
+            f"{dialect}: fast batch wait p99, {ticks} ticks of {arriving} users, alone",
+            alone,
+            "ms",
+        ),
+        Figure(
+            f"{dialect}: the same while the slow lane holds {backlog:,} users ({note})",
             loaded,
             "ms",
             alone,
             "≤ 1.2×",
         ),
     ]
+
+
+def _fresh(postgres: str | None, folder: str) -> AbstractContextManager[str]:
+    """A new PostgreSQL database on `postgres`'s server (dropped at the end), or SQLite file."""
+    if postgres:
+        return fresh_database(postgres, "lanes")
+    return nullcontext(f"sqlite:///{folder}/lanes.db")
 
 
 def _waits(client: Drumbeat, runner: Runner, prefix: str, arriving: int, ticks: int) -> float:

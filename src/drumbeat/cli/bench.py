@@ -346,22 +346,32 @@ def lanes(
     ticks: Annotated[int, typer.Option(min=1, help="Ticks measured, alone and loaded")] = 20,
     workers: Annotated[int, typer.Option(help="Worker processes of the fast lane")] = 1,
     slow_workers: Annotated[int, typer.Option(help="Worker processes of the slow lane")] = 1,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL server (URL of a database on it) where the benchmark may create"
+            " and drop a fresh database (also measured when given)"
+        ),
+    ] = None,
     write: WriteOpt = None,
 ) -> None:
-    """Lane isolation on a fresh SQLite file: a fast campaign's batch wait p99 (end of planning
-    to its lane drained) alone, and while the slow lane holds a backlog, as `drumbeat run`
-    ticks."""
+    """Lane isolation on a fresh SQLite file (and a fresh PostgreSQL database if given): a
+    fast campaign's batch wait p99 (end of planning to its lane drained) alone, and while
+    the slow lane holds a backlog, as `drumbeat run` ticks."""
     from drumbeat.bench.lanes import run
 
     batch_size = state(ctx).settings().batch_size
-    figures = run(
-        arriving=arriving,
-        backlog=backlog,
-        ticks=ticks,
-        workers=workers,
-        slow_workers=slow_workers,
-        batch_size=batch_size,
-    )
+    figures = []
+    for url in (None, postgres) if postgres else (None,):
+        figures += run(
+            url,
+            arriving=arriving,
+            backlog=backlog,
+            ticks=ticks,
+            workers=workers,
+            slow_workers=slow_workers,
+            batch_size=batch_size,
+        )
     show("lanes", figures, write)
 
 
@@ -389,6 +399,49 @@ def pipeline(
     broker, size = settings.broker_url, settings.batch_size
     figures = on_both_stores(lambda url: run(url, broker, batches, size), sqlite, postgres)
     show("pipeline", figures, write)
+
+
+@app.command("workers")
+def workers(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(min=10, help="Messages a round (one per user)")] = 4000,
+    processes: Annotated[
+        int, typer.Option("--workers", min=2, help="Dispatch workers of the second round")
+    ] = 4,
+    delay: Annotated[
+        float, typer.Option(min=0, help="Milliseconds the local webhook takes to answer")
+    ] = 50.0,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="DRUMBEAT_WEBHOOK_CONCURRENCY of the workers")
+    ] = 4,
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """No central bottleneck: messages delivered a second by one `drumbeat worker --lane
+    dispatch` process, then by --workers of them, started by the bench, the scheduler
+    publishing; each message a call to a local webhook answering after --delay ms. SQLite
+    (and PostgreSQL if given). Needs DRUMBEAT_BROKER_URL, on a vhost no other worker uses."""
+    from drumbeat.bench.workers import run
+    from drumbeat.cli.worker import needs_broker
+    from drumbeat.errors import InvalidInput
+
+    settings = state(ctx).settings()
+    if settings.broker_url is None:
+        raise InvalidInput(needs_broker("`drumbeat bench workers`"), what="settings")
+    broker = settings.broker_url
+    figures = on_both_stores(
+        lambda url: run(
+            url, broker, users=users, workers=processes, delay=delay / 1000,
+            concurrency=concurrency, batch_size=settings.batch_size,
+            tick=settings.tick_interval,
+        ),
+        sqlite,
+        postgres,
+    )  # fmt: skip
+    show("workers", figures, write)
 
 
 @app.command("loader")

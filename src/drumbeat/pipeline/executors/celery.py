@@ -68,18 +68,27 @@ class CeleryExecutor:
         return due
 
     def publish_dispatch(self) -> None:
-        """One message to the dispatch lane, a worker then sends what is due; none while one
-        still waits there (dispatch workers stopped for an hour find one, not hundreds)."""
-        if not self._waiting(DISPATCH_LANE):
-            self._send(DISPATCH_TASK, DISPATCH_LANE, [[]])
+        """A message to the dispatch lane for each of its consumers beyond those already
+        waiting there, and one if it has none: every idle dispatch worker starts sending at
+        this tick, not one more worker a tick; dispatch workers stopped for an hour find
+        one message, not hundreds."""
+        ready, consumers = self._counts(DISPATCH_LANE)
+        self._send(DISPATCH_TASK, DISPATCH_LANE, [[]] * (max(1, consumers) - ready))
 
-    def _waiting(self, lane: str) -> int:
+    def waiting(self, lane: str) -> int:
         """Messages ready in `lane`'s queue, not yet delivered to a worker."""
+        return self._counts(lane)[0]
+
+    def consumers(self, lane: str) -> int:
+        """Consumers of `lane`'s queue: a worker each (whatever its `--concurrency`)."""
+        return self._counts(lane)[1]
+
+    def _counts(self, lane: str) -> tuple[int, int]:
         self._declare_once()
         queue = next(q for q in queues() if q.name == queue_name(lane))
         with self.app.connection_for_write() as conn:
             declared = queue.bind(conn.default_channel).queue_declare(passive=True)
-        return int(declared.message_count)
+        return int(declared.message_count), int(declared.consumer_count)
 
     def _declare_once(self) -> None:
         if not self._declared:
