@@ -242,9 +242,15 @@ class CampaignStore(StoreCore):
     # ---- members ------------------------------------------------------------------------
 
     def load_members(self, ws: int, key: str, user_ids: Sequence[str]) -> dict[str, Member]:
+        """The members among `user_ids`. Statistics kept fresh first (`keep_statistics`): the
+        memberships a big entry writes arrive while its batches read them, and PostgreSQL,
+        taking the campaign for empty, read its whole membership for each batch (the key's
+        prefix, the ids as a filter): a first tick of 1M users went quadratic, its batches
+        from 0.14 s to 0.54 s."""
         found: dict[str, Member] = {}
         with metrics.timed("store.load_members", len(user_ids)), self.engine.connect() as conn:
             for start in range(0, len(user_ids), self.batch_size):
+                self.keep_statistics()
                 part = user_ids[start : start + self.batch_size]
                 for row in self._fetch_by_ids(conn, _LOAD_MEMBERS, (ws, key), part):
                     found[row[0]] = member_from_row(row)
