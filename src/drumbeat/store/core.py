@@ -277,7 +277,8 @@ class StoreCore:
         hashes: strings): the ids go as one parameter (a JSON array on SQLite, an array on
         PostgreSQL), not one bind per id."""
         if self.dialect == "postgresql":
-            sql = sql.replace("IN_IDS", "= ANY(?)").replace("?", "%s")
+            # the array in binary: in text, psycopg escapes each id in Python
+            sql = sql.replace("?", "%s").replace("IN_IDS", "= ANY(%b::text[])")
             ids_param: Any = list(ids)
         else:
             sql = sql.replace("IN_IDS", "IN (SELECT value FROM json_each(?))")

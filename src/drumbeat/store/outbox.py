@@ -77,17 +77,27 @@ _MESSAGES_PG = Unnest(
 
 
 # Each result written only over a row its claim still holds: same fence, still sending.
-_RECORD_RESULTS = """
+_RECORD_RESULTS = Unnest(
+    """
 UPDATE outbox SET status = r.status, lease_until = NULL, retry_at = r.retry_at,
     last_error = r.error, sent_at = coalesce(r.sent_at, outbox.sent_at),
     provider_id = coalesce(r.provider_id, outbox.provider_id)
-FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::float8[], %s::text[], %s::float8[],
-            %s::text[]) AS r(id, fence, status, retry_at, error, sent_at, provider_id)
+FROM ROWS
 WHERE outbox.id = r.id AND outbox.fence = r.fence AND outbox.status = 'sending'
-"""
+""",
+    (
+        ("id", "bigint"),
+        ("fence", "bigint"),
+        ("status", "text"),
+        ("retry_at", "float8"),
+        ("error", "text"),
+        ("sent_at", "float8"),
+        ("provider_id", "text"),
+    ),
+)
 _EXTEND_LEASES = """
 UPDATE outbox SET lease_until = %s
-FROM unnest(%s::bigint[], %s::bigint[]) AS c(id, fence)
+FROM unnest(%b::bigint[], %b::bigint[]) AS c(id, fence)
 WHERE outbox.id = c.id AND outbox.fence = c.fence AND outbox.status = 'sending'
 RETURNING outbox.id
 """
@@ -234,8 +244,7 @@ class OutboxStore(OutboxClaims):
         ]
         with metrics.timed("store.record_results", len(results)), self.writing() as conn:
             if self.dialect == "postgresql":  # the rows as arrays, one round trip
-                columns = tuple(list(column) for column in zip(*rows, strict=True))
-                written = conn.exec_driver_sql(_RECORD_RESULTS, columns)
+                written = conn.exec_driver_sql(_RECORD_RESULTS.sql, _RECORD_RESULTS.columns(rows))
             else:  # SQLite: one prepared statement, run per row in-process
                 written = conn.exec_driver_sql(_RECORD_RESULT, rows)
         return len(results) - max(0, int(written.rowcount))
