@@ -7,13 +7,14 @@ for one another), so a claim's time is mostly waiting. The scheduler (`drumbeat 
 
 Two rounds on one store, each over USERS users of a campaign with one webhook step, queued
 (planned and worked in this process, untimed) just before the round: one worker, then
-WORKERS workers. A round is timed from the scheduler's first tick to the last of its
-messages recorded `sent`; the server counts the calls, and every message must be sent once.
-Target: WORKERS (4) workers deliver ≥ 3.5× what one delivers.
+WORKERS workers. A round is timed from its messages made due and the scheduler's first
+tick to the last of them recorded `sent`; the server counts the round's calls (as many as
+messages when each was sent once). Target: 4 workers deliver ≥ 3.5× what one delivers.
 
-Workers are started, and have opened the store, before a round's messages are queued. The workers
-consume the broker's `drumbeat.dispatch` queue: the bench refuses a broker where another
-process consumes it (give the bench a RabbitMQ vhost of its own).
+Workers are started, and have opened the store, before a round; its messages are queued
+due an hour later, and made due when the round starts, so none is sent before. The
+workers consume the broker's `drumbeat.dispatch` queue: the bench refuses a broker where
+another process consumes it (give the bench a RabbitMQ vhost of its own).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
+
 from drumbeat.bench.engine import load_users
 from drumbeat.bench.report import Figure
 from drumbeat.campaigns import apply, plan_apply
@@ -46,12 +49,14 @@ from drumbeat.pipeline.scheduler import Scheduler
 from drumbeat.pipeline.worker import BATCH_LEASE, process_batch
 from drumbeat.store import Store, open_store
 from drumbeat.store.owners import claim_owner
+from drumbeat.store.schema import outbox
 
 HOST = "127.0.0.1"
 FULL_PASS = 7 * 86400.0
 READY_SECONDS = 180.0  # for the workers to start (several at once, on a busy machine)
 ROUND_SECONDS = 1800.0  # for a round's messages to be sent
 POLL_SECONDS = 0.1
+HELD = 3600.0  # seconds ahead a round's messages are queued for, until the round releases them
 
 
 class Hooks(ThreadingHTTPServer):
@@ -228,12 +233,13 @@ def warm(scheduler: Scheduler, n: int) -> None:
 
 def queue_messages(store: Store, users: int, url: str) -> int:
     """A fresh workspace of `users` users entered into a campaign with one webhook step,
-    worked in this process: `users` messages due now; the workspace's id."""
+    worked in this process at HELD seconds from now: `users` messages due then, so that no
+    worker takes one before the round (`release`); the workspace's id."""
     ws = store.workspace_id(f"bench-workers-{uuid.uuid4().hex[:8]}")
     load_users(store, ws, users)
     step = {"send": {"id": "hook", "channel": "webhook", "url": url, "body": "Hi"}}
     campaign = {"key": "hook", "name": "hook", "audience": {"attr": "plan", "eq": "free"}}
-    now = time.time()
+    now = time.time() + HELD
     checked = plan_apply(
         parse_campaign(campaign | {"steps": [step]}), store, ws, webhook_allow=[HOST]
     )
@@ -253,14 +259,13 @@ def timed_round(
     store: Store, scheduler: Scheduler, hooks: Hooks, ws: int, users: int, workers: int
 ) -> Round:
     """Tick the scheduler until the `users` messages of `ws` are sent."""
-    if early := sent(store, ws):  # a warm-up task met the first messages: not a clean round
-        raise RuntimeError(f"{early} messages were sent before the round began")
     calls = hooks.calls
     stop = threading.Event()
     ticking = threading.Thread(
         target=scheduler.run, args=(scheduler.config.tick_interval,), kwargs={"stop": stop}
     )
     started = time.perf_counter()
+    release(store, ws)
     ticking.start()
     try:
         wait_for(lambda: sent(store, ws) >= users, ROUND_SECONDS, f"{users:,} messages sent")
@@ -269,6 +274,13 @@ def timed_round(
         stop.set()
         ticking.join()
     return Round(workers, seconds, sent(store, ws), hooks.calls - calls)
+
+
+def release(store: Store, ws: int) -> None:
+    """The workspace's messages due now (the bench's own shortcut: one UPDATE)."""
+    with store.writing() as conn:
+        due = update(outbox).where(outbox.c.workspace_id == ws).values(available_at=time.time())
+        conn.execute(due)
 
 
 def sent(store: Store, ws: int) -> int:
