@@ -326,6 +326,7 @@ def test_bench_loader_smoke_writes_its_figures(tmp_path, clean_env, pg_database)
     for store in ("sqlite", "postgresql"):
         assert f"{store}: 200 users, file → first message queued" in text
         assert f"{store}: drumbeat advance, wall (start-up included)" in text
+        assert f"{store}: drumbeat advance, CPU (user + system)" in text
         assert f"{store}: of which advance sending the messages" in text
     with psycopg.connect(pg_database) as conn:  # its fresh databases are dropped
         left = conn.execute(
