@@ -119,13 +119,14 @@ def test_rows_a_gone_process_was_sending_are_taken_up_at_once(
     assert store.release_orphaned_messages() == 0
 
 
-def explain(store, query, before=(), steer=True, locked=True):
+def explain(store, query, before=(), steer=True, locked=True, generic=True):
     """The plan of a claim's query, one text. SQLite: its plan. PostgreSQL: the generic plan
     of the query prepared with its parameters (psycopg prepares a statement run five times,
     and a generic plan cannot read a parameter's value), told to avoid scans and sorts where
     it can (`steer`), so a Sort left in the plan means no index serves the claim's order.
     `before`: statements run first, in the same transaction (rolled back). `locked`: as a
-    claim runs it on PostgreSQL (FOR UPDATE SKIP LOCKED)."""
+    claim runs it on PostgreSQL (FOR UPDATE SKIP LOCKED). `generic` False: the plan made
+    for these values (as the server plans a statement's first runs, and may keep doing)."""
     with store.engine.connect() as conn:
         for statement in before:
             conn.exec_driver_sql(statement)
@@ -142,7 +143,8 @@ def explain(store, query, before=(), steer=True, locked=True):
         values = [pg_sql.Literal(compiled.params[name]) for name in compiled.positiontup]
         for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort") if steer else ():
             conn.exec_driver_sql(f"SET LOCAL {setting} = off")
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        conn.exec_driver_sql(f"SET LOCAL plan_cache_mode = {mode}")
         conn.exec_driver_sql(f"PREPARE claim_pick AS {compiled}")
         args = pg_sql.SQL(", ").join(values).as_string(raw)
         plan = "\n".join(
@@ -152,12 +154,12 @@ def explain(store, query, before=(), steer=True, locked=True):
         return plan
 
 
-def claim_plan(store, channel, before=(), steer=True):
+def claim_plan(store, channel, before=(), steer=True, generic=True):
     """The plan of a claim of 1,000 rows of `channel` (None: any): on PostgreSQL its one
     statement; on SQLite each of its queries in turn, one plan after the other."""
     if store.dialect == "postgresql":
         query = store.claim_statement(NOW, REAL, 1000, 5.0, channel)
-        return explain(store, query, before, steer=steer, locked=False)
+        return explain(store, query, before, steer=steer, locked=False, generic=generic)
     picks = store.claim_picks(NOW, REAL, channel)
     return "\n--\n".join(explain(store, pick.limit(1000), before) for pick in picks)
 
@@ -193,6 +195,27 @@ def test_a_rate_limited_channel_with_few_rows_due_claims_from_its_own_index(stor
     before = (FILL_TWO_CHANNELS, "ANALYZE outbox")
     plan = claim_plan(store, "a-channel-without-rows", before, steer=False)
     assert "ix_outbox_channel_due" in plan, plan
+
+
+FILL_USERS = """
+INSERT INTO users (workspace_id, user_id, email, unsubscribed, created_at, attributes, updated_at,
+                   version)
+SELECT 1, 'u' || i, 'u' || i || '@example.com', false, 0, '{}', 0, 1
+FROM generate_series(1, 20000) AS i
+"""
+
+
+def test_a_claim_finds_its_rows_and_recipients_by_key_whatever_the_tables_hold(store):
+    """20,000 rows due and their 20,000 recipients: a claim of 1,000 must reach the rows it
+    updates and their users through the keys, not hash or merge the whole tables (a claim
+    then cost in proportion to the outbox and the users, not to itself)."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite's claim updates by ids and reads the users by ids (no join)")
+    before = (FILL_TWO_CHANNELS, FILL_USERS, "ANALYZE outbox", "ANALYZE users")
+    for generic in (True, False):
+        plan = claim_plan(store, None, before, steer=False, generic=generic)
+        assert "pk_outbox" in plan and "pk_users" in plan, plan
+        assert "Seq Scan" not in plan and "Hash" not in plan and "Merge" not in plan, plan
 
 
 def test_the_next_retry_is_read_from_the_retries_index(store):

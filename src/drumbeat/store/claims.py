@@ -11,7 +11,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Select, Update, and_, bindparam, select, text, union_all, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Update,
+    any_,
+    bindparam,
+    func,
+    select,
+    text,
+    true,
+    union_all,
+    update,
+)
 
 from drumbeat import metrics
 from drumbeat.model.user import User
@@ -91,17 +103,25 @@ class OutboxClaims(StoreCore):
             for n, pick in enumerate(self.claim_picks(now, real_now, channel))
         ]
         picked = union_all(*(select(pick.c.id) for pick in picks)).limit(limit).cte("picked")
+        # Each claimed row and its recipient found by key (an id array, a LIMIT 1 lateral):
+        # joined, the planner hashed or merged whole tables for a claim of 1,000 rows (at
+        # 30,000 messages, 40 ms a claim on the outbox's scan alone).
         claimed = (
             self._claim_update(real_now, lease)
-            .where(outbox.c.id == picked.c.id)
+            .where(outbox.c.id == any_(func.array(select(picked.c.id).scalar_subquery())))
             .returning(*_ROW_COLUMNS)
             .cte("claimed")
         )
         u = users.c
-        recipient = and_(u.workspace_id == claimed.c.workspace_id, u.user_id == claimed.c.user_id)
-        return select(
-            *(claimed.c[c.name] for c in _ROW_COLUMNS), *(u[name] for name in USER_COLUMNS)
-        ).select_from(claimed.outerjoin(users, recipient))
+        recipient = (
+            select(*(u[name] for name in USER_COLUMNS))
+            .where(u.workspace_id == claimed.c.workspace_id, u.user_id == claimed.c.user_id)
+            .limit(1)
+            .lateral("recipient")
+        )
+        return select(*(claimed.c[c.name] for c in _ROW_COLUMNS), *recipient.c).select_from(
+            claimed.outerjoin(recipient, true())
+        )
 
     def claim_picks(self, now: float, real_now: float, channel: str | None) -> list[Select[Any]]:
         """The claim's queries, in the order it takes from them: rows whose lease ran out,
