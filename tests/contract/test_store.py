@@ -164,7 +164,8 @@ def test_users_written_and_users_with_events_received_since_a_time(store, ws):
     assert store.changed_users(ws, 20) == []
     assert sorted(store.event_users(ws, 20)) == [("busy", "login", 30), ("busy", "paid", 30)]
     store.write_users(ws, [UserRecord("quiet", {"email": "q@b.co"}, {})], 40)
-    assert store.changed_users(ws, 20) == [("quiet", 40)]
+    # the names written since it was made (at 10), each with when
+    assert store.changed_users(ws, 20) == [("quiet", 40, 10, {"email": 40})]
     assert store.changed_users(ws, 41) == [] and store.event_users(ws, 41) == []
 
 

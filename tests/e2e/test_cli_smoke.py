@@ -177,6 +177,20 @@ def test_bench_idle_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     assert bench_rows(pg_database, "campaigns") == before
 
 
+def test_bench_changed_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
+    report = tmp_path / "BENCH.md"
+    before = bench_rows(pg_database, "users")
+    drumbeat(
+        "bench", "changed", "--users", "500", "--campaigns", "3", "--postgres", pg_database,
+        "--write", str(report), cwd=tmp_path, env=clean_env,
+    )  # fmt: skip
+    text = report.read_text()
+    assert "<!-- bench:changed -->" in text
+    assert "sqlite: tick, 5 of 500 users changed (3 campaigns) in an attribute 1 campaign" in text
+    assert "postgresql: that tick, read by 1 campaign (floor: read by all 3)" in text
+    assert bench_rows(pg_database, "users") == before  # the run's users are gone
+
+
 @pytest.mark.parametrize("sizes", ["100,10", "ten", "0,5"])
 def test_bench_idle_refuses_campaign_numbers_not_ascending(tmp_path, clean_env, sizes):
     done = subprocess.run(

@@ -49,13 +49,14 @@ CAMPAIGN = {
         {"send": {"id": "follow-up", "channel": "email", "subject": "Still there?", "body": "Hi"}},
     ],
 }
-# The baseline's statements, `?` for a parameter; per backend where SQL differs.
+# The baseline's statements, `?` for a parameter; per backend where SQL differs. Its upsert
+# marks a user changed in every name (`names_after` NULL, `store/names.py`): it keeps no names.
 UPSERT = (
     "INSERT INTO users (workspace_id, user_id, email, timezone, unsubscribed, created_at,"
     " last_seen_at, attributes, updated_at, version) VALUES (?, ?, ?, NULL, {false}, ?, NULL,"
     " {json}, ?, 1) ON CONFLICT (workspace_id, user_id) DO UPDATE SET email = excluded.email,"
     " attributes = excluded.attributes, updated_at = excluded.updated_at,"
-    " version = users.version + 1"
+    " version = users.version + 1, names_after = NULL"
 )
 MATCH = (
     "SELECT 1 FROM users WHERE workspace_id = ? AND user_id = ? AND attributes ->> {plan} = 'free'"

@@ -296,6 +296,27 @@ def idle(
     )
 
 
+@app.command("changed")
+def changed(
+    ctx: typer.Context,
+    users: UsersOpt = 100_000,
+    campaigns: Annotated[int, typer.Option(min=2, help="Active campaigns")] = 100,
+    sqlite: Annotated[
+        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+    ] = None,
+    postgres: PostgresOpt = None,
+    write: WriteOpt = None,
+) -> None:
+    """A warm runner's tick after 1% of N users changed in an attribute one of CAMPAIGNS
+    campaigns reads, against the same share changed in one they all read (what any change
+    cost before the planner knew which names changed), on SQLite (and PostgreSQL if given)."""
+    from drumbeat.bench.changed import run
+
+    settings = state(ctx).settings()
+    figures = on_both_stores(lambda url: run(url, users, campaigns, settings), sqlite, postgres)
+    show("changed", figures, write)
+
+
 @app.command("capacity")
 def capacity(
     ctx: typer.Context,

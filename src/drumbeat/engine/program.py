@@ -13,6 +13,7 @@ from drumbeat.model.attributes import AttrType
 from drumbeat.model.campaign import (
     Branch,
     Campaign,
+    EventEntry,
     Send,
     Split,
     Step,
@@ -104,7 +105,9 @@ class Program:
     window: Window | None
     cap: FrequencyCap | None
     event_conditions: tuple[EventCondition, ...]
-    attributes: frozenset[str] = frozenset()  # the user attributes its rules read
+    # the user attributes (standard fields included) its decisions read: its rules', and the
+    # time zone when a send window holds its sends (a held send is timed by it)
+    attributes: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -158,6 +161,9 @@ def compile_program(
     first = build(campaign.steps, None, "steps")
     goal = predicate(campaign.goal.rule) if campaign.goal else None
     window = Window.of(campaign.send_window) if campaign.send_window else None
+    attributes = frozenset().union(*(rule.attributes() for rule in rules))
+    if window is not None:
+        attributes |= {"timezone"}
     conditions: dict[str, EventCondition] = {}
     for rule in rules:
         for cond in rule.event_conditions():
@@ -172,8 +178,20 @@ def compile_program(
         window,
         cap,
         tuple(conditions.values()),
-        frozenset().union(*(rule.attributes() for rule in rules)),
+        attributes,
     )
+
+
+def read_names(program: Program) -> frozenset[tuple[str, str]]:
+    """What a campaign's rules and entry read: ("name", attribute or field compared) and
+    ("event", name counted or started on). A change to anything else moves none of its
+    decisions: the one-user event path and the planner look at a changed user only for
+    the campaigns that read one of its changes."""
+    on = program.campaign.entry.on
+    events = {condition.event for condition in program.event_conditions}
+    if isinstance(on, EventEntry):
+        events.add(on.event)
+    return frozenset({("name", n) for n in program.attributes} | {("event", e) for e in events})
 
 
 def _split(step: Split, node_id: str, following: str | None, path: str, build: Any) -> SplitNode:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 from drumbeat import metrics
 from drumbeat.engine.machine import decide
 from drumbeat.engine.member import Decision, OutMessage, Subject
-from drumbeat.engine.program import Program, compile_program
+from drumbeat.engine.program import Program, compile_program, read_names
 from drumbeat.model.campaign import EventEntry, parse_campaign
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.pipeline.programs import frequency_cap
@@ -86,16 +86,6 @@ def concerns(program: Program, changes: Mapping[str, Touched]) -> Concern | None
             if starts or (entry_event is None and reads):
                 entering.add(user_id)
     return Concern(program, tuple(users), frozenset(entering)) if users else None
-
-
-def read_names(program: Program) -> set[tuple[str, str]]:
-    """What a campaign reads, as `concerns` looks: ("name", attribute or field) and
-    ("event", name counted or started on)."""
-    on = program.campaign.entry.on
-    events = {condition.event for condition in program.event_conditions}
-    if isinstance(on, EventEntry):
-        events.add(on.event)
-    return {("name", n) for n in program.attributes} | {("event", e) for e in events}
 
 
 class WorkspacePrograms:

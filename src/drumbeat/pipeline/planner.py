@@ -9,11 +9,13 @@ picked by `next_due_at` or by a change to their user.
 And cost follows change, not the number of campaigns: a tick works from the campaigns kept
 by `Programs` (read again only when a workspace's revision moves on), reads what changed in
 a workspace once (`Changes`) and the members due in all its campaigns in one query
-(`Store.due_by_campaign`). When nothing changed it looks only at the campaigns with members
-due or that time alone moves (`Agenda`), else at those something may have moved
-(`looks_at`); it moves the watermarks of all of them in one statement at the end (`Moves`),
-none when nothing changed. An idle tick is a handful of statements per workspace, and no
-Python per campaign (`drumbeat bench idle`).
+(`Store.due_by_campaign`). A changed user is looked at only by the campaigns whose rules read
+what changed for them: an attribute or field written (`store/names.py`: each write keeps the
+names it wrote on the user's row), or an event's name. When nothing changed it looks only at
+the campaigns with members due or that time alone moves (`Agenda`), else at those something
+may have moved (`looks_at`); it moves the watermarks of all of them in one statement at the
+end (`Moves`), none when nothing changed. An idle tick is a handful of statements per
+workspace, and no Python per campaign (`drumbeat bench idle`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
 from drumbeat.store.campaigns import CampaignRow
 from drumbeat.store.core import chunks
+from drumbeat.store.names import Written
 
 # Users written just before a tick may commit just after it: look back this far so that
 # none is missed (seeing a user twice is harmless: the engine decides from state).
@@ -44,63 +47,86 @@ class Plan:
     entering: int = 0
     advancing: int = 0
     batches: int = 0
+    changed: int = 0  # users looked at because something its rules read changed for them
+
+
+Read = tuple[str, str]  # ("name", attribute or field) or ("event", name): `read_names`
+
+
+@dataclass
+class Cut:
+    """The changes at or after one time: the users by what changed for them (`Read`), those
+    whose written names are not known (any campaign may read them), and whether anything
+    changed at all."""
+
+    by_read: dict[Read, list[str]]
+    unknown: list[str]
+    anything: bool
 
 
 class Changes:
     """What changed in a workspace, read once a tick from the oldest time any campaign asks
-    for (`floors`, else the first asked): the users written to, and the users with new
-    events by name, each with when; then cut at each campaign's watermark in memory (once
-    per distinct watermark: campaigns planned together share theirs)."""
+    for (`floors`, else the first asked): the users written to, each with when and the names
+    written (`store/names.py`), and the users with new events by name, each with when; then
+    cut at each campaign's watermark in memory (once per distinct watermark: campaigns
+    planned together share theirs)."""
 
     def __init__(self, store: Store, floors: Mapping[int, float] | None = None) -> None:
         self.store = store
         self._floors = dict(floors or {})
-        self._read: dict[int, tuple[float, list[tuple[str, float]], list[tuple[str, str, float]]]]
-        self._read = {}
-        self._cut: dict[tuple[int, float], tuple[list[str], dict[str, list[str]]]] = {}
+        self._read: dict[int, tuple[float, list[Written], list[tuple[str, str, float]]]] = {}
+        self._cut: dict[tuple[int, float], Cut] = {}
 
-    def since(self, ws: int, watermark: float, events: Collection[str]) -> list[str]:
-        """The users changed for a campaign: those written to, and those with new events of
-        the names its rules read (a `logged_in` moves no campaign that never mentions it)."""
-        written, by_name = self._at(ws, watermark)
-        ids = dict.fromkeys(written)
-        for name in sorted(events):
-            ids.update(dict.fromkeys(by_name.get(name, ())))
+    def since(self, ws: int, watermark: float, reads: Collection[Read]) -> list[str]:
+        """The users changed for a campaign in what its rules read (`read_names`): written to
+        in an attribute or field they compare (in any, when the names written are not
+        known), or with new events of a name they count or start on (a `logged_in` moves no
+        campaign that never mentions it, a `plan` written none that never compares it)."""
+        cut = self._at(ws, watermark)
+        ids = dict.fromkeys(cut.unknown)
+        for read in sorted(reads):
+            ids.update(dict.fromkeys(cut.by_read.get(read, ())))
         return list(ids)
 
     def with_event(self, ws: int, since: float, event: str) -> list[str]:
         """The users with a new `event` (entry on an event). By time received, not by event
         id: on PostgreSQL an id is taken at insert, so an event whose transaction commits
         late could carry an id below one already seen; the watermark's lag covers it."""
-        return list(self._at(ws, since)[1].get(event, ()))
+        return list(self._at(ws, since).by_read.get(("event", event), ()))
 
-    def touches(self, ws: int, since: float, events: Collection[str]) -> bool:
+    def touches(self, ws: int, since: float, reads: Collection[Read]) -> bool:
         """Whether `since` would find any user (without making the list)."""
-        written, by_name = self._at(ws, since)
-        return bool(written) or any(name in by_name for name in events)
+        cut = self._at(ws, since)
+        return bool(cut.unknown) or any(read in cut.by_read for read in reads)
 
     def any_since(self, ws: int, since: float) -> bool:
         """Whether anything at all changed: a watermark behind it moves, even for a campaign
         that reads none of it (else the next tick would read it again)."""
-        written, by_name = self._at(ws, since)
-        return bool(written or by_name)
+        return self._at(ws, since).anything
 
-    def _at(self, ws: int, since: float) -> tuple[list[str], dict[str, list[str]]]:
+    def _at(self, ws: int, since: float) -> Cut:
         if (ws, since) not in self._cut:
             written, news = self._changes(ws, since)
-            by_name: dict[str, dict[str, None]] = {}
-            for user, name, at in news:
+            by_read: dict[Read, dict[str, None]] = {}
+            unknown: dict[str, None] = {}
+            for user in written:
+                if user.at >= since:
+                    names = user.names_since(since)
+                    if names is None:
+                        unknown[user.user_id] = None
+                    for name in names or ():
+                        by_read.setdefault(("name", name), {})[user.user_id] = None
+            for user_id, name, at in news:
                 if at >= since:
-                    by_name.setdefault(name, {})[user] = None
-            self._cut[ws, since] = (
-                list(dict.fromkeys(user for user, at in written if at >= since)),
-                {name: list(users) for name, users in by_name.items()},
+                    by_read.setdefault(("event", name), {})[user_id] = None
+            self._cut[ws, since] = Cut(
+                {read: list(users) for read, users in by_read.items()},
+                list(unknown),
+                bool(unknown or by_read),
             )
         return self._cut[ws, since]
 
-    def _changes(
-        self, ws: int, since: float
-    ) -> tuple[list[tuple[str, float]], list[tuple[str, str, float]]]:
+    def _changes(self, ws: int, since: float) -> tuple[list[Written], list[tuple[str, str, float]]]:
         read = self._read.get(ws)
         if read is None or since < read[0]:  # asked for earlier than read: read again
             floor = min(since, self._floors.get(ws, since))
@@ -145,7 +171,7 @@ def looks_at(
 ) -> bool:
     """Whether anything may have moved a campaign since its watermark: members due, a first
     or a weekly full pass, time alone (relative times in its audience, or re-entry), or a
-    user written to or a new event of a name it reads."""
+    user written to in a name it reads or a new event of a name it reads."""
     ws = row.workspace_id
     program = programs.get(ws, row.key)
     if program is None:
@@ -244,6 +270,7 @@ def plan_campaign(
     if own:
         moves.write(store, programs, now)
     result.entering, result.advancing = len(entering), len(advancing)
+    result.changed = len(changed)
     return result
 
 

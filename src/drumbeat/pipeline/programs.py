@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from drumbeat.engine.program import Program, compile_program
+from drumbeat.engine.program import Program, compile_program, read_names
 from drumbeat.engine.timing import FrequencyCap
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.campaign import EventEntry, parse_campaign
@@ -74,7 +74,7 @@ class Programs:
         self.store = store
         self._compiled: dict[tuple[Any, ...], Program] = {}
         self._audiences: dict[tuple[Any, ...], CompiledAudience] = {}
-        self._reads: dict[tuple[Any, ...], frozenset[str]] = {}
+        self._reads: dict[tuple[Any, ...], frozenset[tuple[str, str]]] = {}
         self._workspaces: dict[int, Workspace] | None = None
         self._rows: list[CampaignRow] | None = None
         self.epoch = 0  # moves on whenever a workspace's campaigns were read again
@@ -150,16 +150,13 @@ class Programs:
         program = found.programs.get(key) if found is not None else None
         return program[0] if program is not None else None
 
-    def reads(self, ws: int, key: str) -> frozenset[str]:
-        """The event names an active campaign's rules (and its entry) read, kept like its
-        program."""
+    def reads(self, ws: int, key: str) -> frozenset[tuple[str, str]]:
+        """What an active campaign's rules (and its entry) read (`read_names`), kept like
+        its program."""
         program, ident = self._snapshot()[ws].programs[key]
         names = self._reads.get(ident)
         if names is None:
-            names = frozenset(c.event for c in program.event_conditions)
-            if isinstance(program.campaign.entry.on, EventEntry):
-                names |= {program.campaign.entry.on.event}
-            self._reads[ident] = names
+            names = self._reads[ident] = read_names(program)
         return names
 
     def audience(self, ws: int, key: str) -> CompiledAudience:

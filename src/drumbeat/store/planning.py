@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, case, select, tuple_, update
 from drumbeat import metrics
 from drumbeat.store.campaigns import CampaignRow
 from drumbeat.store.core import StoreCore
+from drumbeat.store.names import Written
 from drumbeat.store.schema import campaigns, events, memberships, users
 
 
@@ -51,13 +52,18 @@ class PlanningStore(StoreCore):
                     rows[full.workspace_id, full.key] = CampaignRow(*full)
         return [row for row in rows.values() if row is not None]
 
-    def changed_users(self, ws: int, since: float) -> list[tuple[str, float]]:
-        """Users written to (identify) at or after `since`, each with when: a range of
-        `updated_at`."""
+    def changed_users(self, ws: int, since: float) -> list[Written]:
+        """Users written to (identify, import) at or after `since`, each with when and the
+        names its writes changed (`store/names.py`): a range of `updated_at`."""
         u = users.c
-        query = select(u.user_id, u.updated_at).where(u.workspace_id == ws, u.updated_at >= since)
+        query = select(u.user_id, u.updated_at, u.names_after, u.changed_names).where(
+            u.workspace_id == ws, u.updated_at >= since
+        )
         with metrics.timed("planner.changed_users"), self.engine.connect() as conn:
-            return [(row[0], row[1]) for row in conn.execute(query)]
+            return [
+                Written(user, at, after, names or {})
+                for user, at, after, names in conn.execute(query)
+            ]
 
     def event_users(self, ws: int, since: float) -> list[tuple[str, str, float]]:
         """Each user with events received at or after `since`, with each of their events'

@@ -14,18 +14,20 @@ from sqlalchemy import Connection
 from drumbeat.ingest.rows import row_of
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.store.base import Store
+from drumbeat.store.names import names_json, names_update, written_names
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staged_users (
   user_id varchar(255) COLLATE "C", email text, timezone text, unsubscribed boolean,
-  created_at float8, last_seen_at float8, attrs jsonb, removes boolean) ON COMMIT DELETE ROWS;
+  created_at float8, last_seen_at float8, attrs jsonb, removes boolean, names jsonb)
+  ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS staged_events (
   user_id varchar(255) COLLATE "C", name text, ts float8, properties jsonb, message_id text)
   ON COMMIT DELETE ROWS;
 """
 _STAGED_USERS = (
     "COPY staged_users (user_id, email, timezone, unsubscribed, created_at, last_seen_at, attrs,"
-    " removes) FROM STDIN"
+    " removes, names) FROM STDIN"
 )
 
 # INSERT … ON CONFLICT finds each user through the primary key whatever the statistics say
@@ -37,16 +39,17 @@ _STAGED_USERS = (
 # their version and updated_at, so re-imports cost the planner nothing.
 _UPSERT_USERS = """
 INSERT INTO users AS u (workspace_id, user_id, email, timezone, unsubscribed, created_at,
-                        last_seen_at, attributes, updated_at, version)
+                        last_seen_at, attributes, updated_at, version, changed_names,
+                        names_after)
 SELECT %(ws)s, user_id, email, timezone, coalesce(unsubscribed, false), created_at,
-       last_seen_at, attrs, %(now)s, 1
+       last_seen_at, attrs, %(now)s, 1, names, %(now)s
 FROM staged_users
 WHERE (unsubscribed IS NOT NULL) = %(gives_unsubscribed)s AND removes = %(removes)s
 ON CONFLICT (workspace_id, user_id) DO UPDATE SET
   email = coalesce(excluded.email, u.email), timezone = coalesce(excluded.timezone, u.timezone),
   unsubscribed = {unsubscribed}, created_at = coalesce(excluded.created_at, u.created_at),
   last_seen_at = coalesce(excluded.last_seen_at, u.last_seen_at),
-  attributes = {attributes}, updated_at = %(now)s, version = u.version + 1
+  attributes = {attributes}, updated_at = %(now)s, version = u.version + 1, {names}
 WHERE (coalesce(excluded.email, u.email), coalesce(excluded.timezone, u.timezone), {unsubscribed},
        coalesce(excluded.created_at, u.created_at),
        coalesce(excluded.last_seen_at, u.last_seen_at), {attributes})
@@ -66,11 +69,15 @@ def _upsert_sql(gives_unsubscribed: bool, removes: bool) -> str:
     return _UPSERT_USERS.format(
         unsubscribed="excluded.unsubscribed" if gives_unsubscribed else "u.unsubscribed",
         attributes=_MERGED_AND_REMOVED if removes else _MERGED,
+        names=_NAMES,
     )
 
 
+_NAMES = names_update(old="u.", new="excluded.changed_names", now="%(now)s", merge="{} || {}")
+
+
 def _stage(
-    cursor: Any, rows: Iterable[Sequence[Any]]
+    cursor: Any, rows: Iterable[Sequence[Any]], now: float
 ) -> tuple[set[tuple[bool, bool]], dict[str, Any]]:
     """COPY checked rows into staged_users; returns their shapes (gives unsubscribed, removes
     attributes) and the whole attribute patch of the rows that remove some, by user id."""
@@ -78,12 +85,16 @@ def _stage(
     patches: dict[str, Any] = {}
     dumps = orjson.dumps
     with cursor.copy(_STAGED_USERS) as copy:
-        for user_id, email, zone, unsubscribed, created, seen, attributes, removes in rows:
+        for row in rows:
+            user_id, email, zone, unsubscribed, created, seen, attributes, removes = row
+            names = names_json(written_names(row), now)
             if removes:
                 patches[user_id] = attributes
                 attributes = {k: v for k, v in attributes.items() if v is not None}
             attrs = dumps(attributes).decode()
-            copy.write_row((user_id, email, zone, unsubscribed, created, seen, attrs, removes))
+            copy.write_row(
+                (user_id, email, zone, unsubscribed, created, seen, attrs, removes, names)
+            )
             shapes.add((unsubscribed is not None, removes))
     return shapes, patches
 
@@ -108,8 +119,9 @@ WITH e AS (
   SELECT %(ws)s, u, n, t, p, m, %(now)s FROM e
   ON CONFLICT DO NOTHING RETURNING 1
 ), users_added AS (
-  INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version)
-  SELECT %(ws)s, u, false, '{}', %(now)s, 1 FROM (SELECT DISTINCT u FROM e) AS named
+  INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version,
+                     changed_names, names_after)
+  SELECT %(ws)s, u, false, '{}', %(now)s, 1, '{}', %(now)s FROM (SELECT DISTINCT u FROM e) AS named
   ORDER BY u
   ON CONFLICT DO NOTHING
 )
@@ -117,8 +129,10 @@ SELECT count(*) FROM added
 """
 
 _ADD_USERS = """
-INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version)
-SELECT %(ws)s, user_id, false, '{}', %(now)s, 1 FROM unnest(%(ids)s::text[]) AS user_id
+INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version,
+                   changed_names, names_after)
+SELECT %(ws)s, user_id, false, '{}', %(now)s, 1, '{}', %(now)s
+FROM unnest(%(ids)s::text[]) AS user_id
 ON CONFLICT DO NOTHING
 """
 
@@ -157,7 +171,7 @@ class PostgresStore(Store):
         while the server works); they stay staged until the transaction ends."""
         self._require_workspace(conn, ws)
         with self._staging(conn) as cursor:
-            shapes, patches = _stage(cursor, rows)
+            shapes, patches = _stage(cursor, rows, now)
             rows.clear()
             written = 0
             for gives, removes in sorted(shapes):

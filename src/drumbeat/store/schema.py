@@ -80,6 +80,11 @@ users = Table(
     Column("attributes", Json, nullable=False),
     Column("updated_at", Epoch, nullable=False),
     Column("version", Integer, nullable=False),
+    # The names (attributes and fields) written after `names_after`, each with when (a JSON
+    # object); a new user's `names_after` is when it was made. Kept by every user write
+    # (store/names.py): the planner looks at a user for the campaigns that read them.
+    Column("changed_names", Json),
+    Column("names_after", Epoch),
     Index(None, "workspace_id", "updated_at"),
     # Time-based audiences ("created 3 days ago", "not seen for 21 days") are found by range on
     # (workspace_id, created_at) or last_seen_at, indexed only while a live rule compares the

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from itertools import chain
 from typing import Any, cast
 
 import orjson
@@ -15,9 +16,11 @@ from sqlalchemy import Connection
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.store.base import Store
 from drumbeat.store.core import chunks
+from drumbeat.store.names import names_json, names_update, written_names
 
 # ?1 ws, ?2 user_id, ?3 email, ?4 timezone, ?5 unsubscribed, ?6 created_at, ?7 last_seen_at,
-# ?8 attribute patch (JSON merge patch: null removes), ?9 now. json_patch('{}', p) drops nulls.
+# ?8 attribute patch (JSON merge patch: null removes), ?9 now, ?10 the names written
+# (`store/names.py`). json_patch('{}', p) drops nulls.
 _FIELDS = (
     ("email", "?3"),
     ("timezone", "?4"),
@@ -38,14 +41,21 @@ def _upsert_users_sql(gives: tuple[bool, ...], patches: bool) -> str:
         assigned.append(("attributes", "json_patch(attributes, ?8)"))
     insert = """
 INSERT INTO users (workspace_id, user_id, email, timezone, unsubscribed, created_at,
-                   last_seen_at, attributes, updated_at, version)
-VALUES (?1, ?2, ?3, ?4, coalesce(?5, 0), ?6, ?7, json_patch('{}', ?8), ?9, 1)
+                   last_seen_at, attributes, updated_at, version, changed_names, names_after)
+VALUES (?1, ?2, ?3, ?4, coalesce(?5, 0), ?6, ?7, json_patch('{}', ?8), ?9, 1, ?10, ?9)
 ON CONFLICT (workspace_id, user_id) DO """
     if not assigned:
         return insert + "NOTHING"
     sets = ", ".join(f"{column} = {value}" for column, value in assigned)
     changed = " OR ".join(f"{value} IS NOT {column}" for column, value in assigned)
-    return f"{insert}UPDATE SET {sets}, updated_at = ?9, version = version + 1 WHERE {changed}"
+    names = names_update(old="", new="?10", now="?9", merge=_NAMES_MERGE)
+    return (
+        f"{insert}UPDATE SET {sets}, updated_at = ?9, version = version + 1, {names} "
+        f"WHERE {changed}"
+    )
+
+
+_NAMES_MERGE = "json_patch({}, {})"
 
 
 # Events and their users go in by one multi-row INSERT each (up to ROWS_A_STATEMENT rows):
@@ -60,8 +70,9 @@ _INSERT_EVENTS = (
     "(?, ?, ?, ?, ?, ?, ?)",
 )
 _ADD_USERS = (
-    "INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version)",
-    "(?, ?, 0, '{}', ?, 1)",
+    "INSERT INTO users (workspace_id, user_id, unsubscribed, attributes, updated_at, version,"
+    " changed_names, names_after)",
+    "(?, ?, 0, '{}', ?, 1, '{}', ?)",
 )
 
 
@@ -84,6 +95,7 @@ def user_row(ws: int, record: UserRecord, now: float) -> tuple[object, ...]:
         fields.get("last_seen_at"),
         orjson.dumps(record.attributes).decode(),
         now,
+        names_json(chain(record.fields, record.attributes), now),
     )
 
 
@@ -121,7 +133,7 @@ class SQLiteStore(Store):
             inserted += max(raw.execute(_rows_sql(_INSERT_EVENTS, len(part)), params).rowcount, 0)
         user_ids = sorted({r.user_id for r in rows})
         for named in chunks(user_ids, ROWS_A_STATEMENT):
-            params = [value for user_id in named for value in (ws, user_id, now)]
+            params = [value for user_id in named for value in (ws, user_id, now, now)]
             raw.execute(_rows_sql(_ADD_USERS, len(named)), params)
         return inserted
 
@@ -135,9 +147,9 @@ class SQLiteStore(Store):
         raw = cast(Any, conn.connection.driver_connection)
         for sql in _IMPORT_TABLES:
             raw.execute(sql)
-        values, patches, shapes = _import_values(rows)
+        values, patches, shapes = _import_values(rows, now)
         rows.clear()
-        _insert_all(raw, "import_rows", 8, values)
+        _insert_all(raw, "import_rows", 9, values)
         _insert_all(raw, "import_patches", 2, patches)
         del values, patches  # staged: no need to keep them while SQLite upserts
         written = 0
@@ -151,13 +163,14 @@ class SQLiteStore(Store):
 
 # ---- file imports -------------------------------------------------------------------------
 # A batch of checked rows (`ingest/rows.py`) is staged as (user_id, email, timezone,
-# unsubscribed, created_at, last_seen_at, attributes without nulls, whether it removes some);
+# unsubscribed, created_at, last_seen_at, attributes without nulls, whether it removes some,
+# the names it writes);
 # the whole attribute patch of the rows that remove attributes beside it, by user id.
 # (Upserting straight from multi-row VALUES costs SQLite more than staging first.)
 _IMPORT_TABLES = (
     """CREATE TEMP TABLE IF NOT EXISTS import_rows (
   user_id TEXT NOT NULL, email TEXT, timezone TEXT, unsubscribed INTEGER, created_at REAL,
-  last_seen_at REAL, attrs TEXT NOT NULL, removes INTEGER NOT NULL)""",
+  last_seen_at REAL, attrs TEXT NOT NULL, removes INTEGER NOT NULL, names TEXT NOT NULL)""",
     """CREATE TEMP TABLE IF NOT EXISTS import_patches (
   user_id TEXT PRIMARY KEY, patch TEXT NOT NULL) WITHOUT ROWID""",
 )
@@ -169,16 +182,16 @@ STATEMENT_PARAMETERS = 32_766
 # PostgreSQL; a patch that removes attributes is looked up by its user id.
 _UPSERT_IMPORTED = """
 INSERT INTO users (workspace_id, user_id, email, timezone, unsubscribed, created_at,
-                   last_seen_at, attributes, updated_at, version)
+                   last_seen_at, attributes, updated_at, version, changed_names, names_after)
 SELECT ?1, user_id, email, timezone, coalesce(unsubscribed, 0), created_at, last_seen_at, attrs,
-       ?2, 1
+       ?2, 1, names, ?2
 FROM temp.import_rows
 WHERE (unsubscribed IS NOT NULL) = ?3 AND removes = ?4
 ON CONFLICT (workspace_id, user_id) DO UPDATE SET
   email = coalesce(excluded.email, email), timezone = coalesce(excluded.timezone, timezone),
   unsubscribed = {unsubscribed}, created_at = coalesce(excluded.created_at, created_at),
   last_seen_at = coalesce(excluded.last_seen_at, last_seen_at), attributes = {attributes},
-  updated_at = ?2, version = version + 1
+  updated_at = ?2, version = version + 1, {names}
 WHERE coalesce(excluded.email, email) IS NOT email
    OR coalesce(excluded.timezone, timezone) IS NOT timezone OR {unsubscribed} IS NOT unsubscribed
    OR coalesce(excluded.created_at, created_at) IS NOT created_at
@@ -196,11 +209,12 @@ def _upsert_imported(gives_unsubscribed: bool, removes: bool) -> str:
     return _UPSERT_IMPORTED.format(
         unsubscribed="excluded.unsubscribed" if gives_unsubscribed else "unsubscribed",
         attributes=_MERGED_AND_REMOVED if removes else _MERGED,
+        names=names_update(old="", new="excluded.changed_names", now="?2", merge=_NAMES_MERGE),
     )
 
 
 def _import_values(
-    rows: Iterable[Sequence[Any]],
+    rows: Iterable[Sequence[Any]], now: float
 ) -> tuple[list[Any], list[Any], set[tuple[bool, bool]]]:
     """The staged rows' values, one flat list a table, and the batch's shapes (gives
     unsubscribed, removes attributes)."""
@@ -208,12 +222,14 @@ def _import_values(
     patches: list[Any] = []
     shapes: set[tuple[bool, bool]] = set()
     dumps = orjson.dumps
-    for user_id, email, zone, unsubscribed, created, seen, attributes, removes in rows:
+    for row in rows:
+        user_id, email, zone, unsubscribed, created, seen, attributes, removes = row
+        names = names_json(written_names(row), now)
         if removes:
             patches += (user_id, dumps(attributes).decode())
             attributes = {k: v for k, v in attributes.items() if v is not None}
         values += (user_id, email, zone, unsubscribed, created, seen, dumps(attributes).decode())
-        values.append(removes)
+        values += (removes, names)
         shapes.add((unsubscribed is not None, removes))
     return values, patches, shapes
 
