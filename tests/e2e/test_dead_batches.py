@@ -5,6 +5,7 @@ users left out of planning until an operator retries them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -155,3 +156,23 @@ def test_a_batch_of_runs_killed_whole_is_given_back_not_made_dead(world):
         assert world.store.release_orphaned_batches() == {batch.id: "pending"}
     assert len(held) == 1
     assert [b.status for b in world.db.batches() if b.id in held] == ["pending"]
+
+
+def test_a_batch_of_a_killed_worker_not_reaped_yet_is_given_back(world):
+    """A worker killed with its run is reparented to init, which may take a second or more
+    to reap it (a container's does): a second is many ticks of `advance`. Ended, it holds
+    nothing, reaped or not; alive, its batch stays its own."""
+    world.runner.programs.refresh()
+    [row] = [r for r in world.store.campaigns(world.ws) if r.status == "active"]
+    plan_campaign(world.store, world.runner.programs, row, world.now() + DAY, full_pass_every=DAY)
+    with subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE) as worker:
+        try:
+            owner = f"{process_owner(worker.pid)}x"
+            batch = world.store.claim_batch(DEFAULT_LANE, 300.0, owner=owner)
+            assert batch is not None and batch.workspace_id == world.ws
+            assert world.store.release_orphaned_batches() == {}  # alive: its lease holds
+            worker.kill()
+            os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped
+            assert world.store.release_orphaned_batches() == {batch.id: "pending"}
+        finally:
+            worker.kill()  # reaped on leaving the block

@@ -8,6 +8,9 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
+
+PROC = Path("/proc")  # Linux's view of the processes: says whether one is a zombie
 
 
 def host_owner() -> str:
@@ -35,9 +38,27 @@ def gone_processes(owners: Iterable[str]) -> set[int]:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)  # no signal: asks whether the process exists
+        os.kill(pid, 0)  # no signal: asks whether the process exists (a zombie does)
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, as another user's
-        return True
-    return True
+        pass
+    return not _ended(pid)
+
+
+def _ended(pid: int) -> bool:
+    """Whether process `pid`, which exists, has ended as far as its claims go: a zombie
+    (ended, waiting to be reaped) has, unless its parent is ours (init aside). A worker of
+    a run killed whole is reparented to init, which may take a second or more to reap it
+    (a container's does): many ticks of `advance`. A worker that died under our own
+    executor is let go of by that executor, which knows how it ended
+    (`ProcessExecutor._release`: a batch that kills every worker that takes it ends dead).
+    Without /proc (not Linux), none has."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_bytes()
+    except FileNotFoundError:  # reaped since (or no /proc at all)
+        return PROC.is_dir()
+    except OSError:
+        return False
+    state, parent = stat.rpartition(b")")[2].split()[:2]  # after "(command)", which may hold ")"
+    return state in (b"Z", b"X") and (int(parent) != os.getppid() or int(parent) == 1)
