@@ -20,6 +20,7 @@ another process consumes it (give the bench a RabbitMQ vhost of its own).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,7 +62,7 @@ HELD = 3600.0  # seconds ahead a round's messages are queued for, until the roun
 
 class Hooks(ThreadingHTTPServer):
     """The webhook receiver: each POST answered 200 after `delay` seconds, on a thread of its
-    own; the calls and their distinct idempotency keys counted."""
+    own; the calls counted."""
 
     daemon_threads = True
 
@@ -69,7 +70,6 @@ class Hooks(ThreadingHTTPServer):
         super().__init__((HOST, 0), _Answer)
         self.delay = delay
         self.calls = 0
-        self.keys: set[str] = set()
         self.lock = threading.Lock()
 
     @property
@@ -86,7 +86,6 @@ class _Answer(BaseHTTPRequestHandler):
         time.sleep(self.server.delay)  # the provider's work, as the bench's waiting
         with self.server.lock:
             self.server.calls += 1
-            self.server.keys.add(self.headers.get("Idempotency-Key", ""))
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -127,17 +126,18 @@ def run(
     rounds: list[Round] = []
     workspaces: list[int] = []
     try:
-        with Hooks(delay) as hooks, dispatch_workers(env) as start:
+        with Hooks(delay) as hooks:
             threading.Thread(target=hooks.serve_forever, daemon=True).start()
             scheduler = Scheduler(store, settings)
             try:
                 refuse_shared(scheduler)
-                for n in (1, workers):
-                    start(n, lambda n=n: consumers(scheduler) >= n)  # type: ignore[misc]
-                    warm(scheduler, n)
-                    ws = queue_messages(store, users, hooks.url)
-                    workspaces.append(ws)
-                    rounds.append(timed_round(store, scheduler, hooks, ws, users, n))
+                with dispatch_workers(env) as start:
+                    for n in (1, workers):
+                        start(n, lambda n=n: consumers(scheduler) >= n)  # type: ignore[misc]
+                        warm(scheduler, n)
+                        ws = queue_messages(store, users, hooks.url)
+                        workspaces.append(ws)
+                        rounds.append(timed_round(store, scheduler, hooks, ws, users, n))
             finally:
                 scheduler.close()
                 hooks.shutdown()
@@ -166,7 +166,8 @@ def worker_env(settings: Settings, concurrency: int) -> dict[str, str]:
 @contextmanager
 def dispatch_workers(env: dict[str, str]) -> Iterator[Callable[[int, Callable[[], bool]], None]]:
     """`start(n, ready)`: `drumbeat worker --lane dispatch` processes until there are `n`,
-    then wait for `ready()`. All of them stopped at the end (SIGTERM, then SIGKILL)."""
+    then wait for `ready()`. All of them stopped at the end (SIGTERM, then SIGKILL); their
+    logs kept if the bench failed."""
     logs = Path(tempfile.mkdtemp(prefix="drumbeat-bench-workers-"))
     running: list[subprocess.Popen[bytes]] = []
 
@@ -188,15 +189,21 @@ def dispatch_workers(env: dict[str, str]) -> Iterator[Callable[[int, Callable[[]
     try:
         yield start
     finally:
-        for process in running:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in running:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(running)
+    shutil.rmtree(logs)
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each worker's group (its pool too), SIGKILL to those still there in 30 s."""
+    for process in processes:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def wait_for(done: Callable[[], bool], seconds: float, what: str) -> None:
