@@ -9,6 +9,7 @@ one that is set is used as it is (empty it before a start, as prometheus_client 
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -49,11 +50,10 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer:
     elif not os.path.isdir(directory):
         raise BadSetting(DIRECTORY, f"no directory {directory}")
     from prometheus_client import CollectorRegistry, start_http_server, values
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call] # read again: the variable is set now
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    registry.register(FilledFiles(directory))
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
@@ -64,3 +64,26 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer:
             f"--metrics-port {port}: cannot listen on {host}: {exc.strerror}"
         ) from None
     return MetricsServer(port, directory, server, thread, made)
+
+
+@dataclass(frozen=True)  # hashable: a registry keys its collectors
+class FilledFiles:
+    """prometheus_client's multiprocess collector, leaving out the files with nothing in them
+    yet: a process creates its file before it sizes it, and a scrape that met one in that
+    moment failed whole, as did every scrape after a process killed in it left it empty
+    (prometheus/client_python#1199)."""
+
+    directory: str
+
+    def collect(self) -> Any:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [path for path in glob.glob(os.path.join(self.directory, "*.db")) if filled(path)]
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def filled(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # its process ended and the file went with it
+        return False
