@@ -5,6 +5,7 @@ what the full path prints. Assertions on imports, not on time (docs/cli.md, Star
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -130,3 +131,23 @@ def test_command_modules_do_not_postpone_annotations() -> None:
     assert len(modules) > 10
     postponed = sorted(m.__name__ for m in modules if "annotations" in vars(m))
     assert postponed == []
+
+
+@pytest.mark.parametrize("webhook", [False, True], ids=["email", "webhook"])
+def test_a_campaign_is_checked_without_the_http_client_unless_it_sends_webhooks(
+    tmp_path, webhook: bool
+) -> None:
+    """The webhook guard (and httpx with it, ~80 ms of a start) is loaded for a campaign
+    with a webhook step only; the check with a webhook step shows this one can fail."""
+    step: dict[str, object] = {"id": "one", "channel": "email", "subject": "Hi", "body": "Hi"}
+    if webhook:
+        step = {
+            "id": "one",
+            "channel": "webhook",
+            "url": "https://hooks.example.com/a",
+            "body": "{}",
+        }
+    campaign = {"key": "welcome", "name": "W", "audience": {"attr": "plan", "eq": "free"}}
+    (tmp_path / "c.json").write_text(json.dumps({**campaign, "steps": [{"send": step}]}))
+    store = ("--database-url", f"sqlite:///{tmp_path / 'd.db'}")
+    assert ("httpx" in imported(*store, "campaign", "apply", str(tmp_path / "c.json"))) is webhook
