@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from drumbeat.pipeline.executors.celery_app import celery_app, declare, queues
@@ -35,6 +36,12 @@ def test_bench_workers_smoke_writes_its_figures(tmp_path, clean_env, pg_database
         assert f"| {store}: 1 dispatch worker, 60 messages in " in text
         assert f"| {store}: 2 dispatch workers, 60 messages in " in text
     assert text.count("; 60 calls)") == 4  # each message sent once, in each round
+    with psycopg.connect(pg_database) as conn:  # the run's rows are gone: runs stay alike
+        left = conn.execute(
+            "SELECT count(*) FROM users JOIN workspaces ON workspaces.id = users.workspace_id"
+            " WHERE workspaces.name LIKE 'bench-workers-%'"
+        ).fetchone()
+    assert left == (0,)
 
 
 def test_bench_workers_refuses_a_broker_shared_with_a_dispatch_worker(

@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import update
 
 from drumbeat.bench.engine import load_users
+from drumbeat.bench.idle import remove
 from drumbeat.bench.report import Figure
 from drumbeat.campaigns import apply, plan_apply
 from drumbeat.config import Settings
@@ -142,9 +143,8 @@ def run(
                 scheduler.close()
                 hooks.shutdown()
     finally:
-        for ws in workspaces:
-            for row in store.campaigns(ws):  # nothing of the bench is planned again
-                store.set_campaign_status(ws, row.key, "archived", time.time())
+        for ws in workspaces:  # nothing of the bench is planned again, or left to count
+            remove(store, ws)
         store.close()
     return figures(store.dialect, users, delay, concurrency, rounds)
 
