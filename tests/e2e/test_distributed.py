@@ -41,6 +41,9 @@ from tests.world import DAY, HOUR, MONDAY
 
 STEPS = ["one", "two"]
 WAIT = "3s"
+# the kill storm's wait: the storm lasts at least this long, so it kills five workers or more
+# however quickly the 20,000 users' messages go (on a quiet machine, in seconds)
+STORM_WAIT = "12s"
 
 
 @pytest.fixture
@@ -168,7 +171,7 @@ def test_a_kill_storm_of_workers_loses_nothing(url: str, broker_url: str, tmp_pa
     """Two workers per lane; every 2 s a random one is SIGKILLed (its whole group) and a new
     one started, until every message is sent (20,000 users)."""
     users = 20_000
-    prepare(url, [send("one"), wait(WAIT), send("two")], users)
+    prepare(url, [send("one"), wait(STORM_WAIT), send("two")], users)
     env = shape_env(url, broker_url, tmp_path, batch_size="100")
     pool = Workers(env, tmp_path)
     chance = random.Random(10)
