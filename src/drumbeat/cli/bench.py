@@ -21,6 +21,9 @@ PostgresOpt = Annotated[
     str | None,
     typer.Option(help="A PostgreSQL database the benchmark may fill (also measured when given)"),
 ]
+SqliteOpt = Annotated[
+    Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
+]
 WriteOpt = Annotated[
     Path | None, typer.Option(help="Write the figures into this Markdown file (e.g. BENCHMARKS.md)")
 ]
@@ -52,9 +55,7 @@ def store(
     ctx: typer.Context,
     users: UsersOpt = 1_000_000,
     seed: int = 7,
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
@@ -167,9 +168,7 @@ def dispatch(
     pending: Annotated[
         str, typer.Option(help="Messages pending, comma-separated sizes (at least two)")
     ] = "10000,1000000",
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
@@ -230,9 +229,7 @@ def api(
     tracks: Annotated[int, typer.Option(min=1, help="single /v1/track requests")] = 5000,
     concurrency: Annotated[int, typer.Option(min=1, help="connections at once")] = 8,
     workers: Annotated[int, typer.Option(min=1, help="drumbeat serve --workers")] = 2,
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
@@ -253,9 +250,7 @@ def api(
 @app.command("limiter")
 def limiter(
     pending: Annotated[int, typer.Option(min=1000, help="Messages pending")] = 10_000,
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     redis: Annotated[
         str | None, typer.Option(help="A Redis to count the limit in too (redis://host/db)")
@@ -278,9 +273,7 @@ def idle(
     campaigns: Annotated[
         str, typer.Option(help="Numbers of active campaigns, comma-separated, ascending")
     ] = "10,100,1000",
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
@@ -301,9 +294,7 @@ def changed(
     ctx: typer.Context,
     users: UsersOpt = 100_000,
     campaigns: Annotated[int, typer.Option(min=2, help="Active campaigns")] = 100,
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
@@ -323,9 +314,7 @@ def capacity(
     users: Annotated[int, typer.Option(min=10, help="Users of the measured run (then twice)")] = (
         10_000
     ),
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     rounds: Annotated[int, typer.Option(min=1, help="Rounds of N then 2N (medians)")] = 3,
     write: WriteOpt = None,
@@ -400,9 +389,7 @@ def lanes(
 def pipeline(
     ctx: typer.Context,
     batches: Annotated[int, typer.Option(min=3, help="Batches taken through the broker")] = 20,
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
@@ -435,9 +422,7 @@ def workers(
     concurrency: Annotated[
         int, typer.Option(min=1, max=256, help="DRUMBEAT_WEBHOOK_CONCURRENCY of the workers")
     ] = 4,
-    sqlite: Annotated[
-        Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")
-    ] = None,
+    sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
