@@ -13,13 +13,21 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Figure:
     what: str
-    value: float
+    value: float | None  # None: a row of the raw floor's alone
     unit: str
     floor: float | None = None  # the raw floor's figure, same unit
     target: str = ""
 
     def ratio(self) -> str:
-        return f"{self.value / self.floor:.2f}×" if self.floor else ""
+        return f"{self.value / self.floor:.2f}×" if self.value is not None and self.floor else ""
+
+    def cells(self) -> tuple[str, str]:
+        """Drumbeat's figure and the raw floor's, as the table shows them ("—": none)."""
+        return _amount(self.value, self.unit), _amount(self.floor, self.unit)
+
+
+def _amount(value: float | None, unit: str) -> str:
+    return f"{value:,.2f} {unit}" if value is not None else "—"
 
 
 def peak_rss_mib() -> float:
@@ -44,8 +52,8 @@ def markdown(name: str, command: str, figures: list[Figure], notes: str = "") ->
         "|---|---:|---:|---:|---|",
     ]
     for f in figures:
-        floor = f"{f.floor:,.2f} {f.unit}" if f.floor is not None else "—"
-        lines.append(f"| {f.what} | {f.value:,.2f} {f.unit} | {floor} | {f.ratio()} | {f.target} |")
+        value, floor = f.cells()
+        lines.append(f"| {f.what} | {value} | {floor} | {f.ratio()} | {f.target} |")
     if notes:
         lines += ["", notes]
     lines.append(f"<!-- /bench:{name} -->")

@@ -32,16 +32,7 @@ WriteOpt = Annotated[
 def show(name: str, figures: "list[Figure]", write: Path | None, notes: str = "") -> None:
     from drumbeat.bench import report
 
-    rows = [
-        (
-            f.what,
-            f"{f.value:,.2f} {f.unit}",
-            f"{f.floor:,.2f} {f.unit}" if f.floor is not None else "—",
-            f.ratio(),
-            f.target,
-        )
-        for f in figures
-    ]
+    rows = [(f.what, *f.cells(), f.ratio(), f.target) for f in figures]
     console().print(table(name, ("what", "Drumbeat", "raw floor", "ratio", "target"), rows))
     if write is not None:
         report.write_section(
@@ -460,20 +451,35 @@ def loader(
             " and drop fresh databases (also measured when given)"
         ),
     ] = None,
+    baseline_users: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="The baseline loads only the file's first N users and its rate is theirs"
+            " (default: all; its cost per user is flat, one commit a user)",
+        ),
+    ] = None,
     write: WriteOpt = None,
 ) -> None:
     """N users from a file to their first message queued, on fresh stores: `drumbeat import
     users`, `campaign apply`, `advance` timed as whole commands, against a one-user-at-a-time
-    loader (the baseline) in this process; SQLite (and PostgreSQL if given)."""
+    loader (the baseline) in this process, over all users or the first --baseline-users;
+    SQLite (and PostgreSQL if given)."""
     import tempfile
 
     from drumbeat.bench.loader import run
+    from drumbeat.errors import InvalidInput
 
+    sample = users if baseline_users is None else baseline_users
+    if sample > users:
+        raise InvalidInput(
+            f"--baseline-users {sample:,} is more than --users {users:,}", what="options"
+        )
     figures = []
     with tempfile.TemporaryDirectory() as folder:
-        figures += run(None, users, Path(folder))
+        figures += run(None, users, sample, Path(folder))
         if postgres:
-            figures += run(postgres, users, Path(folder))
+            figures += run(postgres, users, sample, Path(folder))
     show("loader", figures, write)
 
 
