@@ -18,6 +18,7 @@ from sqlalchemy import select
 from drumbeat import metrics
 from drumbeat.pipeline.executors import Executor, make_executor
 from drumbeat.pipeline.executors.celery import CeleryExecutor
+from drumbeat.pipeline.executors.child import BACKGROUND_NICE
 from drumbeat.pipeline.executors.local import ThreadExecutor
 from drumbeat.pipeline.executors.processes import ProcessExecutor, WorkerDied
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
@@ -122,6 +123,18 @@ def test_a_worker_process_that_cannot_work_says_why(world: World, tmp_path: Path
         pytest.raises(WorkerDied, match="worker process 0"),
     ):
         pool.drain(DEFAULT_LANE, world.now())
+
+
+def test_background_worker_processes_give_way_and_run_every_batch(world: World) -> None:
+    """A slow lane's worker processes (`background`) run at a lower CPU priority, and on
+    SQLite give way to other writers (tests/contract/test_store.py); their drain is whole."""
+    with ProcessExecutor(
+        world.config.database_url, processes=2, batch_size=BATCH, background=True
+    ) as pool:
+        done = drain_at(world, pool, world.now())
+        niceness = {os.getpriority(os.PRIO_PROCESS, child.pid) for child in pool._children}
+    assert niceness == {os.getpriority(os.PRIO_PROCESS, 0) + BACKGROUND_NICE}
+    assert done == {"entered": USERS, "batches": USERS // BATCH + (USERS % BATCH > 0)}
 
 
 def test_an_in_memory_store_is_worked_in_process(world: World, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fcntl
+import os
+import threading
 
 import orjson
 import pytest
@@ -16,6 +18,7 @@ from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.rules import parse_rule
 from drumbeat.store import migrate, open_store
 from drumbeat.store.schema import in_schema, metadata
+from tests.e2e.running import wait_for
 
 
 @pytest.fixture
@@ -224,6 +227,41 @@ def test_sqlite_writers_take_turns_on_a_lock_file_beside_the_database(store, dat
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another writer would wait here
     with open(turn, "ab") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the write committed
+
+
+def test_a_sqlite_writer_that_gives_way_goes_after_the_writers_waiting(store, database_url):
+    """A slow lane's worker (`writes_give_way`) waiting for the write lock lets a writer that
+    came after it go first; it writes once that one is done."""
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL writers wait on row locks, not on the database's")
+    turn = f"{store.engine.url.database}-writer"
+    slow, fast = (open_store(database_url, migrate=False) for _ in range(2))
+    slow.writes_give_way = True
+    order: list[str] = []
+
+    def write(writer, name):
+        with writer.writing():
+            order.append(name)
+
+    threads = [
+        threading.Thread(target=write, args=pair) for pair in ((slow, "slow"), (fast, "fast"))
+    ]
+    with store.writing():
+        for waiting, thread in enumerate(threads, start=1):
+            thread.start()
+            wait_for(lambda n=waiting: _blocked_on(turn) == n, f"{waiting} writers waiting")
+    for thread in threads:
+        thread.join(timeout=30)
+    slow.close()
+    fast.close()
+    assert order == ["fast", "slow"]
+
+
+def _blocked_on(path: str) -> int:
+    """How many flock requests wait on the file at `path` (Linux: /proc/locks)."""
+    inode = f":{os.stat(path).st_ino} "
+    with open("/proc/locks") as locks:
+        return sum(1 for line in locks if " -> " in line and inode in line)
 
 
 def test_memberships_are_stored_by_key_on_sqlite_and_the_migration_goes_both_ways(store):

@@ -75,7 +75,9 @@ class Background:
 
 
 class LaneWorkers:
-    """An executor per lane: `workers[lane]` processes (in-process when 1); with a broker,
+    """An executor per lane: `workers[lane]` processes (in-process when 1), those of the
+    lanes other than fast in the background (they give way to it for CPU and the SQLite
+    write lock: `executors/child.py`); with a broker,
     one CeleryExecutor for all, whose lanes are worked by `drumbeat worker` fleets of their
     own (so the lanes are kept apart there, and a drain here only waits)."""
 
@@ -92,7 +94,8 @@ class LaneWorkers:
             self.executors = dict.fromkeys(workers, shared)
         else:
             self.executors = {
-                lane: make_executor(store, programs, n) for lane, n in workers.items()
+                lane: make_executor(store, programs, n, background=lane != Lane.FAST)
+                for lane, n in workers.items()
             }
         self._background: dict[str, Background] = {}
 

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, select
@@ -113,6 +113,8 @@ class StoreCore:
         self.retry_seconds = retry_seconds
         # Leases count real time, whatever the store's clock (tests move this one by hand).
         self.real_clock: Callable[[], float] = time.time
+        # A slow lane's worker gives way to other writers on a SQLite file (`_writers_turn`).
+        self.writes_give_way = False
         self._statistics_kept_at = -math.inf
 
     def retrying(self, work: Callable[[], T], what: str) -> T:
@@ -167,13 +169,22 @@ class StoreCore:
         file beside the database (`<db>-writer`) before BEGIN IMMEDIATE. SQLite's own wait
         polls, sleeping up to 100 ms between tries, so with two busy workers its write lock
         sat idle while the other slept; the kernel wakes a waiter on the lock file as soon
-        as it is let go. SQLite's lock stays the guard: this only orders the waiters."""
+        as it is let go. SQLite's lock stays the guard: this only orders the waiters.
+
+        A store whose `writes_give_way` (a slow lane's worker) takes its turn only when no
+        other writer waits: the others hold `<db>-writer-wanted` shared while they wait,
+        so a fast batch waits for at most the one slow transaction under way."""
         path = self._sqlite_file()
         if path is None:
             yield
             return
-        with open(f"{path}-writer", "ab") as turn:
-            fcntl.flock(turn, fcntl.LOCK_EX)  # let go when the file is closed
+        with open(f"{path}-writer", "ab") as turn, open(f"{path}-writer-wanted", "ab") as wanted:
+            if self.writes_give_way:
+                _turn_after_others(turn, wanted)
+            else:
+                fcntl.flock(wanted, fcntl.LOCK_SH)
+                fcntl.flock(turn, fcntl.LOCK_EX)  # let go when the file is closed
+                fcntl.flock(wanted, fcntl.LOCK_UN)
             yield
 
     def keep_statistics(self) -> None:
@@ -318,3 +329,19 @@ class StoreCore:
             users.c.workspace_id == ws,
             compile_sql(rule, types=types, now=now, dialect=self.dialect),
         ]
+
+
+def _turn_after_others(turn: IO[bytes], wanted: IO[bytes]) -> None:
+    """Take the writer's turn when no writer that does not give way waits for it: wait
+    until none holds `wanted`, take the turn, and give it back if one came meanwhile."""
+    while True:
+        fcntl.flock(wanted, fcntl.LOCK_EX)  # none waits now
+        fcntl.flock(wanted, fcntl.LOCK_UN)
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(wanted, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(turn, fcntl.LOCK_UN)  # one came while this waited: after it
+            continue
+        fcntl.flock(wanted, fcntl.LOCK_UN)
+        return

@@ -34,10 +34,16 @@ def shareable(store: Store) -> bool:
 
 
 def make_executor(
-    store: Store, programs: Programs, workers: int, settings: Settings | None = None
+    store: Store,
+    programs: Programs,
+    workers: int,
+    settings: Settings | None = None,
+    *,
+    background: bool = False,
 ) -> Executor:
     """`drumbeat worker` processes through the broker if `settings` name one; else `workers`
-    worker processes; in-process when 1, or when the store is in memory."""
+    worker processes (in the `background`: giving way to other work, `child.py`);
+    in-process when 1, or when the store is in memory."""
     if settings is not None and settings.broker_url is not None:
         from drumbeat.pipeline.executors.celery import CeleryExecutor
 
@@ -52,5 +58,9 @@ def make_executor(
 
     url = store.engine.url.render_as_string(hide_password=False)
     return ProcessExecutor(
-        url, processes=workers, batch_size=store.batch_size, retry_seconds=store.retry_seconds
+        url,
+        processes=workers,
+        batch_size=store.batch_size,
+        retry_seconds=store.retry_seconds,
+        background=background,
     )

@@ -3,10 +3,16 @@
 Reads one JSON command per line on stdin (`{"lane": …, "now": …}`), drains that lane on
 the store named by DRUMBEAT_DATABASE_URL, and answers one JSON line on stdout. Exits at the
 end of its input. Its own logs go to stderr, which it shares with the parent.
+
+Started with `--background` (a slow lane's worker), it gives way to the fast lane on a
+shared machine: it runs at a lower CPU priority (nice BACKGROUND_NICE) and, on a SQLite
+file, takes the write lock only when no other writer waits for it. Slow work is no worse
+off than on a machine of its own; fast work is no longer slowed by it.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -22,6 +28,8 @@ from drumbeat.pipeline.executors.processes import report_line
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import open_configured
 
+BACKGROUND_NICE = 10
+
 
 def main() -> None:
     # Ctrl-C reaches the whole process group, and a service manager may send SIGTERM to
@@ -33,6 +41,9 @@ def main() -> None:
     configure_logs(settings.log_format, settings.log_level)
     metrics.record_for_store(True)  # handed to the parent with each answer, which writes them
     store = open_configured(settings, migrate=False)
+    if "--background" in sys.argv[1:]:
+        os.nice(BACKGROUND_NICE)
+        store.writes_give_way = True
     programs = Programs(store)
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:

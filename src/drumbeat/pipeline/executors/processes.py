@@ -46,7 +46,8 @@ RESTARTS = 3
 
 
 class ProcessExecutor:
-    """`processes` worker processes on the store at `url`."""
+    """`processes` worker processes on the store at `url`; in the `background` (a slow
+    lane's workers), they give way to others for the CPU and SQLite's write lock (`child`)."""
 
     def __init__(
         self,
@@ -55,8 +56,10 @@ class ProcessExecutor:
         processes: int,
         batch_size: int,
         retry_seconds: float = DB_RETRY_SECONDS,
+        background: bool = False,
     ) -> None:
         self.url = url
+        self.background = background
         self.processes = processes
         self.batch_size = batch_size
         self.retry_seconds = retry_seconds
@@ -149,7 +152,8 @@ class ProcessExecutor:
         env["DRUMBEAT_BATCH_SIZE"] = str(self.batch_size)
         env["DRUMBEAT_DB_RETRY_SECONDS"] = str(self.retry_seconds)
         return subprocess.Popen(
-            [sys.executable, "-m", "drumbeat.pipeline.executors.child"],
+            [sys.executable, "-m", "drumbeat.pipeline.executors.child"]
+            + (["--background"] if self.background else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
