@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from drumbeat.demo.story import CAMPAIGNS, campaign_path
+from drumbeat.store import open_store
 from tests.conftest import need_service
 
 DRUMBEAT = [sys.executable, "-m", "drumbeat"]
@@ -145,7 +146,10 @@ def test_bench_dispatch_smoke_writes_its_figures(tmp_path, clean_env, pg_databas
 
 def bench_rows(database_url: str, table: str) -> int:
     """Rows of `table` in the session database's bench workspaces (other benches' too, so a
-    test compares before and after its own run)."""
+    test compares before and after its own run). The session database is made empty; its
+    tables come with the first store opened on it, so the count brings the schema up to date
+    first: a test that counts before any other test (or its own bench) ran finds the tables."""
+    open_store(database_url).close()
     with psycopg.connect(database_url) as conn:
         found = conn.execute(
             f"SELECT count(*) FROM {table} JOIN workspaces ON workspaces.id = {table}.workspace_id"
