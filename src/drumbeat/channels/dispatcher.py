@@ -20,7 +20,7 @@ import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from math import ceil
 from typing import Any
@@ -84,7 +84,7 @@ def _note_missing(
             row = rows[result.id]
             for name in names:
                 metrics.TEMPLATE_MISSING.labels(row.campaign_key, row.step_id, name).inc()
-            result = replace(result, error=f"sent without {', '.join(names)} (written empty)")
+            result = result._replace(error=f"sent without {', '.join(names)} (written empty)")
         noted.append(result)
     return noted
 

