@@ -5,6 +5,7 @@ batch by id) commits nothing; what a batch did is read back from the store."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections import Counter
@@ -143,3 +144,33 @@ def test_the_scheduler_gives_every_idle_dispatch_worker_a_message(
             assert publisher.waiting(DISPATCH_LANE) == 3
     finally:
         publisher.close()
+
+
+def test_a_closed_publisher_leaves_no_connection_to_the_broker(
+    world: World, broker_url: str
+) -> None:
+    """`close` closes what publishing opened: a scheduler's executor made and closed again
+    (a test, a benchmark) leaves no socket behind (warnings are errors, but a socket kept
+    in a process-wide pool is only collected, and warned of, after the session ends)."""
+    before = broker_sockets()
+    publisher = CeleryExecutor(world.store, broker_url, republish_after=3600.0)
+    publisher.publish(DEFAULT_LANE)
+    publisher.publish_dispatch()
+    assert broker_sockets() > before
+    publisher.close()
+    assert broker_sockets() == before
+
+
+def broker_sockets() -> int:
+    """This process's established TCP connections to RabbitMQ's port (Linux's /proc)."""
+    ours: set[str] = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with suppress(FileNotFoundError):  # the listing's own descriptor, closed since
+            ours.add(os.readlink(f"/proc/self/fd/{fd}"))
+    with open("/proc/self/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(
+        1
+        for row in rows
+        if row[2].endswith(":1628") and row[3] == "01" and f"socket:[{row[9]}]" in ours
+    )

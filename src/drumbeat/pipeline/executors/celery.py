@@ -45,12 +45,16 @@ class CeleryExecutor:
         # per lane, batch id → when (monotonic) it was last published
         self._published: dict[str, dict[int, float]] = {}
         self._declared = False
-        with self.app.connection_for_write() as conn:  # what a lost or refused broker raises
-            self.broker_errors: tuple[type[BaseException], ...] = (
-                *conn.connection_errors,
-                *conn.channel_errors,
-                OSError,
-            )
+        # the executor's own connection to publish on (made at the first publish, made again
+        # when lost), closed by `close`: not Celery's producer pool, which is kombu's, global
+        # to the process, and keeps its connections open after the app is closed
+        self._connection = self.app.connection_for_write()
+        self._producer = self.app.amqp.Producer(self._connection)
+        self.broker_errors: tuple[type[BaseException], ...] = (  # a lost or refused broker's
+            *self._connection.connection_errors,
+            *self._connection.channel_errors,
+            OSError,
+        )
 
     def publish(self, lane: str) -> list[int]:
         """Publish the claimable batches of `lane` not published in the last
@@ -98,11 +102,10 @@ class CeleryExecutor:
     def _send(self, task: str, lane: str, messages: Iterable[list[int]]) -> None:
         self._declare_once()
         queue = queue_name(lane)
-        with self.app.producer_or_acquire() as producer:
-            for args in messages:
-                self.app.send_task(
-                    task, args=args, queue=queue, routing_key=queue, producer=producer
-                )
+        for args in messages:
+            self.app.send_task(
+                task, args=args, queue=queue, routing_key=queue, producer=self._producer
+            )
 
     def drain(self, lane: str, now: float) -> list[BatchReport]:
         """Publish `lane`'s batches until none is pending or running; what each did. `now`
@@ -119,4 +122,5 @@ class CeleryExecutor:
         return [BatchReport(**row) for row in self.store.batch_reports(published)]
 
     def close(self) -> None:
+        self._connection.close()
         self.app.close()
