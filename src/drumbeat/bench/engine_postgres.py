@@ -14,7 +14,8 @@ tuples.
 
 The workers consume the lane's queue on DRUMBEAT_BROKER_URL's vhost: the benchmark refuses
 to start if another worker consumes it already (it would take the benchmark's messages and
-claim the batches in its own store).
+claim the batches in its own store). The queues and exchanges it declared there are deleted
+at the end (`broker.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from drumbeat.bench.broker import broker_left_as_found
 from drumbeat.bench.databases import fresh_database
 from drumbeat.bench.engine import CAMPAIGN, START, load_users
 from drumbeat.bench.report import Figure
@@ -71,9 +73,11 @@ def run(
         store.close()  # a template has no connections
         floors = [floor_on_copy(url, loaded, ws, batch_size)]
         ticks = []
-        for n in workers:
-            with fresh_database(url, f"engine_tick{n}", template=loaded) as copy:
-                ticks.append((n, *first_tick(copy, broker_url, users, n, batch_size, folder)))
+        with broker_left_as_found(broker_url):
+            for n in workers:
+                with fresh_database(url, f"engine_tick{n}", template=loaded) as copy:
+                    tick = first_tick(copy, broker_url, users, n, batch_size, folder)
+                ticks.append((n, *tick))
         floors.append(floor_on_copy(url, loaded, ws, batch_size))
     raw = min(floors)  # the faster: on a shared machine, the one that met less load
     what = f"postgresql: first tick, entry + first message, {users:,} users"
