@@ -47,6 +47,34 @@ def pg_database() -> Iterator[str]:
         admin.close()
 
 
+@pytest.fixture(autouse=True)
+def real_time_after(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The virtual clock is the store's, not a workspace's: on the session's PostgreSQL
+    database every test shares it. A test that sets it (a World, `advance`) puts it back to
+    real time, so a later test on real time does not find itself months in the past (and
+    advance hour by hour through them to now)."""
+    yield
+    if "pg_database" in request.fixturenames:
+        back_to_real_time(request.getfixturevalue("pg_database"))
+
+
+def back_to_real_time(database_url: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from drumbeat.pipeline.clock import StoreClock
+    from drumbeat.store import open_store
+
+    store = open_store(database_url, migrate=False)
+    try:
+        clock = StoreClock(store)
+        if clock.virtual:
+            clock.reset()
+    except SQLAlchemyError:  # no test made the tables yet
+        pass
+    finally:
+        store.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     """Each store test runs on SQLite (a new file) and on PostgreSQL (a session database)."""
