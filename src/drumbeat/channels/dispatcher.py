@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,6 +34,7 @@ from drumbeat.channels.registry import load_channels
 from drumbeat.channels.render import render, user_context
 from drumbeat.channels.tokens import unsubscribe_token
 from drumbeat.config import Settings
+from drumbeat.cyclic_gc import no_cyclic_gc
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
 from drumbeat.store import Store
@@ -79,9 +80,8 @@ def _note_missing(
     says so in its row (`drumbeat outbox` shows it in the error column)."""
     noted = []
     for result in results:
-        names = sorted(missing.get(result.id, ()))
-        if result.status == "sent" and names:
-            row = rows[result.id]
+        if result.status == "sent" and missing.get(result.id):
+            row, names = rows[result.id], sorted(missing[result.id])
             for name in names:
                 metrics.TEMPLATE_MISSING.labels(row.campaign_key, row.step_id, name).inc()
             result = result._replace(error=f"sent without {', '.join(names)} (written empty)")
@@ -128,11 +128,14 @@ class Dispatcher:
         self, channel: str | None, now: float, size: int, report: DispatchReport, rate: float | None
     ) -> list[OutboxRow]:
         """Claim up to `size` rows, send them and record their results: timed whole as
-        `stage.dispatch` (its items the rows) when it claimed any; the rows."""
+        `stage.dispatch` (its items the rows) when it claimed any; the rows. A claim's rows,
+        messages and results are containers without cycles, kept alive together: the cyclic
+        collector is off meanwhile (it would walk them over and over)."""
         started = time.perf_counter()
-        if rows := self._claim(channel, now, size):
-            self._send_claim(rows, now, report, rate)
-            metrics.observe("stage.dispatch", time.perf_counter() - started, len(rows))
+        with no_cyclic_gc():
+            if rows := self._claim(channel, now, size):
+                self._send_claim(rows, now, report, rate)
+                metrics.observe("stage.dispatch", time.perf_counter() - started, len(rows))
         return rows
 
     def _send_claim(
@@ -147,8 +150,8 @@ class Dispatcher:
         record = partial(self.store.record_results, results, now)
         recorded = self.store.retrying(record, "recording sends")
         dropped = recorded + len(rows) - len(results)
-        for result in results:
-            report.add(result.status)
+        for status, n in Counter(result.status for result in results).items():
+            report.add(status, n)
         if dropped:
             report.add("stale", dropped)
 

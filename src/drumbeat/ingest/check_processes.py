@@ -28,9 +28,10 @@ from typing import IO, Any
 
 import orjson
 
+from drumbeat.cyclic_gc import no_cyclic_gc
 from drumbeat.errors import Problem
 from drumbeat.ingest.batches import Batch
-from drumbeat.ingest.checking import check_file, no_cyclic_gc
+from drumbeat.ingest.checking import check_file
 from drumbeat.ingest.validate import Validator
 from drumbeat.model.attributes import AttrType
 

@@ -4,10 +4,8 @@ the users (`check_processes`)."""
 
 from __future__ import annotations
 
-import gc
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +13,6 @@ from drumbeat.errors import InvalidInput, Problem
 from drumbeat.ingest.batches import Batch, BatchCutter
 from drumbeat.ingest.files import read_calls
 from drumbeat.ingest.validate import Validator, aliased
-
-
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """The check makes a few containers a line and keeps a batch of them alive, without
-    cycles: the cyclic collector would only walk them over and over (a fifth of the time of
-    a big import)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
 
 Bad = Callable[[int, bytes, list[Problem]], None]
 """Told each bad line: its number, its bytes as read, what is wrong with it."""

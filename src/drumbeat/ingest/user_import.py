@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drumbeat.cyclic_gc import no_cyclic_gc
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.ingest.batches import Batch, UserImport
 from drumbeat.ingest.check_processes import (
@@ -24,7 +25,7 @@ from drumbeat.ingest.check_processes import (
     TypesDisagree,
     check_in_processes,
 )
-from drumbeat.ingest.checking import check_file, no_cyclic_gc, user_hash
+from drumbeat.ingest.checking import check_file, user_hash
 from drumbeat.ingest.validate import Validator
 from drumbeat.ingest.writer import BackgroundWriter
 from drumbeat.store import Store
