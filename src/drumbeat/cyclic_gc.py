@@ -1,8 +1,8 @@
 """Pausing Python's cyclic garbage collector around bulk work that makes many containers
 without cycles and keeps a batch of them alive (a users file's checked rows, a claim of
 outbox rows): the collector would only walk them over and over (a fifth of a big import's
-time; a tenth to a fifth of a dispatcher's Python a message). Reference counting still frees everything
-as usual; only cycles wait for the collector to run again."""
+time; a tenth to a fifth of a dispatcher's Python a message). Reference counting still frees
+everything as usual; only cycles wait for the collector to run again."""
 
 from __future__ import annotations
 
