@@ -52,6 +52,9 @@ def url(database_url: str) -> Iterator[str]:
         yield own
 
 
+STAYS_FAST = "100000"  # ms a user: a campaign's batches never cost that, however loaded
+
+
 def shape_env(url: str, broker: str, tmp_path: Path, **settings: str) -> dict[str, str]:
     """The settings every process of the shape gets (docs/deploy.md): the store, the broker."""
     return environment(
@@ -257,7 +260,15 @@ def test_both_shapes_queue_the_same_outbox(
                 audience={"all": [FREE, {"attr": "created_at", "before": "1h ago"}]},
             )
             settings = {"broker_url": broker_url} if shape == "distributed" else {}
-            env = environment(url, tmp_path / f"{shape}.jsonl", batch_size="10", **settings)
+            # only fast workers: the campaign must not move to the slow lane when a loaded
+            # machine makes its batches cost over 5 ms a user
+            env = environment(
+                url,
+                tmp_path / f"{shape}.jsonl",
+                batch_size="10",
+                lane_slow_above_ms=STAYS_FAST,
+                **settings,
+            )
             pool = Workers(env, tmp_path)
             try:
                 if shape == "distributed":
@@ -285,7 +296,14 @@ def test_a_worker_serves_its_metrics_and_records_its_timings(
 
     users = 40
     prepare(url, [send("one")], users)
-    env = shape_env(url, broker_url, tmp_path, batch_size="10", stats_flush_seconds="0.5")
+    env = shape_env(
+        url,
+        broker_url,
+        tmp_path,
+        batch_size="10",
+        stats_flush_seconds="0.5",
+        lane_slow_above_ms=STAYS_FAST,  # only a fast worker
+    )
     port = free_port()
     worker_log = tmp_path / "worker-fast.log"
     start(["worker", "--lane", "fast", "--metrics-port", str(port)], env, worker_log)
@@ -293,9 +311,11 @@ def test_a_worker_serves_its_metrics_and_records_its_timings(
     process, log = scheduler(env, tmp_path)
     done = {"lane": "fast", "outcome": "done"}
     # waits on batches done, not on users: a batch redone on a loaded machine (its lease ran
-    # out) counts its users once per try, so the users' count may pass `users`
+    # out) counts its users once per try, so the users' count may pass `users`; and a tick
+    # looks again at users written in the last minute (WATERMARK_LAG), so a batch of members
+    # already in (deciding nothing) may come after the four
     until(
-        lambda: scraped(port, "drumbeat_batches_total", **done) == users // 10,
+        lambda: scraped(port, "drumbeat_batches_total", **done) >= users // 10,
         "metrics",
         90,
         alive(process, log),

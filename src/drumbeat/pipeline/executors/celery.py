@@ -27,6 +27,7 @@ from drumbeat.pipeline.executors.celery_app import (
     queue_name,
     queues,
 )
+from drumbeat.pipeline.executors.confirms import NotConfirmed, send_confirmed
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store
 
@@ -45,16 +46,16 @@ class CeleryExecutor:
         # per lane, batch id → when (monotonic) it was last published
         self._published: dict[str, dict[int, float]] = {}
         self._declared = False
-        # the executor's own connection to publish on (made at the first publish, made again
-        # when lost), closed by `close`: not Celery's producer pool, which is kombu's, global
-        # to the process, and keeps its connections open after the app is closed
-        self._connection = self.app.connection_for_write()
-        self._producer = self.app.amqp.Producer(self._connection)
-        self.broker_errors: tuple[type[BaseException], ...] = (  # a lost or refused broker's
-            *self._connection.connection_errors,
-            *self._connection.channel_errors,
-            OSError,
-        )
+        # each round of publishes on a connection of its own, closed after it (`confirms.py`):
+        # not Celery's producer pool, which is kombu's, global to the process, and keeps its
+        # connections open after the app is closed
+        with self.app.connection_for_write() as conn:  # what a lost or refused broker raises
+            self.broker_errors: tuple[type[BaseException], ...] = (
+                *conn.connection_errors,
+                *conn.channel_errors,
+                NotConfirmed,
+                OSError,
+            )
 
     def publish(self, lane: str) -> list[int]:
         """Publish the claimable batches of `lane` not published in the last
@@ -100,12 +101,9 @@ class CeleryExecutor:
             self._declared = True
 
     def _send(self, task: str, lane: str, messages: Iterable[list[int]]) -> None:
+        """Publish the messages to `lane`'s queue, confirmed together (`confirms.py`)."""
         self._declare_once()
-        queue = queue_name(lane)
-        for args in messages:
-            self.app.send_task(
-                task, args=args, queue=queue, routing_key=queue, producer=self._producer
-            )
+        send_confirmed(self.app, task, queue_name(lane), list(messages))
 
     def drain(self, lane: str, now: float) -> list[BatchReport]:
         """Publish `lane`'s batches until none is pending or running; what each did. `now`
@@ -122,5 +120,4 @@ class CeleryExecutor:
         return [BatchReport(**row) for row in self.store.batch_reports(published)]
 
     def close(self) -> None:
-        self._connection.close()
         self.app.close()
