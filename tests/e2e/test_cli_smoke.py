@@ -336,7 +336,7 @@ def test_bench_pipeline_needs_a_broker(tmp_path, clean_env):
 def test_bench_loader_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     report = tmp_path / "BENCH.md"
     drumbeat(
-        "bench", "loader", "--users", "200", "--baseline-users", "100",
+        "bench", "loader", "--users", "200", "--baseline-users", "100", "--workers", "2",
         "--postgres", pg_database, "--write", str(report),
         cwd=tmp_path, env=clean_env,
     )  # fmt: skip
@@ -346,8 +346,8 @@ def test_bench_loader_smoke_writes_its_figures(tmp_path, clean_env, pg_database)
         assert f"{store}: 200 users, file → first message queued" in text
         assert "(baseline) measured on its first 100 users" in text
         assert f"| {store}: baseline on users 51–100 (second half) | — |" in text
-        assert f"{store}: drumbeat advance, wall (start-up included)" in text
-        assert f"{store}: drumbeat advance, CPU (user + system)" in text
+        assert f"{store}: drumbeat advance (1 hourly tick, 2 workers), wall (start" in text
+        assert f"{store}: drumbeat advance (1 hourly tick, 2 workers), CPU (user" in text
         assert f"{store}: of which advance sending the messages" in text
     with psycopg.connect(pg_database) as conn:  # its fresh databases are dropped
         left = conn.execute(

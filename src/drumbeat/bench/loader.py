@@ -3,10 +3,11 @@ fresh store, against a one-user-at-a-time loader (the design Drumbeat replaces).
 
 Drumbeat: the commands a user types, each run as a new process and timed whole (start-up,
 migrations check and all): `drumbeat import users FILE`, `drumbeat campaign apply FILE
---activate`, `drumbeat advance` one tick, which enters every user and queues their first
-message (and, as `advance` does, sends what is due: to the file channel here, work the
-baseline does not do). The virtual clock is set before, untimed: it stands in for the real
-clock.
+--activate`, `drumbeat advance` over as many hourly ticks as the governor's ramp takes to
+let every user into the new campaign (one up to 50,000 users, with the defaults), which
+enters every user and queues their first message (and, as `advance` does, sends what is
+due: to the file channel here, work the baseline does not do). The virtual clock is set
+before, untimed: it stands in for the real clock.
 
 The baseline, written for this benchmark and not product code: for each line of the same
 file, upsert the user, evaluate the audience for that user with one query, insert the
@@ -30,6 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,12 @@ import orjson
 from drumbeat.bench.databases import fresh_database
 from drumbeat.bench.report import Figure
 from drumbeat.bench.startup import drumbeat_argv
+from drumbeat.config import Settings
 from drumbeat.store import open_store
 
 START = "2026-03-02T00:00:00Z"
 NOW = 1_772_409_600.0  # START, epoch seconds
-TICK_TO = "2026-03-02T01:00:00Z"  # one tick
+TICK = 3600.0  # `advance --every 1h`
 CAMPAIGN = {
     "key": "loader",
     "name": "Everyone on the free plan",
@@ -84,6 +87,20 @@ DIALECT = {
 }
 
 
+def ramp_ticks(users: int) -> int:
+    """The ticks the governor's ramp, as configured by default, takes to let `users` into a
+    new campaign: `ramp_start` on its first tick, `ramp_factor` times more each next, never
+    more than `campaign_batches_in_flight` batches a tick (pipeline/governor.py)."""
+    default = {name: f.default for name, f in Settings.model_fields.items()}
+    cap = default["campaign_batches_in_flight"] * default["batch_size"]
+    ticks, entered, allowance = 0, 0, default["ramp_start"]
+    while entered < users:
+        entered += min(allowance, cap)
+        allowance = int(allowance * default["ramp_factor"])
+        ticks += 1
+    return ticks
+
+
 def write_users_file(path: Path, users: int) -> None:
     with path.open("wb") as out:
         for i in range(users):
@@ -102,9 +119,10 @@ def fresh_store(url: str | None, folder: Path, name: str) -> Iterator[str]:
 
 
 def run_drumbeat(
-    url: str, users_file: Path, folder: Path
+    url: str, users_file: Path, folder: Path, *, ticks: int, workers: int
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Wall seconds of each command, run as a user runs it, in `folder`, and, read from
+    """Wall seconds of each command, run as a user runs it, in `folder` (`advance` over
+    `ticks` hourly ticks, with `workers` worker processes), and, read from
     `drumbeat stats` afterwards, the seconds `advance` spent sending ("sending"); the CPU
     seconds of each command (user and system: steadier than wall time on a busy machine)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRUMBEAT_")}
@@ -131,7 +149,9 @@ def run_drumbeat(
     seconds = {
         "import users": command("import", "users", str(users_file))[0],
         "campaign apply": command("campaign", "apply", str(campaign_file), "--activate")[0],
-        "advance": command("advance", "--to", TICK_TO, "--every", "1h")[0],
+        "advance": command(
+            "advance", "--to", _iso(NOW + ticks * TICK), "--every", "1h", "--workers", str(workers)
+        )[0],
     }
     cpu_seconds = {name: cpu[name.split()[0]] for name in seconds}
     stages = orjson.loads(command("stats", "--by", "stage", "--format", "json")[1])["names"]
@@ -198,6 +218,10 @@ def run_baseline(url: str, users_file: Path, users: int) -> Baseline:
     return Baseline(users, halfway - began, ended - halfway)
 
 
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def queued_by_drumbeat(url: str) -> int:
     store = open_store(url)
     try:
@@ -215,9 +239,11 @@ def _check(queued: int, users: int, who: str) -> None:
         raise AssertionError(f"{who} queued {queued:,} first messages for {users:,} users")
 
 
-def run(postgres: str | None, users: int, baseline_users: int, folder: Path) -> list[Figure]:
-    """One backend (SQLite when `postgres` is None): Drumbeat's commands over `users` users,
-    then the baseline over the first `baseline_users` of them."""
+def run(
+    postgres: str | None, users: int, baseline_users: int, workers: int, folder: Path
+) -> list[Figure]:
+    """One backend (SQLite when `postgres` is None): Drumbeat's commands over `users` users
+    (`advance --workers workers`), then the baseline over the first `baseline_users`."""
     users_file = folder / "users.jsonl"
     if not users_file.exists():
         write_users_file(users_file, users)
@@ -225,7 +251,8 @@ def run(postgres: str | None, users: int, baseline_users: int, folder: Path) -> 
         backend = "sqlite" if postgres is None else "postgresql"
         work = folder / backend
         work.mkdir(exist_ok=True)
-        seconds, cpu = run_drumbeat(url, users_file, work)
+        ticks = ramp_ticks(users)
+        seconds, cpu = run_drumbeat(url, users_file, work, ticks=ticks, workers=workers)
         _check(queued_by_drumbeat(url), users, "Drumbeat")
     with fresh_store(postgres, folder, "baseline") as url:
         baseline = run_baseline(url, users_file, baseline_users)
@@ -256,10 +283,15 @@ def run(postgres: str | None, users: int, baseline_users: int, folder: Path) -> 
             second,
         ),
     ]
+    how = {
+        "advance": f" ({ticks} hourly tick{'s' if ticks > 1 else ''}, {workers} worker"
+        f"{'s' if workers > 1 else ''})"
+    }
     for name, took in seconds.items():
+        label = f"{backend}: drumbeat {name}{how.get(name, '')}"
         figures += [
-            Figure(f"{backend}: drumbeat {name}, wall (start-up included)", took, "s"),
-            Figure(f"{backend}: drumbeat {name}, CPU (user + system)", cpu[name], "s"),
+            Figure(f"{label}, wall (start-up included)", took, "s"),
+            Figure(f"{label}, CPU (user + system)", cpu[name], "s"),
         ]
     figures.append(
         Figure(

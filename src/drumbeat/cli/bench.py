@@ -459,6 +459,9 @@ def loader(
             " (default: all; its cost per user is flat, one commit a user)",
         ),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="`drumbeat advance --workers`: its worker processes")
+    ] = 1,
     write: WriteOpt = None,
 ) -> None:
     """N users from a file to their first message queued, on fresh stores: `drumbeat import
@@ -477,9 +480,9 @@ def loader(
         )
     figures = []
     with tempfile.TemporaryDirectory() as folder:
-        figures += run(None, users, sample, Path(folder))
+        figures += run(None, users, sample, workers, Path(folder))
         if postgres:
-            figures += run(postgres, users, sample, Path(folder))
+            figures += run(postgres, users, sample, workers, Path(folder))
     show("loader", figures, write)
 
 

@@ -18,6 +18,7 @@ from drumbeat import metrics
 from drumbeat.channels.dispatcher import Dispatcher
 from drumbeat.choices import Lane
 from drumbeat.config import Settings
+from drumbeat.cyclic_gc import freeze_startup
 from drumbeat.pipeline.clock import StoreClock
 from drumbeat.pipeline.executors import Executor
 from drumbeat.pipeline.governor import Governor
@@ -68,6 +69,7 @@ class Runner:
         )
         self.dispatcher = dispatcher or Dispatcher(store, config)
         self._statistics_at = -math.inf
+        freeze_startup()  # the process's start-up is over
 
     @property
     def executor(self) -> Executor:

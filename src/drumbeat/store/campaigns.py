@@ -27,7 +27,7 @@ from sqlalchemy.sql.selectable import Exists, TableValuedAlias
 from drumbeat import metrics
 from drumbeat.engine.member import Member, State
 from drumbeat.errors import InvalidInput, Problem
-from drumbeat.store.core import StoreCore, Unnest
+from drumbeat.store.core import JsonRows, StoreCore
 from drumbeat.store.readonly import GET_SETTING, setting_value
 from drumbeat.store.revisions import bump_revision
 from drumbeat.store.schema import campaigns, memberships, settings, users
@@ -102,7 +102,7 @@ _MEMBER_TYPES = (
     ("exit_reason", "text"),
     ("attributed", "bool"),
 )
-_UPSERT_MEMBERS_PG = Unnest(
+_UPSERT_MEMBERS_PG = JsonRows(
     _UPSERT_MEMBERS.replace(
         f"VALUES (?, ?, {', '.join('?' for _ in MEMBER_COLUMNS)}, 1)", "SELECT r.*, 1 FROM ROWS"
     ),

@@ -65,25 +65,23 @@ class StoreUnavailable(DrumbeatError):
     """The database stayed out of reach for longer than the retry time."""
 
 
-class Unnest:
-    """A PostgreSQL write of rows from one array parameter a column: `sql` reads them from
-    ROWS, which stands for `unnest(%b::TYPE[], …) AS r(NAME, …)` of `columns` (name, type),
-    the arrays sent in binary (in text, psycopg escaped each element in Python: 3 ms an
-    array of 1,000)."""
+class JsonRows:
+    """A PostgreSQL write of rows sent as one parameter, a JSON array of arrays: `sql` reads
+    them from ROWS, which stands for the table `r` of `columns` (name, type) the server makes
+    of it (`json_array_elements`, each field cast from its text). orjson writes a batch of
+    1,000 memberships in 0.3 ms of CPU, where psycopg built one binary array a column element
+    by element in Python (3 ms), and the server takes them apart in a fifth of the time it
+    took to unnest those arrays (1 ms against 5 ms). JSON has no infinity or NaN (orjson
+    writes null): the times written are finite."""
 
     def __init__(self, sql: str, columns: Sequence[tuple[str, str]]) -> None:
-        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)  # binary: no escaping
-        names = ", ".join(name for name, _ in columns)
-        self.sql = sql.replace("ROWS", f"unnest({arrays}) AS r({names})")
-        self.floats = [kind == "float8" for _, kind in columns]
+        fields = ", ".join(f"(e->>{i})::{kind} AS {name}" for i, (name, kind) in enumerate(columns))
+        rows = f"(SELECT {fields} FROM json_array_elements(%s::json) AS e) AS r"
+        self.sql = sql.replace("ROWS", rows)
 
-    def columns(self, rows: Sequence[Sequence[Any]]) -> tuple[list[Any], ...]:
-        """The rows as one list a column; floats as floats (psycopg refuses a list that
-        mixes int and float, and a time may come as either)."""
-        return tuple(
-            [None if v is None else float(v) for v in values] if floats else list(values)
-            for values, floats in zip(zip(*rows, strict=True), self.floats, strict=True)
-        )
+    @staticmethod
+    def params(rows: Sequence[Sequence[Any]]) -> tuple[str]:
+        return (orjson.dumps(rows).decode(),)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -263,22 +261,22 @@ class StoreCore:
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
 
     def _write_rows(
-        self, conn: Connection, sql: str, rows: Sequence[Sequence[Any]], postgres: Unnest
+        self, conn: Connection, sql: str, rows: Sequence[Sequence[Any]], postgres: JsonRows
     ) -> int:
         """Write rows with one hand-written INSERT (hot paths: no per-row work in SQLAlchemy);
         returns the rows affected.
 
         SQLite: `sql`, one `VALUES (…)` row with `?` placeholders, run per row by one
         executemany of its prepared statement, in-process. PostgreSQL: `postgres`, the same
-        write reading the rows from arrays, one a column: one statement and one round trip
-        for the batch. (A pipelined executemany sent one INSERT a row, and most of a batch's
-        commit went to psycopg's per-row Python and the server's per-statement work: 53 ms
-        a kind of row a batch of 1,000, against ~8 ms; multi-row VALUES of 500 rows, before
-        that, were slower still.)"""
+        write reading the rows from one JSON parameter (`JsonRows`): one statement and one
+        round trip for the batch. (A pipelined executemany sent one INSERT a row, and most of
+        a batch's commit went to psycopg's per-row Python and the server's per-statement
+        work: 53 ms a kind of row a batch of 1,000, against ~8 ms; multi-row VALUES of 500
+        rows, before that, were slower still.)"""
         if not rows:
             return 0
         if self.dialect == "postgresql":
-            return max(0, int(conn.exec_driver_sql(postgres.sql, postgres.columns(rows)).rowcount))
+            return max(0, int(conn.exec_driver_sql(postgres.sql, postgres.params(rows)).rowcount))
         return max(0, int(conn.exec_driver_sql(sql, list(rows)).rowcount))
 
     def _fetch_by_ids(

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
 from drumbeat.store.claims import OutboxClaims
-from drumbeat.store.core import Unnest, chunks
+from drumbeat.store.core import JsonRows, chunks
 from drumbeat.store.dead import DeadRows, retry_dead
 from drumbeat.store.owners import gone_processes, host_owner, process_owner
 from drumbeat.store.schema import RETRY, outbox
@@ -56,7 +56,7 @@ ON CONFLICT DO NOTHING
 _MESSAGES_SQLITE = _INSERT_MESSAGES.format(
     rows="VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
 )
-_MESSAGES_PG = Unnest(
+_MESSAGES_PG = JsonRows(
     _INSERT_MESSAGES.format(
         rows="SELECT w, d, k, s, u, e, c, p::jsonb, 'pending', 0, a, t FROM ROWS"
     ),
@@ -76,7 +76,7 @@ _MESSAGES_PG = Unnest(
 
 
 # Each result written only over a row its claim still holds: same fence, still sending.
-_RECORD_RESULTS = Unnest(
+_RECORD_RESULTS = JsonRows(
     """
 UPDATE outbox SET status = r.status, lease_until = NULL, retry_at = r.retry_at,
     last_error = r.error, sent_at = coalesce(r.sent_at, outbox.sent_at),
@@ -243,7 +243,7 @@ class OutboxStore(OutboxClaims):
         ]
         with metrics.timed("store.record_results", len(results)), self.writing() as conn:
             if self.dialect == "postgresql":  # the rows as arrays, one round trip
-                written = conn.exec_driver_sql(_RECORD_RESULTS.sql, _RECORD_RESULTS.columns(rows))
+                written = conn.exec_driver_sql(_RECORD_RESULTS.sql, _RECORD_RESULTS.params(rows))
             else:  # SQLite: one prepared statement, run per row in-process
                 written = conn.exec_driver_sql(_RECORD_RESULT, rows)
         return len(results) - max(0, int(written.rowcount))

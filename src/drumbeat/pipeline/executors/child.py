@@ -22,6 +22,7 @@ import orjson
 
 from drumbeat import metrics
 from drumbeat.config import Settings
+from drumbeat.cyclic_gc import freeze_startup
 from drumbeat.logs import configure as configure_logs
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.executors.processes import report_line
@@ -45,6 +46,7 @@ def main() -> None:
         os.nice(BACKGROUND_NICE)
         store.writes_give_way = True
     programs = Programs(store)
+    freeze_startup()
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         command = orjson.loads(line)
