@@ -8,10 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from drumbeat.client import Drumbeat
+from drumbeat.pipeline import clock as clock_module
 from drumbeat.pipeline.clock import StoreClock
 from drumbeat.store import Store, open_store
 
 T = 1_767_571_200.0
+HOUR, DAY = 3600.0, 86400.0
 
 
 @pytest.fixture
@@ -56,3 +59,41 @@ def test_a_tick_on_the_real_clock_leaves_the_clock_real(store: Store) -> None:
     assert not StoreClock(store).virtual and StoreClock(store).open_tick() == T
     clock.end_tick(T)
     assert StoreClock(store).open_tick() is None
+
+
+@pytest.fixture
+def fresh_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each StoreClock made from now on reads the store's clock at each use (no test waits
+    out FRESH_SECONDS)."""
+    monkeypatch.setattr(clock_module, "FRESH_SECONDS", 0.0)
+
+
+@pytest.mark.usefixtures("fresh_reads")
+def test_a_clock_held_by_a_process_follows_another_moving_the_stores(
+    store: Store, database_url: str
+) -> None:
+    StoreClock(store).set(T)
+    held = StoreClock(store)
+    other = open_store(database_url, migrate=False)  # `drumbeat clock --set`, elsewhere
+    try:
+        StoreClock(other).set(T + DAY)
+        assert held.virtual and held() == T + DAY
+        StoreClock(other).reset()
+        assert not held.virtual
+    finally:
+        other.close()
+
+
+@pytest.mark.usefixtures("fresh_reads")
+def test_a_held_client_advances_from_where_another_process_moved_the_clock(
+    store: Store, database_url: str, workspace_name: str
+) -> None:
+    """A script holds a client while `drumbeat advance` runs: its own advance goes on from
+    there, not again from the time it first read (ticking the same hours twice and moving
+    the store's clock back)."""
+    with Drumbeat(database_url, workspace=workspace_name) as held:
+        StoreClock(store).set(T)
+        with Drumbeat(database_url, workspace=workspace_name) as other:
+            other.advance(T + 6 * HOUR, every=HOUR)
+        assert held.advance(T + 12 * HOUR, every=HOUR).ticks == 6
+    assert StoreClock(store)() == T + 12 * HOUR

@@ -19,20 +19,28 @@ TICK_SETTING = "tick"  # {"at": time of the last tick begun, "done": whether its
 CLOCK_WORKSPACE = 1  # the default workspace holds the store-wide virtual clock
 
 
+FRESH_SECONDS = 1.0  # a StoreClock reads the store's clock again when its read is older
+
+
 def store_now(store: Store | ReadOnlyStore) -> float:
     """Now on the store's timeline, read afresh: its virtual time if one is set, else real
-    time. For a part built once and used across ticks, which a StoreClock's cached value
-    would leave behind."""
+    time."""
     value = store.get_setting(CLOCK_WORKSPACE, CLOCK_SETTING)
     return float(value) if value is not None else time.time()
 
 
 class StoreClock:
-    """Callable clock: the virtual time kept in the store if one is set, else real time."""
+    """Callable clock: the virtual time kept in the store if one is set, else real time.
+    The store's value is read again once the last read is FRESH_SECONDS old: another
+    process (`drumbeat advance`, `drumbeat clock --set`) may have moved it, and a process
+    holding this clock (a Python API client, a runner) would otherwise write and tick at a
+    time the store has left, even move the store's clock back. What this clock writes
+    itself it knows at once."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._now: float | None = self._read()
+        self.fresh_for = FRESH_SECONDS
+        self._known(self._read())
 
     def _read(self) -> float | None:
         value = self.store.retrying(
@@ -40,33 +48,43 @@ class StoreClock:
         )
         return float(value) if value is not None else None
 
+    def _known(self, now: float | None) -> None:
+        self._now, self._read_at = now, time.monotonic()
+
+    def _current(self) -> float | None:
+        if time.monotonic() - self._read_at >= self.fresh_for:
+            self._known(self._read())
+        return self._now
+
     @property
     def virtual(self) -> bool:
-        return self._now is not None
+        return self._current() is not None
 
     def __call__(self) -> float:
-        return self._now if self._now is not None else time.time()
+        now = self._current()
+        return now if now is not None else time.time()
 
     def set(self, now: float) -> None:
         """Start (or move) the virtual clock by hand; a tick left open is forgotten, since
         "now" no longer follows from it."""
         self._write({CLOCK_SETTING: now, TICK_SETTING: None}, "setting the clock")
-        self._now = now
+        self._known(now)
 
     def reset(self) -> None:
         """Back to real time."""
         self._write({CLOCK_SETTING: None, TICK_SETTING: None}, "resetting the clock")
-        self._now = None
+        self._known(None)
 
     def begin_tick(self, at: float) -> None:
         """Record that the tick at `at` has begun; on a virtual clock, move the clock to it
         in the same transaction."""
+        virtual = self.virtual
         values: dict[str, object] = {TICK_SETTING: {"at": at, "done": False}}
-        if self.virtual:
+        if virtual:
             values[CLOCK_SETTING] = at
         self._write(values, "beginning a tick")
-        if self.virtual:
-            self._now = at
+        if virtual:
+            self._known(at)
 
     def end_tick(self, at: float) -> None:
         """Record that the work of the tick at `at` is done."""
