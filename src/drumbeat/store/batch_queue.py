@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 
 from drumbeat import metrics
-from drumbeat.store.batches import Batch, BatchStore, claimable, log_dead
+from drumbeat.store.batches import CLAIM_BY_ID, Batch, BatchStore, log_dead
 from drumbeat.store.schema import batches
 
 
@@ -22,13 +22,11 @@ class BatchQueueStore(BatchStore):
         dead, or held by a live lease). A distributed worker takes the batch its message
         names this way: the store, not the message, decides whether it is to be worked.
         Made dead instead, and None, after BATCH_ATTEMPTS claims (as `claim_batch`)."""
-        b = batches.c
-        where = and_(b.id == batch_id, claimable(owner, self.real_clock()))
-        claim = self._claim_statement(where, lease, owner)
 
         def run() -> Batch | None:
+            values = self.claim_values(owner, lease, batch_id=batch_id)
             with metrics.timed("store.claim_batch"), self.writing() as conn:
-                row = conn.execute(claim).first()
+                row = conn.execute(CLAIM_BY_ID, values).first()
             if row is not None and row.status == "dead":
                 log_dead(row)
                 return None

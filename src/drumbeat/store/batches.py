@@ -9,7 +9,21 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, exists, func, or_, select, true, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from drumbeat import metrics
 from drumbeat.store.core import StoreCore
@@ -20,6 +34,14 @@ from drumbeat.store.schema import batches
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # claims a batch gets; one whose holders die every time then ends dead
+
+# A claim's values, bound when it runs (`claim_values`), so that its statements are built
+# once, not for every batch (building one cost more Python than the rest of a claim).
+OWNER = bindparam("claim_owner", type_=String)
+NOW = bindparam("claim_now", type_=Float)
+LEASE_UNTIL = bindparam("claim_lease_until", type_=Float)
+LANE = bindparam("claim_lane", type_=String)
+BATCH_ID = bindparam("claim_batch_id", type_=Integer)
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,8 @@ class Batch:
 
 
 class BatchStore(StoreCore):
+    _lane_claim: Any = None  # the claim of a lane's next batch, built at the first claim
+
     def create_batches(
         self,
         conn: Connection,
@@ -100,53 +124,33 @@ class BatchStore(StoreCore):
         pipeline/governor.py), then by id; one whose lease ran out BATCH_ATTEMPTS times is
         made dead on the way (its holders all died or stalled on it) and the next one is
         claimed."""
-        claim = self._claim_statement(self._pick(lane, owner), lease, owner)
+        if self._lane_claim is None:
+            self._lane_claim = claim_statement(self._pick())
+        values = self.claim_values(owner, lease, lane=lane)
         with metrics.timed("store.claim_batch"):
-            while (row := conn.execute(claim).first()) is not None and row.status == "dead":
+            while (row := conn.execute(self._lane_claim, values).first()) is not None:
+                if row.status != "dead":
+                    break
                 log_dead(row)
         return Batch(*row[:-1]) if row is not None else None
 
-    def _pick(self, lane: str, owner: str, *also: Any) -> Any:
-        """The claim's condition: the id of the first claimable batch of `lane` by turn, then
-        id (and `also` true of it), passing over one another claim holds on PostgreSQL."""
+    def _pick(self, *also: Any) -> Any:
+        """The claim's condition: the id of the first claimable batch of the lane by turn,
+        then id (and `also` true of it), passing over one another claim holds on
+        PostgreSQL."""
         b = batches.c
-        pick = select(b.id).where(b.lane == lane, claimable(owner, self.real_clock()), *also)
+        pick = select(b.id).where(b.lane == LANE, claimable(OWNER, NOW), *also)
         pick = pick.order_by(b.turn, b.id).limit(1)
         if self.dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
         return b.id == pick.scalar_subquery()
 
-    def _claim_statement(self, where: Any, lease: float, owner: str) -> Any:
-        """The update that claims the batch `where` picks (or makes it dead, when worn)."""
-        b = batches.c
-        mine = func.coalesce(b.owner, "") == owner
-        worn = and_(b.attempts >= BATCH_ATTEMPTS, ~mine)
-        return (
-            update(batches)
-            .where(where)
-            .values(
-                status=case((worn, "dead"), else_="running"),
-                lease_until=case((worn, None), else_=self.real_clock() + lease),
-                owner=case((worn, None), else_=owner),
-                fence=b.fence + 1,
-                attempts=b.attempts + case((or_(worn, mine), 0), else_=1),
-                last_error=case(
-                    (worn, func.coalesce(b.last_error, "its lease ran out")), else_=b.last_error
-                ),
-            )
-            .returning(
-                b.id,
-                b.workspace_id,
-                b.campaign_key,
-                b.lane,
-                b.kind,
-                b.user_ids,
-                b.due_at,
-                b.fence,
-                b.attempts,
-                b.status,
-            )
-        )
+    def claim_values(self, owner: str, lease: float, **also: Any) -> dict[str, Any]:
+        """The values a claim statement is run with: `owner`'s lease from now (real time),
+        and the lane or batch id `also` names."""
+        now = self.real_clock()
+        values = {"claim_owner": owner, "claim_now": now, "claim_lease_until": now + lease}
+        return values | {f"claim_{name}": value for name, value in also.items()}
 
     def release_batches(self, holder: str, error: str, *, counted: bool = True) -> dict[int, str]:
         """Let go at once of the batches held by workers known to be gone: those whose owner
@@ -227,11 +231,14 @@ class BatchStore(StoreCore):
             return True, None if lane is None else self._claim_batch(conn, lane, lease, owner)
         b = batches.c
         finished = finish.returning(b.id).cte("finished")
-        pick = self._pick(lane, owner, b.id != batch.id, exists(select(finished.c.id)))
-        claimed = self._claim_statement(pick, lease, owner).cte("claimed")
+        pick = self._pick(b.id != batch.id, exists(select(finished.c.id)))
+        claimed = claim_statement(pick).cte("claimed")
         both = select(finished.c.id.label("finished"), *claimed.c)
+        values = self.claim_values(owner, lease, lane=lane)
         with metrics.timed("store.claim_batch"):
-            row = conn.execute(both.select_from(finished.outerjoin(claimed, true()))).first()
+            row = conn.execute(
+                both.select_from(finished.outerjoin(claimed, true())), values
+            ).first()
         if row is None:
             return False, None
         if row.id is None:
@@ -337,12 +344,50 @@ def _finish_statement(
     )
 
 
-def claimable(owner: str, now: float) -> Any:
+def claimable(owner: Any, now: Any) -> Any:
     """A batch a claim under `owner` may take: pending, or running with its lease run out
     (or under `owner` itself: a claim tried again after its answer was lost)."""
     b = batches.c
     mine = func.coalesce(b.owner, "") == owner
     return or_(b.status == "pending", and_(b.status == "running", or_(b.lease_until < now, mine)))
+
+
+def claim_statement(where: Any) -> Any:
+    """The update that claims the batch `where` picks (or makes it dead, when worn), with
+    the values `claim_values` binds."""
+    b = batches.c
+    mine = func.coalesce(b.owner, "") == OWNER
+    worn = and_(b.attempts >= BATCH_ATTEMPTS, ~mine)
+    return (
+        update(batches)
+        .where(where)
+        .values(
+            status=case((worn, "dead"), else_="running"),
+            lease_until=case((worn, None), else_=LEASE_UNTIL),
+            owner=case((worn, None), else_=OWNER),
+            fence=b.fence + 1,
+            attempts=b.attempts + case((or_(worn, mine), 0), else_=1),
+            last_error=case(
+                (worn, func.coalesce(b.last_error, "its lease ran out")), else_=b.last_error
+            ),
+        )
+        .returning(
+            b.id,
+            b.workspace_id,
+            b.campaign_key,
+            b.lane,
+            b.kind,
+            b.user_ids,
+            b.due_at,
+            b.fence,
+            b.attempts,
+            b.status,
+        )
+    )
+
+
+# A batch claimed by id (a distributed worker takes the batch its message names).
+CLAIM_BY_ID = claim_statement(and_(batches.c.id == BATCH_ID, claimable(OWNER, NOW)))
 
 
 def log_dead(row: Any) -> None:
