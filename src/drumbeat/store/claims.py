@@ -62,7 +62,7 @@ _ROW_COLUMNS = (
     outbox.c.fence,
 )
 _PAYLOAD = [column.name for column in _ROW_COLUMNS].index("payload")
-_ATTRIBUTES = len(_ROW_COLUMNS) + USER_COLUMNS.index("attributes")
+_WIDTH = len(_ROW_COLUMNS)  # a claimed row's columns, then its user's
 
 # SQLite's claim of the ids its picks gave (one JSON array parameter, not one a row), then
 # the claimed rows read back with their recipients joined in one query (not RETURNING and a
@@ -97,7 +97,7 @@ class OutboxClaims(StoreCore):
                 ids: list[int] = []
                 for pick in self.claim_picks(now, real_now, channel):
                     if len(ids) < limit:
-                        ids += conn.execute(pick.limit(limit - len(ids))).scalars()
+                        ids += conn.execute(pick.limit(limit - len(ids))).scalars().all()
                 picked = orjson.dumps(ids).decode()
                 conn.exec_driver_sql(_CLAIM_IDS, (real_now + lease, claim_owner(), picked))
                 found = conn.exec_driver_sql(_CLAIMED_IDS, (picked,)).fetchall()
@@ -175,16 +175,13 @@ class OutboxClaims(StoreCore):
 
 def _claimed_sqlite(row: Row[Any]) -> OutboxRow:
     """A row of `_CLAIMED_IDS`: `_claimed`'s, its payload and attributes JSON text."""
-    values = list(row)
-    values[_PAYLOAD] = orjson.loads(values[_PAYLOAD])
-    if values[_ATTRIBUTES] is not None:
-        values[_ATTRIBUTES] = orjson.loads(values[_ATTRIBUTES])
-    return _claimed(values)
+    user = None if row[_WIDTH] is None else user_of(row[_WIDTH:], orjson.loads)
+    payload = orjson.loads(row[_PAYLOAD])
+    return OutboxRow._make((*row[:_PAYLOAD], payload, *row[_PAYLOAD + 1 : _WIDTH], user))
 
 
 def _claimed(row: Sequence[Any]) -> OutboxRow:
     """A row of `claim_statement`: the outbox row's columns, then its user's (all None when
     the user is not there)."""
-    width = len(_ROW_COLUMNS)
-    user = None if row[width] is None else user_of(row[width:])
-    return OutboxRow._make([*row[:width], user])
+    user = None if row[_WIDTH] is None else user_of(row[_WIDTH:])
+    return OutboxRow._make((*row[:_WIDTH], user))
