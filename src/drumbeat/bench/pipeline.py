@@ -65,7 +65,10 @@ def run(database_url: str, broker_url: str, batches: int, batch_size: int) -> li
         ids = store.claimable_batch_ids(DEFAULT_LANE, batches)
         with app.connection_for_write() as conn:
             inbox = conn.SimpleQueue(queue)
-            publish = timed(partial(send_confirmed, app, BATCH_TASK, queue, [[i] for i in ids]))
+            rounds = [[i] for i in ids]  # through the default exchange, to the bench's queue
+            publish = timed(
+                partial(send_confirmed, app, BATCH_TASK, rounds, exchange="", routing_key=QUEUE)
+            )
             for batch_id in ids:
                 deliver.append(timed(partial(take, inbox)))
                 started = time.perf_counter()

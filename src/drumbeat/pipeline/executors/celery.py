@@ -22,6 +22,7 @@ from drumbeat.pipeline.executors.celery_app import (
     BATCH_TASK,
     DISPATCH_LANE,
     DISPATCH_TASK,
+    EXCHANGE,
     celery_app,
     declare,
     queue_name,
@@ -103,7 +104,8 @@ class CeleryExecutor:
     def _send(self, task: str, lane: str, messages: Iterable[list[int]]) -> None:
         """Publish the messages to `lane`'s queue, confirmed together (`confirms.py`)."""
         self._declare_once()
-        send_confirmed(self.app, task, queue_name(lane), list(messages))
+        route = {"exchange": EXCHANGE, "routing_key": queue_name(lane)}
+        send_confirmed(self.app, task, list(messages), **route)
 
     def drain(self, lane: str, now: float) -> list[BatchReport]:
         """Publish `lane`'s batches until none is pending or running; what each did. `now`

@@ -7,7 +7,8 @@ the two tasks its workers run. Imported only when DRUMBEAT_BROKER_URL is set: Ce
 - `task_acks_late` + `task_reject_on_worker_lost`: a message is acked once its task ran, and
   one whose worker died is delivered again; `worker_prefetch_multiplier=1`: a worker holds
   one message it is not working on at most.
-- Publisher confirms: a publish returns once RabbitMQ has the message.
+- Publisher confirms: a publish returns once RabbitMQ has the message (a round of them
+  confirmed together: `confirms.py`).
 - One quorum queue per lane (`drumbeat.fast`, `drumbeat.slow`, `drumbeat.dispatch`), with a
   delivery limit: a message that killed DELIVERY_LIMIT workers goes to `drumbeat.dead`
   (the batch itself ends dead in the store after BATCH_ATTEMPTS claims).
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 BATCH_LANES = (Lane.FAST.value, Lane.SLOW.value)  # the lanes batches are planned into
 DISPATCH_LANE = Lane.DISPATCH.value  # sending: the Dispatcher over the due outbox rows
 LANES = (*BATCH_LANES, DISPATCH_LANE)
+EXCHANGE = "drumbeat"  # direct: a lane's queue is bound by its name
 DEAD_QUEUE = "drumbeat.dead"
 DELIVERY_LIMIT = 5  # deliveries of one message before RabbitMQ dead-letters it
 TASK_TIME_LIMIT = 600.0  # seconds; RabbitMQ's consumer_timeout (default 1,800 s) is above
@@ -60,7 +62,7 @@ def queues() -> list[Queue]:
     lanes = [
         Queue(
             queue_name(lane),
-            Exchange("drumbeat", type="direct", durable=True),
+            Exchange(EXCHANGE, type="direct", durable=True),
             routing_key=queue_name(lane),
             durable=True,
             queue_arguments={
