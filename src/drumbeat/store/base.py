@@ -24,12 +24,15 @@ from drumbeat.store.erasure import ErasureStore
 from drumbeat.store.event_path import EventPathStore
 from drumbeat.store.indexes import AttributeIndexStore
 from drumbeat.store.lanes import LaneStore
+from drumbeat.store.memberships import MembershipStore
 from drumbeat.store.outbox import OutboxStore
 from drumbeat.store.planning import PlanningStore
 from drumbeat.store.rate_limits import RateLimitStore
 from drumbeat.store.revisions import RevisionStore
 from drumbeat.store.schema import attribute_types, events, users, workspaces
+from drumbeat.store.selections import SelectionStore
 from drumbeat.store.timings import TimingStore
+from drumbeat.store.workspace_settings import SettingStore
 
 if TYPE_CHECKING:
     from drumbeat.cache import UserCache
@@ -57,6 +60,9 @@ def merge_user_records(records: Iterable[UserRecord]) -> list[UserRecord]:
 
 class Store(
     CampaignStore,
+    MembershipStore,
+    SelectionStore,
+    SettingStore,
     PlanningStore,
     RevisionStore,
     OutboxStore,

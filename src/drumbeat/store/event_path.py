@@ -18,8 +18,8 @@ import orjson
 from sqlalchemy import Connection
 
 from drumbeat.engine.member import Member
-from drumbeat.store.campaigns import MEMBER_COLUMNS, member_from_row
 from drumbeat.store.core import StoreCore
+from drumbeat.store.memberships import MEMBER_COLUMNS, member_from_row
 
 HOLDING = ("pending", "running", "dead")  # as `BatchStore.busy_users`
 
