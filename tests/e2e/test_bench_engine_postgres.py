@@ -20,7 +20,8 @@ def test_bench_engine_on_postgres_through_workers(tmp_path, clean_env, pg_databa
         broker_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
         bench_engine(tmp_path, clean_env, pg_database, broker_url)
         for what in ("queues", "exchanges"):  # the broker is left as it was found
-            assert "drumbeat" not in rabbitmqctl(f"list_{what}", "-p", vhost, "name")
+            left = rabbitmqctl(f"list_{what}", "-p", vhost, "name")
+            assert "drumbeat" not in left and "celery" not in left
         assert_workers_gone(broker_url)
 
 

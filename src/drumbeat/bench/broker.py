@@ -11,6 +11,8 @@ from typing import Any
 
 from drumbeat.pipeline.executors.celery_app import celery_app, queues
 
+WORKER_EXCHANGES = ("celery.pidbox",)  # the workers' remote control declares it, and keeps it
+
 
 @contextmanager
 def broker_left_as_found(broker_url: str) -> Iterator[None]:
@@ -34,7 +36,8 @@ def broker_left_as_found(broker_url: str) -> Iterator[None]:
 def existing(conn: Any) -> set[tuple[str, str]]:
     """The shape's queues and exchanges on the broker: ("queue" or "exchange", name)."""
     shape = queues()
-    wanted = {("queue", q.name) for q in shape} | {("exchange", q.exchange.name) for q in shape}
+    exchanges = {q.exchange.name for q in shape} | set(WORKER_EXCHANGES)
+    wanted = {("queue", q.name) for q in shape} | {("exchange", name) for name in exchanges}
     return {(kind, name) for kind, name in wanted if exists(conn, kind, name)}
 
 
