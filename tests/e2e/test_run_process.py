@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from drumbeat.pipeline.clock import CLOCK_WORKSPACE, TICK_SETTING
+from drumbeat.pipeline.clock import CLOCK_SETTING, CLOCK_WORKSPACE, TICK_SETTING
 from drumbeat.store import open_store
 from tests.e2e.helpers import send, wait
 from tests.e2e.running import (
+    DRUMBEAT,
     delivered,
     environment,
     outbox_rows,
@@ -36,10 +38,14 @@ def url(database_url: str) -> Iterator[str]:
 
 
 def last_tick(url: str) -> dict[str, object]:
+    tick: dict[str, object] = setting(url, TICK_SETTING) or {}
+    return tick
+
+
+def setting(url: str, name: str) -> object:
     store = open_store(url, migrate=False)
     try:
-        tick: dict[str, object] = store.get_setting(CLOCK_WORKSPACE, TICK_SETTING) or {}
-        return tick
+        return store.get_setting(CLOCK_WORKSPACE, name)
     finally:
         store.close()
 
@@ -113,3 +119,21 @@ def test_two_runs_on_one_store_deliver_each_webhook_once(
     assert len(server.keys) == users
     assert [key for key, count in server.keys.items() if count > 1] == []
     assert "Traceback" not in log.read_text()
+
+
+def test_run_stops_when_a_virtual_clock_is_set_under_it_and_leaves_that_clock(
+    url: str, tmp_path: Path
+) -> None:
+    """`drumbeat clock --set` while `drumbeat run` ticks: the run stops with the reason
+    (its ticks would otherwise move the virtual clock to real time), the clock stays set."""
+    prepare(url, [send("one")], USERS)
+    messages, log = tmp_path / "messages.jsonl", tmp_path / "run.log"
+    env = environment(url, messages)
+    running = start(["run", "--interval", "0.1", "--workers", "1"], env, log)
+    wait_for(lambda: last_tick(url).get("done"), "a tick done", running)
+    subprocess.run(
+        [DRUMBEAT, "clock", "--set", "2030-01-01T00:00:00Z"], env=env, check=True, timeout=60
+    )
+    assert running.wait(timeout=30) != 0, log.read_text()
+    assert "runs on a virtual clock: `drumbeat clock --real` first" in log.read_text()
+    assert setting(url, CLOCK_SETTING) == 1893456000.0  # 2030-01-01, not moved since

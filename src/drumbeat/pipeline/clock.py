@@ -75,10 +75,11 @@ class StoreClock:
         self._write({CLOCK_SETTING: None, TICK_SETTING: None}, "resetting the clock")
         self._known(None)
 
-    def begin_tick(self, at: float) -> None:
+    def begin_tick(self, at: float, *, real_time: bool = False) -> None:
         """Record that the tick at `at` has begun; on a virtual clock, move the clock to it
-        in the same transaction."""
-        virtual = self.virtual
+        in the same transaction, unless the tick is on `real_time` (`drumbeat run`'s, which
+        stops when it finds a virtual clock set under it, and must not move it meanwhile)."""
+        virtual = not real_time and self.virtual
         values: dict[str, object] = {TICK_SETTING: {"at": at, "done": False}}
         if virtual:
             values[CLOCK_SETTING] = at

@@ -19,6 +19,7 @@ from drumbeat.channels.dispatcher import Dispatcher
 from drumbeat.choices import Lane
 from drumbeat.config import Settings
 from drumbeat.cyclic_gc import freeze_startup
+from drumbeat.errors import InvalidInput
 from drumbeat.pipeline.clock import StoreClock
 from drumbeat.pipeline.executors import Executor
 from drumbeat.pipeline.governor import Governor
@@ -108,10 +109,13 @@ class Runner:
         ):
             report.batches += plan.batches
 
-    def recorded_tick(self, now: float, *, whole: bool = True) -> TickReport:
+    def recorded_tick(
+        self, now: float, *, whole: bool = True, real_time: bool = False
+    ) -> TickReport:
         """`tick`, recorded in the store as begun, then as done once its work is done (the
-        slow lane's too if `whole`; else it is in the store, pending or running)."""
-        self.clock.begin_tick(now)
+        slow lane's too if `whole`; else it is in the store, pending or running). A tick
+        on `real_time` (`run`'s) never moves a virtual clock (`StoreClock.begin_tick`)."""
+        self.clock.begin_tick(now, real_time=real_time)
         with metrics.timed(metrics.TICK_STAGE):
             report = self.tick(now, whole=whole)
         self.clock.end_tick(now)
@@ -145,11 +149,17 @@ class Runner:
 
     def run(self, interval: float, *, stop: Stop) -> None:
         """Tick on the real clock every `interval` seconds until `stop` is set; the wait
-        between ticks ends as soon as it is (a tick under way is finished first)."""
+        between ticks ends as soon as it is (a tick under way is finished first). Refuses
+        a store on a virtual clock, and stops if one is set meanwhile (`drumbeat clock
+        --set`): its ticks would move that clock to real time."""
         self._release_orphans()
         while not stop.is_set():
+            if self.clock.virtual:
+                raise InvalidInput(
+                    "this store runs on a virtual clock: `drumbeat clock --real` first"
+                )
             started = time.time()
-            report = self.recorded_tick(started, whole=False)
+            report = self.recorded_tick(started, whole=False, real_time=True)
             log.info("tick: %s", report)
             stop.wait(max(0.0, interval - (time.time() - started)))
 
