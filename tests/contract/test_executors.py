@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,10 +22,12 @@ from drumbeat.pipeline.executors.celery import CeleryExecutor
 from drumbeat.pipeline.executors.child import BACKGROUND_NICE
 from drumbeat.pipeline.executors.local import ThreadExecutor
 from drumbeat.pipeline.executors.processes import ProcessExecutor, WorkerDied
+from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.worker import BATCH_LEASE
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, retire, send, wait
+from tests.e2e.running import wait_for
 from tests.workers import Workers, worker_env
 from tests.world import DAY, World
 
@@ -125,16 +128,46 @@ def test_a_worker_process_that_cannot_work_says_why(world: World, tmp_path: Path
         pool.drain(DEFAULT_LANE, world.now())
 
 
-def test_background_worker_processes_give_way_and_run_every_batch(world: World) -> None:
-    """A slow lane's worker processes (`background`) run at a lower CPU priority, and on
-    SQLite give way to other writers (tests/contract/test_store.py); their drain is whole."""
-    with ProcessExecutor(
-        world.config.database_url, processes=2, batch_size=BATCH, background=True
-    ) as pool:
-        done = drain_at(world, pool, world.now())
-        niceness = {os.getpriority(os.PRIO_PROCESS, child.pid) for child in pool._children}
-    assert niceness == {os.getpriority(os.PRIO_PROCESS, 0) + BACKGROUND_NICE}
-    assert done == {"entered": USERS, "batches": USERS // BATCH + (USERS % BATCH > 0)}
+@pytest.mark.parametrize("workers", [1, 2])
+def test_background_workers_wait_for_the_gate_and_give_way(world: World, workers: int) -> None:
+    """A slow lane's workers (with a lane gate) start no batch while the gate is held (the
+    fast lane drains), and run every batch once it opens; worker processes run at a lower
+    CPU priority, and on SQLite give way to other writers (tests/contract/test_store.py)."""
+    gate = LaneGate.make()
+    executor = make_executor(world.store, world.runner.programs, workers, gate=gate)
+    plan_all(world.store, world.runner.programs, world.now(), full_pass_every=7 * DAY)
+    try:
+        with gate.held():
+            drained: list[Counter[str]] = []
+            draining = threading.Thread(
+                target=lambda: drained.append(drain_at(world, executor, world.now()))
+            )
+            draining.start()
+            wait_for(lambda: claimed(world) >= 1, "a batch claimed")
+            assert done_batches(world) == 0  # claimed, and waiting for the gate
+        draining.join(timeout=60)
+        assert drained == [{"entered": USERS, "batches": USERS // BATCH + (USERS % BATCH > 0)}]
+        if isinstance(executor, ProcessExecutor):
+            niceness = {os.getpriority(os.PRIO_PROCESS, c.pid) for c in executor._children}
+            assert niceness == {os.getpriority(os.PRIO_PROCESS, 0) + BACKGROUND_NICE}
+    finally:
+        executor.close()
+        gate.remove()
+
+
+def claimed(world: World) -> int:
+    return _batches(world, "running") + done_batches(world)
+
+
+def done_batches(world: World) -> int:
+    return _batches(world, "done")
+
+
+def _batches(world: World, status: str) -> int:
+    b = batches.c
+    query = select(b.id).where(b.workspace_id == world.ws, b.status == status)
+    with world.store.engine.connect() as conn:
+        return len(conn.execute(query).all())
 
 
 def test_an_in_memory_store_is_worked_in_process(world: World, tmp_path: Path) -> None:

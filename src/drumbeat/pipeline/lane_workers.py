@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 from drumbeat.choices import Lane
 from drumbeat.config import Settings
 from drumbeat.pipeline.executors import Executor, make_executor
+from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store
@@ -76,8 +78,9 @@ class Background:
 
 class LaneWorkers:
     """An executor per lane: `workers[lane]` processes (in-process when 1), those of the
-    lanes other than fast in the background (they give way to it for CPU and the SQLite
-    write lock: `executors/child.py`); with a broker,
+    lanes other than fast in the background (they start no batch while the fast lane
+    drains, `lane_gate.py`, and give way to it for CPU and the SQLite write lock:
+    `executors/child.py`); with a broker,
     one CeleryExecutor for all, whose lanes are worked by `drumbeat worker` fleets of their
     own (so the lanes are kept apart there, and a drain here only waits)."""
 
@@ -89,12 +92,14 @@ class LaneWorkers:
         settings: Settings | None = None,
     ) -> None:
         self.remote = settings is not None and settings.broker_url is not None
+        self.gate: LaneGate | None = None
         if self.remote:
             shared = make_executor(store, programs, 1, settings)
             self.executors = dict.fromkeys(workers, shared)
         else:
+            self.gate = gate = LaneGate.make()
             self.executors = {
-                lane: make_executor(store, programs, n, background=lane != Lane.FAST)
+                lane: make_executor(store, programs, n, gate=None if lane == Lane.FAST else gate)
                 for lane, n in workers.items()
             }
         self._background: dict[str, Background] = {}
@@ -104,6 +109,12 @@ class LaneWorkers:
         the other, so that what a tick does does not hang on which lane commits first (a
         frequency cap shared by campaigns in both lanes); time is virtual there."""
         return [r for lane, ex in self.executors.items() for r in ex.drain(lane, now)]
+
+    def fast_first(self) -> AbstractContextManager[object]:
+        """Held for a tick's planning and fast drain (`Runner.tick` in `run`): the other
+        lanes' workers start no new batch meanwhile, and those in hand finish while the tick
+        plans (`lane_gate.py`). Nothing with a broker (each lane has workers of its own)."""
+        return nullcontext() if self.gate is None else self.gate.held()
 
     def drain_fast(self, now: float) -> list[BatchReport]:
         """The fast lane here, until it is empty; the other lanes go on in their threads.
@@ -125,3 +136,6 @@ class LaneWorkers:
         self._background = {}
         for executor in {id(e): e for e in self.executors.values()}.values():
             executor.close()
+        if self.gate is not None:
+            self.gate.remove()
+            self.gate = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from drumbeat.config import Settings
+from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store
@@ -39,11 +40,12 @@ def make_executor(
     workers: int,
     settings: Settings | None = None,
     *,
-    background: bool = False,
+    gate: LaneGate | None = None,
 ) -> Executor:
     """`drumbeat worker` processes through the broker if `settings` name one; else `workers`
-    worker processes (in the `background`: giving way to other work, `child.py`);
-    in-process when 1, or when the store is in memory."""
+    worker processes; in-process when 1, or when the store is in memory. With a `gate` (a
+    lane other than fast), they work in the background: each batch waits for the gate
+    (`lane_gate.py`), and worker processes give way to other work (`child.py`)."""
     if settings is not None and settings.broker_url is not None:
         from drumbeat.pipeline.executors.celery import CeleryExecutor
 
@@ -53,7 +55,7 @@ def make_executor(
     if workers <= 1 or not shareable(store):
         from drumbeat.pipeline.executors.local import ThreadExecutor
 
-        return ThreadExecutor(store, programs, threads=workers)
+        return ThreadExecutor(store, programs, threads=workers, gate=gate)
     from drumbeat.pipeline.executors.processes import ProcessExecutor
 
     url = store.engine.url.render_as_string(hide_password=False)
@@ -62,5 +64,5 @@ def make_executor(
         processes=workers,
         batch_size=store.batch_size,
         retry_seconds=store.retry_seconds,
-        background=background,
+        gate=gate,
     )

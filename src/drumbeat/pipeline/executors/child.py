@@ -4,10 +4,10 @@ Reads one JSON command per line on stdin (`{"lane": …, "now": …}`), drains t
 the store named by DRUMBEAT_DATABASE_URL, and answers one JSON line on stdout. Exits at the
 end of its input. Its own logs go to stderr, which it shares with the parent.
 
-Started with `--background` (a slow lane's worker), it gives way to the fast lane on a
-shared machine: it runs at a lower CPU priority (nice BACKGROUND_NICE) and, on a SQLite
-file, takes the write lock only when no other writer waits for it. Slow work is no worse
-off than on a machine of its own; fast work is no longer slowed by it.
+Started with `--background GATE` (a slow lane's worker), it gives way to the fast lane on
+a shared machine: each batch waits for the lane gate at GATE (`lane_gate.py`: closed while
+the fast lane drains), it runs at a lower CPU priority (nice BACKGROUND_NICE) and, on a
+SQLite file, takes the write lock only when no other writer waits for it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from drumbeat.cyclic_gc import freeze_startup
 from drumbeat.logs import configure as configure_logs
 from drumbeat.pipeline.executors.local import drain
 from drumbeat.pipeline.executors.processes import report_line
+from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import open_configured
 
@@ -42,7 +43,8 @@ def main() -> None:
     configure_logs(settings.log_format, settings.log_level)
     metrics.record_for_store(True)  # handed to the parent with each answer, which writes them
     store = open_configured(settings, migrate=False)
-    if "--background" in sys.argv[1:]:
+    gate = _gate(sys.argv[1:])
+    if gate is not None:
         os.nice(BACKGROUND_NICE)
         store.writes_give_way = True
     programs = Programs(store)
@@ -53,7 +55,8 @@ def main() -> None:
         try:
             # campaigns may have changed since the last drain
             store.retrying(programs.refresh, "reading the campaigns")
-            reports = drain(store, programs, command["lane"], _fixed(float(command["now"])))
+            now = _fixed(float(command["now"]))
+            reports = drain(store, programs, command["lane"], now, gate=gate)
             answer = report_line(reports)
         except Exception as exc:  # the parent lets go of the batch it held, and asks again
             traceback.print_exc()
@@ -62,6 +65,13 @@ def main() -> None:
         out.write(answer)
         out.flush()
     store.close()
+
+
+def _gate(arguments: list[str]) -> LaneGate | None:
+    """The lane gate `--background GATE` names, if given."""
+    if arguments[:1] == ["--background"]:
+        return LaneGate(arguments[1])
+    return None
 
 
 def _fixed(now: float) -> Callable[[], float]:

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BATCH_LEASE, BatchReport, LeaseLost, process_batch
 from drumbeat.store import Store
@@ -19,10 +20,17 @@ log = logging.getLogger(__name__)
 
 
 def drain(
-    store: Store, programs: Programs, lane: str, clock: Callable[[], float], *, workers: int = 1
+    store: Store,
+    programs: Programs,
+    lane: str,
+    clock: Callable[[], float],
+    *,
+    workers: int = 1,
+    gate: LaneGate | None = None,
 ) -> list[BatchReport]:
     """Claim and process batches until the lane is empty; returns what each batch did.
-    Batches whose worker process is gone are let go of first (`release_orphaned_batches`)."""
+    Batches whose worker process is gone are let go of first (`release_orphaned_batches`).
+    With a `gate` (a background lane's), each batch waits for it to be open first."""
     reports: list[BatchReport] = []
     failures: list[BaseException] = []
     lock = threading.Lock()
@@ -30,6 +38,8 @@ def drain(
     def work() -> None:
         batch = store.claim_batch(lane, BATCH_LEASE)
         while batch is not None:
+            if gate is not None:
+                gate.wait()
             try:
                 report, batch = process_batch(store, programs, batch, clock(), claim_from=lane)
             except LeaseLost as exc:  # rolled back, the next claim with it
@@ -60,15 +70,21 @@ def drain(
 
 
 class ThreadExecutor:
-    """`drain` behind the executor interface: `threads` threads in this process."""
+    """`drain` behind the executor interface: `threads` threads in this process (waiting
+    for `gate` before each batch, if given)."""
 
-    def __init__(self, store: Store, programs: Programs, *, threads: int = 1) -> None:
+    def __init__(
+        self, store: Store, programs: Programs, *, threads: int = 1, gate: LaneGate | None = None
+    ) -> None:
         self.store = store
         self.programs = programs
         self.threads = threads
+        self.gate = gate
 
     def drain(self, lane: str, now: float) -> list[BatchReport]:
-        return drain(self.store, self.programs, lane, lambda: now, workers=self.threads)
+        return drain(
+            self.store, self.programs, lane, lambda: now, workers=self.threads, gate=self.gate
+        )
 
     def close(self) -> None:
         """Nothing to release: the threads end with each drain."""

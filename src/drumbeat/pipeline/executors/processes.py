@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from drumbeat import metrics
 from drumbeat.errors import BadSetting, DrumbeatError
+from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store, open_store
 from drumbeat.store.core import DB_RETRY_SECONDS
@@ -46,8 +47,9 @@ RESTARTS = 3
 
 
 class ProcessExecutor:
-    """`processes` worker processes on the store at `url`; in the `background` (a slow
-    lane's workers), they give way to others for the CPU and SQLite's write lock (`child`)."""
+    """`processes` worker processes on the store at `url`; with a `gate` (a slow lane's
+    workers), in the background: each batch waits for the gate, and they give way to
+    others for the CPU and SQLite's write lock (`child`)."""
 
     def __init__(
         self,
@@ -56,10 +58,10 @@ class ProcessExecutor:
         processes: int,
         batch_size: int,
         retry_seconds: float = DB_RETRY_SECONDS,
-        background: bool = False,
+        gate: LaneGate | None = None,
     ) -> None:
         self.url = url
-        self.background = background
+        self.gate = gate
         self.processes = processes
         self.batch_size = batch_size
         self.retry_seconds = retry_seconds
@@ -153,7 +155,7 @@ class ProcessExecutor:
         env["DRUMBEAT_DB_RETRY_SECONDS"] = str(self.retry_seconds)
         return subprocess.Popen(
             [sys.executable, "-m", "drumbeat.pipeline.executors.child"]
-            + (["--background"] if self.background else []),
+            + (["--background", self.gate.path] if self.gate is not None else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
