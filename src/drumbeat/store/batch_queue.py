@@ -25,8 +25,8 @@ class BatchQueueStore(BatchStore):
 
         def run() -> Batch | None:
             values = self.claim_values(owner, lease, batch_id=batch_id)
-            with metrics.timed("store.claim_batch"), self.writing() as conn:
-                row = conn.execute(CLAIM_BY_ID, values).first()
+            with metrics.timed("store.claim_batch"), self.writing_one() as conn:
+                row = conn.execute(CLAIM_BY_ID, values).first()  # one statement: atomic
             if row is not None and row.status == "dead":
                 log_dead(row)
                 return None

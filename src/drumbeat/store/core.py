@@ -163,6 +163,18 @@ class StoreCore:
             yield conn
 
     @contextmanager
+    def writing_one(self) -> Iterator[Connection]:
+        """A connection for one write statement that commits on its own: in autocommit on
+        PostgreSQL (one round trip, where a transaction of its own takes three: BEGIN, the
+        statement, COMMIT), else `writing`."""
+        if self.dialect != "postgresql":
+            with self.writing() as conn:
+                yield conn
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+
+    @contextmanager
     def _writers_turn(self) -> Iterator[None]:
         """On a SQLite file, writers (threads or processes) wait for their turn on a lock
         file beside the database (`<db>-writer`) before BEGIN IMMEDIATE. SQLite's own wait
