@@ -31,7 +31,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from drumbeat.bench.databases import fresh_database
 from drumbeat.bench.report import Figure
 from drumbeat.bench.startup import drumbeat_argv
 from drumbeat.config import Settings
+from drumbeat.model.attributes import format_timestamp
 from drumbeat.store import open_store
 
 START = "2026-03-02T00:00:00Z"
@@ -150,7 +150,13 @@ def run_drumbeat(
         "import users": command("import", "users", str(users_file))[0],
         "campaign apply": command("campaign", "apply", str(campaign_file), "--activate")[0],
         "advance": command(
-            "advance", "--to", _iso(NOW + ticks * TICK), "--every", "1h", "--workers", str(workers)
+            "advance",
+            "--to",
+            format_timestamp(NOW + ticks * TICK),
+            "--every",
+            "1h",
+            "--workers",
+            str(workers),
         )[0],
     }
     cpu_seconds = {name: cpu[name.split()[0]] for name in seconds}
@@ -216,10 +222,6 @@ def run_baseline(url: str, users_file: Path, users: int) -> Baseline:
     store.close()
     _check(queued, users, "the baseline")
     return Baseline(users, halfway - began, ended - halfway)
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def queued_by_drumbeat(url: str) -> int:

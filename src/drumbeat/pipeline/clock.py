@@ -39,7 +39,6 @@ class StoreClock:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.fresh_for = FRESH_SECONDS
         self._known(self._read())
 
     def _read(self) -> float | None:
@@ -52,7 +51,7 @@ class StoreClock:
         self._now, self._read_at = now, time.monotonic()
 
     def _current(self) -> float | None:
-        if time.monotonic() - self._read_at >= self.fresh_for:
+        if time.monotonic() - self._read_at >= FRESH_SECONDS:
             self._known(self._read())
         return self._now
 
