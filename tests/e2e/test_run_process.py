@@ -11,12 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from drumbeat.campaigns import apply, plan_apply
+from drumbeat.client import Drumbeat
+from drumbeat.model.campaign import parse_campaign
 from drumbeat.pipeline.clock import CLOCK_SETTING, CLOCK_WORKSPACE, TICK_SETTING
 from drumbeat.store import open_store
-from tests.e2e.helpers import send, wait
+from drumbeat.store.schema import batches
+from tests.e2e.helpers import campaign, send, wait
 from tests.e2e.running import (
     DRUMBEAT,
+    WORKSPACE,
     delivered,
     environment,
     outbox_rows,
@@ -137,3 +143,60 @@ def test_run_stops_when_a_virtual_clock_is_set_under_it_and_leaves_that_clock(
     assert running.wait(timeout=30) != 0, log.read_text()
     assert "runs on a virtual clock: `drumbeat clock --real` first" in log.read_text()
     assert setting(url, CLOCK_SETTING) == 1893456000.0  # 2030-01-01, not moved since
+
+
+def batch_owners(url: str, campaign_key: str) -> set[tuple[str, str, str | None]]:
+    """(lane, status, owning process "host:pid") of the campaign's batches."""
+    b = batches.c
+    store = open_store(url, migrate=False)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                select(b.lane, b.status, b.owner).where(b.campaign_key == campaign_key)
+            )
+            return {
+                (lane, status, ":".join((owner or "").split(":")[:2]))
+                for lane, status, owner in rows
+            }
+    finally:
+        store.close()
+
+
+def group_gone(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_run_works_the_slow_lane_in_processes_of_its_own_and_stops_them(
+    url: str, tmp_path: Path
+) -> None:
+    """A campaign pinned to the slow lane beside a fast one, `drumbeat run` with worker
+    processes for each lane: the slow lane's batches are worked by its own background
+    processes, every message is sent once, and SIGTERM to the main process alone stops the
+    run and all its workers (exit 0, nothing left in its process group)."""
+    prepare(url, [send("fast")], USERS)
+    with Drumbeat(url, workspace=WORKSPACE) as db:
+        slow = parse_campaign(campaign("s", [send("slow")], lane="slow"))
+        apply(plan_apply(slow, db.store, db.ws), db.store, db.ws, db.clock(), activate=True)
+    messages, log = tmp_path / "messages.jsonl", tmp_path / "run.log"
+    env = environment(url, messages, slow_workers="2", batch_size="5")
+    running = start(["run", "--interval", "0.2", "--workers", "2"], env, log)
+    wait_for(
+        lambda: steps(messages, "fast") == USERS and steps(messages, "slow") == USERS,
+        "both campaigns' messages",
+        running,
+    )
+    running.send_signal(signal.SIGTERM)  # the main process only, as `kill` does
+    assert running.wait(timeout=30) == 0, log.read_text()
+    wait_for(lambda: group_gone(running.pid), "the lanes' worker processes to stop", deadline=30)
+
+    assert "Traceback" not in log.read_text()
+    sent = Counter(m["message_id"] for m in delivered(messages))
+    assert len(sent) == 2 * USERS and set(sent.values()) == {1}
+    slow_batches = batch_owners(url, "s")
+    assert {(lane, status) for lane, status, _ in slow_batches} == {("slow", "done")}
+    owners = {owner for _, _, owner in slow_batches}
+    assert owners and all(owner.split(":")[1] != str(running.pid) for owner in owners), owners
