@@ -75,15 +75,21 @@ _MESSAGES_PG = JsonRows(
 )
 
 
-# Each result written only over a row its claim still holds: same fence, still sending.
+# A row its claim still holds: same fence, still sending; found by id. The status test as
+# `IS TRUE`, which the planner cannot match to `ix_outbox_lease`'s predicate: that index
+# keeps an entry of every row once sending until a VACUUM (with autovacuum off or behind, one
+# a message sent in the run), and a bitmap scan of it read them all for each claim's results
+# (30-70 ms a claim of 1,000 at 200,000 messages sent, where finding them by id takes 5 ms).
+_HELD = "outbox.id = {0}.id AND outbox.fence = {0}.fence AND (outbox.status = 'sending') IS TRUE"
+# Each result written only over a row its claim still holds.
 _RECORD_RESULTS = JsonRows(
     """
 UPDATE outbox SET status = r.status, lease_until = NULL, retry_at = r.retry_at,
     last_error = r.error, sent_at = coalesce(r.sent_at, outbox.sent_at),
     provider_id = coalesce(r.provider_id, outbox.provider_id)
 FROM ROWS
-WHERE outbox.id = r.id AND outbox.fence = r.fence AND outbox.status = 'sending'
-""",
+WHERE """
+    + _HELD.format("r"),
     (
         ("id", "bigint"),
         ("fence", "bigint"),
@@ -94,10 +100,10 @@ WHERE outbox.id = r.id AND outbox.fence = r.fence AND outbox.status = 'sending'
         ("provider_id", "text"),
     ),
 )
-_EXTEND_LEASES = """
+_EXTEND_LEASES = f"""
 UPDATE outbox SET lease_until = %s
 FROM unnest(%b::bigint[], %b::bigint[]) AS c(id, fence)
-WHERE outbox.id = c.id AND outbox.fence = c.fence AND outbox.status = 'sending'
+WHERE {_HELD.format("c")}
 RETURNING outbox.id
 """
 
