@@ -136,10 +136,12 @@ campaigns = Table(
     Column("full_pass_at", Epoch),
 )
 
+# Memberships and outbox rows carry no foreign key to workspaces (revision 0022), as users
+# (0003): a batch writes them for its workspace's users, and workspaces are never deleted.
 memberships = Table(
     "memberships",
     metadata,
-    _workspace(),
+    Column("workspace_id", Integer, primary_key=True),
     Column("campaign_key", String(100), primary_key=True),
     Column("user_id", Key, primary_key=True),
     Column("state", String(16), nullable=False),  # active, converted, left_audience, ...
@@ -170,7 +172,7 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", AutoId, primary_key=True, autoincrement=True),
-    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("workspace_id", Integer, nullable=False),  # no foreign key: see memberships
     Column("dedupe_key", String(700), nullable=False, unique=True),
     Column("campaign_key", String(100), nullable=False),
     Column("step_id", String(200), nullable=False),
