@@ -97,7 +97,7 @@ def _send_problems(
 
 def _webhook_problems(send: SendSpec, where: str, allow: Sequence[str]) -> Iterator[Problem]:
     """The URL the dispatcher will call (`url`, else `data.url`), through the channel's guard."""
-    from drumbeat.channels.webhook import AllowList, Refused
+    from drumbeat.channels.ssrf import AllowList, Refused
 
     if send.url is not None:
         url, where = send.url, f"{where}.url"

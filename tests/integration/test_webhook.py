@@ -20,7 +20,8 @@ import pytest
 
 from drumbeat.channels.base import Message, Outcome
 from drumbeat.channels.dispatcher import backoff
-from drumbeat.channels.webhook import WebhookChannel, not_public, retry_after
+from drumbeat.channels.ssrf import not_public
+from drumbeat.channels.webhook import WebhookChannel, retry_after
 from drumbeat.config import Settings
 
 SECRET = "hook-secret-of-the-tests"
@@ -29,9 +30,10 @@ SECRET = "hook-secret-of-the-tests"
 class HookServer:
     """A real HTTP(S) server on a free local port. The path picks the answer: /status/404
     (`?retry-after=V` adds that header), /redirect, /slow (holds the response until
-    `release` is set); anything else is 200."""
+    `release` is set); anything else is 200. `keep_alive`: HTTP/1.1, a connection serving
+    call after call."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, *, keep_alive: bool = False) -> None:
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
         self.release = threading.Event()
@@ -39,6 +41,8 @@ class HookServer:
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with peer.lock:
@@ -334,6 +338,38 @@ def test_https_connects_to_the_checked_address_with_the_name_for_sni_and_host(
     assert request["headers"]["Host"] == f"localhost:{peer.port}"
 
 
+def test_calls_reuse_their_connections_from_batch_to_batch():
+    channel = WebhookChannel(settings(webhook_allow=["127.0.0.1"], webhook_concurrency=2), None)
+    with HookServer(keep_alive=True) as peer:
+        try:
+            for batch in range(3):
+                results = channel.send_batch([message(peer.url(), n) for n in range(10)])
+                assert [r.outcome for r in results] == [Outcome.SENT] * 10, batch
+        finally:
+            channel.close()
+    assert len(peer.requests) == 30
+    assert peer.connections <= 2  # the concurrency's, made once
+
+
+def test_a_batch_resolves_its_url_once_for_all_its_messages(server, monkeypatch):
+    lookups: list[str] = []
+    lookup = socket.getaddrinfo
+
+    def counted(host: str, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", counted)
+    channel = WebhookChannel(settings(webhook_allow=["localhost"]), None)
+    try:
+        url = f"http://localhost:{server.port}/hook"
+        results = channel.send_batch([message(url, n) for n in range(10)])
+    finally:
+        channel.close()
+    assert [r.outcome for r in results] == [Outcome.SENT] * 10
+    assert lookups == ["localhost"]
+
+
 def test_data_that_is_not_json_fails(server, channel):
     [result] = channel.send_batch([message(server.url(), tags={"a", "b"})])
     assert result.outcome is Outcome.FAILED
@@ -396,7 +432,10 @@ def test_a_server_trickling_its_reply_is_cut_at_the_overall_deadline():
     with Trickle(pause=0.2) as trickle:  # 40 bytes: 8 s, though no read waits 1 s
         channel = WebhookChannel(settings(webhook_allow=["127.0.0.1"], webhook_timeout=1.0))
         started = time.monotonic()
-        [result] = channel.send_batch([message(trickle.url())])
+        try:
+            [result] = channel.send_batch([message(trickle.url())])
+        finally:
+            channel.close()
         elapsed = time.monotonic() - started
     assert result.outcome is Outcome.RETRY
     assert "timed out after 1.0s in all" in (result.error or "")

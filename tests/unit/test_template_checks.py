@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from drumbeat.channels.render import render
+from drumbeat.channels.ssrf import AllowList, Refused
 from drumbeat.channels.template_checks import template_problems
-from drumbeat.channels.webhook import AllowList, Refused
 
 FIELDS = {"user": {"user_id", "email", "name"}, "campaign": {"key"}, "unsubscribe_url": None}
 
