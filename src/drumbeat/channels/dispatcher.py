@@ -4,9 +4,12 @@ retry with exponential backoff and jitter, counted in real seconds whatever the 
 clock does; after `send_attempts` a row is `dead`; permanent failures are `failed` with the
 reason. A provider's `Retry-After` (`Result.retry_after`) is the least a retry waits.
 
-A rate-limited channel (`DRUMBEAT_RATE_LIMITS`) claims a second's messages at a time and
-sends them as the limiter shared by every process of the store grants them
-(`rate_limits.py`), for up to `tick_interval` seconds a dispatch.
+A channel without a rate limit is sent claim after claim (`batch_size` rows each) until none
+is due, the store's work on a thread of its own while a claim's calls wait: the next claim
+taken as a claim's calls go out, its results recorded while the next one's go out. A
+rate-limited channel (`DRUMBEAT_RATE_LIMITS`) claims a second's messages at a time and sends
+them as the limiter shared by every process of the store grants them (`rate_limits.py`), for
+up to `tick_interval` seconds a dispatch.
 
 Two clocks: the store's (virtual under `advance`) says which rows are due; the real one
 (`clock`, time.time unless a test gives another) runs leases, retries and rate limits. A
@@ -20,19 +23,19 @@ import hashlib
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from math import ceil
-from typing import Any
 
 from drumbeat import metrics
 from drumbeat.channels.base import Channel, Message, Outcome, Result
+from drumbeat.channels.compose import compose, note_missing
 from drumbeat.channels.keys import SigningKeys
 from drumbeat.channels.leases import LeaseKeeper
 from drumbeat.channels.rate_limits import open_limiter
 from drumbeat.channels.registry import load_channels
-from drumbeat.channels.render import render, user_context
-from drumbeat.channels.tokens import unsubscribe_token
 from drumbeat.config import Settings
 from drumbeat.cyclic_gc import no_cyclic_gc
 from drumbeat.model.attributes import AttrType
@@ -73,22 +76,6 @@ class DispatchReport:
             self.add(status, n)
 
 
-def _note_missing(
-    results: list[SendResult], rows: Mapping[int, OutboxRow], missing: Mapping[int, set[str]]
-) -> list[SendResult]:
-    """A message sent with values its user lacks (written empty) is counted per name, and
-    says so in its row (`drumbeat outbox` shows it in the error column)."""
-    noted = []
-    for result in results:
-        if result.status == "sent" and missing.get(result.id):
-            row, names = rows[result.id], sorted(missing[result.id])
-            for name in names:
-                metrics.TEMPLATE_MISSING.labels(row.campaign_key, row.step_id, name).inc()
-            result = result._replace(error=f"sent without {', '.join(names)} (written empty)")
-        noted.append(result)
-    return noted
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -117,36 +104,79 @@ class Dispatcher:
         deadline = self.clock() + self.config.tick_interval
         for channel in [None] if not limits else sorted(self.channels):
             rate = limits.get(channel or "")
-            # a rate-limited channel claims a second's sending at a time
-            size = self.store.batch_size if rate is None else min(self.store.batch_size, ceil(rate))
+            if rate is None:
+                self._stream(channel, now, report)
+                continue
+            size = min(self.store.batch_size, ceil(rate))  # a second's sending at a time
             while rows := self._round(channel, now, size, report, rate):
-                if rate is not None and (len(rows) < size or self.clock() >= deadline):
+                if len(rows) < size or self.clock() >= deadline:
                     break
         return report
 
+    def _stream(self, channel: str | None, now: float, report: DispatchReport) -> None:
+        """Claims of `batch_size` rows until none is left, their store work on a thread of
+        its own, done while the calls wait on their channel instead of between them: the
+        next claim is taken (and its lease kept from then on) as a claim's calls go out, and
+        a claim's results are recorded while the next one's go out. Each claim is timed as
+        `stage.dispatch` (its items the rows) from its calls' start to its results handed
+        over. A claim's rows, messages and results are containers without cycles, kept alive
+        together: the cyclic collector is off while they are sent (it would walk them over
+        and over)."""
+        size = self.store.batch_size
+        with ThreadPoolExecutor(1, thread_name_prefix="outbox") as store_work:
+            claimed = store_work.submit(self._claim_kept, channel, now, size)
+            recorded: Future[None] | None = None
+            try:
+                while claim := claimed.result():
+                    rows, keeper = claim
+                    started = time.perf_counter()
+                    claimed = store_work.submit(self._claim_kept, channel, now, size)
+                    try:
+                        with no_cyclic_gc():
+                            results = self._send(rows, keeper)
+                    finally:
+                        keeper.stop()
+                    if recorded is not None:
+                        recorded.result()
+                    recorded = store_work.submit(self._record, rows, results, now, report)
+                    metrics.observe("stage.dispatch", time.perf_counter() - started, len(rows))
+            finally:  # a claim taken but not sent (an error above): its lease runs out
+                with suppress(Exception):
+                    if ahead := claimed.result():
+                        ahead[1].stop()
+                if recorded is not None:
+                    recorded.result()
+
+    def _claim_kept(
+        self, channel: str | None, now: float, size: int
+    ) -> tuple[list[OutboxRow], LeaseKeeper] | None:
+        """The next claim, its lease kept from now on; None when nothing is due."""
+        if not (rows := self._claim(channel, now, size)):
+            return None
+        return rows, LeaseKeeper(self.store, rows, self.config.send_lease, self.clock).start()
+
     def _round(
-        self, channel: str | None, now: float, size: int, report: DispatchReport, rate: float | None
+        self, channel: str | None, now: float, size: int, report: DispatchReport, rate: float
     ) -> list[OutboxRow]:
-        """Claim up to `size` rows, send them and record their results: timed whole as
-        `stage.dispatch` (its items the rows) when it claimed any; the rows. A claim's rows,
-        messages and results are containers without cycles, kept alive together: the cyclic
-        collector is off meanwhile (it would walk them over and over)."""
+        """A rate-limited channel's claim of up to `size` rows, sent as the limiter grants
+        them and their results recorded: timed whole as `stage.dispatch`, the cyclic
+        collector off meanwhile (see `_stream`); the rows."""
         started = time.perf_counter()
         with no_cyclic_gc():
             if rows := self._claim(channel, now, size):
-                self._send_claim(rows, now, report, rate)
+                with LeaseKeeper(self.store, rows, self.config.send_lease, self.clock) as keeper:
+                    results = []
+                    for part in self._paced(rows, rate):
+                        results += self._send(part, keeper)
+                self._record(rows, results, now, report)
                 metrics.observe("stage.dispatch", time.perf_counter() - started, len(rows))
         return rows
 
-    def _send_claim(
-        self, rows: list[OutboxRow], now: float, report: DispatchReport, rate: float | None
+    def _record(
+        self, rows: list[OutboxRow], results: list[SendResult], now: float, report: DispatchReport
     ) -> None:
-        lease = self.config.send_lease
-        with LeaseKeeper(self.store, rows, lease, self.clock) as keeper:
-            results = []
-            for part in self._paced(rows, rate):
-                results += self._send(part, keeper)
-        # retried after a lost connection: the fence writes each result once
+        """A claim's results, each written only where its row's fence is still the claim's;
+        again after a lost connection (the fence writes each result once)."""
         record = partial(self.store.record_results, results, now)
         recorded = self.store.retrying(record, "recording sends")
         dropped = recorded + len(rows) - len(results)
@@ -155,13 +185,10 @@ class Dispatcher:
         if dropped:
             report.add("stale", dropped)
 
-    def _paced(self, rows: list[OutboxRow], rate: float | None) -> Iterator[list[OutboxRow]]:
-        """The claim at once; on a rate-limited channel (all its rows are that channel's), in
-        parts as the limiter grants them, each given once the second it counts in has begun
+    def _paced(self, rows: list[OutboxRow], rate: float) -> Iterator[list[OutboxRow]]:
+        """A rate-limited channel's claim (all its rows are that channel's) in parts as the
+        limiter grants them, each given once the second it counts in has begun
         (`rate_limits.py`): rendered and sent then."""
-        if rate is None:
-            yield rows
-            return
         start = 0
         while start < len(rows):
             channel = rows[start].channel
@@ -229,14 +256,16 @@ class Dispatcher:
                 results.append(row_failed(row, f"no channel {row.channel!r} (known: {known})"))
             else:
                 try:
-                    message = self._message(row, user, types, name, missing[row.id])
+                    message = compose(
+                        row, user, types, name, missing[row.id], self.keys, self.config.public_url
+                    )
                     ready[row.channel].append((row, message))
                 except Exception as exc:  # a template that cannot render never will
                     results.append(row_failed(row, f"template: {exc}"))
         for channel, pairs in ready.items():
             held = [(row, message) for row, message in pairs if keeper.holds(row.id)]
             results += self._deliver(self.channels[channel], held)
-        return _note_missing(results, {row.id: row for row in rows}, missing)
+        return note_missing(results, {row.id: row for row in rows}, missing)
 
     def _suppressed_addresses(
         self, ws: int, rows: Sequence[OutboxRow], users: Mapping[str, User]
@@ -253,47 +282,6 @@ class Dispatcher:
         return self.store.retrying(
             lambda: self.store.suppressed(ws, addresses), "reading suppressed addresses"
         )
-
-    def _message(
-        self,
-        row: OutboxRow,
-        user: User,
-        types: dict[str, AttrType],
-        workspace: str,
-        missing: set[str],
-    ) -> Message:
-        payload = row.payload
-        subject, body = payload.get("subject") or "", payload.get("body") or ""
-        # plain text (no `{`) renders as is: the context, a signed token, is not made for it
-        templated = "{" in subject or "{" in body
-        context = self._context(row, user, types, workspace) if templated else {}
-        html = bool(payload.get("html"))
-        data = dict(payload.get("data") or {})
-        if payload.get("url"):
-            data["url"] = payload["url"]
-        return Message(
-            row.dedupe_key,
-            workspace,
-            row.campaign_key,
-            row.step_id,
-            user.user_id,
-            user.email,
-            render(subject, context, missing=missing),
-            render(body, context, html=html, missing=missing),
-            html,
-            data,
-        )
-
-    def _context(
-        self, row: OutboxRow, user: User, types: dict[str, AttrType], workspace: str
-    ) -> dict[str, Any]:
-        """What the message's templates see (render.py)."""
-        token = unsubscribe_token(self.keys(workspace), workspace, user.user_id)
-        return {
-            "user": user_context(user, types),
-            "campaign": {"key": row.campaign_key},
-            "unsubscribe_url": f"{self.config.public_url}/unsubscribe/{token}",
-        }
 
     def _deliver(
         self, channel: Channel, pairs: list[tuple[OutboxRow, Message]]

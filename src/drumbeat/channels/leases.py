@@ -28,15 +28,21 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="outbox-lease", daemon=True)
 
-    def __enter__(self) -> LeaseKeeper:
+    def start(self) -> LeaseKeeper:
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> LeaseKeeper:
+        return self.start()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.stop()
 
     def holds(self, row_id: int) -> bool:
         return row_id in self.held
