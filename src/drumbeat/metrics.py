@@ -122,19 +122,28 @@ def observe(name: str, seconds: float, items: int = 0) -> None:
     if items:
         QUERY_ITEMS.labels(name).inc(items)
     with _lock:
-        _summaries.setdefault(name, Summary()).add(seconds, items)
+        summary = _summaries.get(name)
+        if summary is None:  # (not setdefault: a Summary is 96 buckets, made each time)
+            summary = _summaries[name] = Summary()
+        summary.add(seconds, items)
         _recent_slot(name).add(seconds, items)
         if _recorders:
             _row(GLOBAL, kind_of(name), name).add(seconds, items)
 
 
 def _recent_slot(name: str) -> Summary:
-    """This SLOT's histogram of `name`, older than RECENT dropped; call with the lock held."""
-    slots = _recent.setdefault(name, {})
+    """This SLOT's histogram of `name`, those older than RECENT dropped when a slot starts;
+    call with the lock held."""
+    slots = _recent.get(name)
+    if slots is None:
+        slots = _recent[name] = {}
     now = int(time.monotonic() // SLOT)
-    for old in [s for s in slots if s < now - RECENT // SLOT]:
-        del slots[old]
-    return slots.setdefault(now, Summary())
+    found = slots.get(now)
+    if found is None:
+        for old in [s for s in slots if s < now - RECENT // SLOT]:
+            del slots[old]
+        found = slots[now] = Summary()
+    return found
 
 
 def recent_quantile(names: Iterable[str], q: float, window: float = RECENT) -> float | None:

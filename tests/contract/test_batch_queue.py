@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import time
 from collections import Counter
-from contextlib import suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, suppress
 
 import pytest
 from sqlalchemy import select
@@ -75,6 +77,30 @@ def test_a_stale_worker_commits_nothing(world: World) -> None:
     rows = world.outbox()
     assert Counter(r["user_id"] for r in rows) == {u: 1 for u in fresh.user_ids}
     assert store.batch_reports([ids[0]])[0]["entered"] == 10  # the fresh worker's report
+
+
+def test_a_batch_claimed_by_many_workers_at_once_goes_to_one(world: World) -> None:
+    """Its message delivered to several workers at once: one claims the batch. A claim is
+    one statement that commits on its own: when it returns, another connection sees it,
+    and on SQLite the write lock is free at once."""
+    ids = planned(world)
+    store = world.store
+    owners = [f"{claim_owner()}-{i}" for i in range(4)]
+    with ThreadPoolExecutor(len(owners)) as pool:
+        claims = list(
+            pool.map(lambda o: store.claim_batch_id(ids[0], BATCH_LEASE, owner=o), owners)
+        )
+    won = [(owner, batch) for owner, batch in zip(owners, claims, strict=True) if batch]
+    assert len(won) == 1 and won[0][1].fence == 1 and won[0][1].attempts == 1
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(batches.c.status, batches.c.owner).where(batches.c.id == ids[0])
+        ).one()
+    assert tuple(row) == ("running", won[0][0])
+    if store.dialect == "sqlite":
+        with closing(sqlite3.connect(store.engine.url.database, timeout=0)) as other:
+            other.execute("BEGIN IMMEDIATE")  # no writer holds the lock
+            other.rollback()
 
 
 def test_a_batch_whose_workers_keep_dying_ends_dead(world: World) -> None:

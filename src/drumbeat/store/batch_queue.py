@@ -25,12 +25,15 @@ class BatchQueueStore(BatchStore):
 
         def run() -> Batch | None:
             values = self.claim_values(owner, lease, batch_id=batch_id)
-            with metrics.timed("store.claim_batch"), self.writing_one() as conn:
-                row = conn.execute(CLAIM_BY_ID, values).first()  # one statement: atomic
-            if row is not None and row.status == "dead":
-                log_dead(row)
+            with metrics.timed("store.claim_batch"):
+                row = self.write_one(CLAIM_BY_ID, values)  # one statement: atomic
+            if row is None:
                 return None
-            return Batch(*row[:-1]) if row is not None else None
+            batch = Batch(*row[:-1])
+            if row[-1] == "dead":
+                log_dead(batch)
+                return None
+            return batch
 
         return self.retrying(run, f"claiming batch {batch_id}")
 

@@ -4,13 +4,12 @@ are mixins over this core, put together in `base.Store`."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, select
@@ -22,6 +21,7 @@ from drumbeat.errors import DrumbeatError, InvalidInput
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
 from drumbeat.store.schema import ATTRIBUTE_INDEX_PREFIX, attribute_types, users, workspaces
+from drumbeat.store.writers_turn import WritersTurn
 
 if TYPE_CHECKING:
     from drumbeat.model.rules import Rule
@@ -114,6 +114,8 @@ class StoreCore:
         self.real_clock: Callable[[], float] = time.time
         # A slow lane's worker gives way to other writers on a SQLite file (`_writers_turn`).
         self.writes_give_way = False
+        database = self._sqlite_file()
+        self._turn = None if database is None else WritersTurn(database)
         self._statistics_kept_at = -math.inf
 
     def retrying(self, work: Callable[[], T], what: str) -> T:
@@ -162,41 +164,20 @@ class StoreCore:
         ):
             yield conn
 
-    @contextmanager
-    def writing_one(self) -> Iterator[Connection]:
-        """A connection for one write statement that commits on its own: in autocommit on
-        PostgreSQL (one round trip, where a transaction of its own takes three: BEGIN, the
-        statement, COMMIT), else `writing`."""
-        if self.dialect != "postgresql":
-            with self.writing() as conn:
-                yield conn
-            return
+    def write_one(self, statement: Any, values: Mapping[str, Any]) -> Sequence[Any] | None:
+        """The first row (RETURNING) of one write statement, built once, run with `values`
+        and committing on its own: atomic as one statement. On PostgreSQL in autocommit
+        (one round trip, where a transaction of its own takes three: BEGIN, the statement,
+        COMMIT); SQLite's is `SQLiteStore.write_one`."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield conn
+            return conn.execute(statement, values).first()
 
-    @contextmanager
-    def _writers_turn(self) -> Iterator[None]:
-        """On a SQLite file, writers (threads or processes) wait for their turn on a lock
-        file beside the database (`<db>-writer`) before BEGIN IMMEDIATE. SQLite's own wait
-        polls, sleeping up to 100 ms between tries, so with two busy workers its write lock
-        sat idle while the other slept; the kernel wakes a waiter on the lock file as soon
-        as it is let go. SQLite's lock stays the guard: this only orders the waiters.
-
-        A store whose `writes_give_way` (a slow lane's worker) takes its turn only when no
-        other writer waits: the others hold `<db>-writer-wanted` shared while they wait,
-        so a fast batch waits for at most the one slow transaction under way."""
-        path = self._sqlite_file()
-        if path is None:
-            yield
-            return
-        with open(f"{path}-writer", "ab") as turn, open(f"{path}-writer-wanted", "ab") as wanted:
-            if self.writes_give_way:
-                _turn_after_others(turn, wanted)
-            else:
-                fcntl.flock(wanted, fcntl.LOCK_SH)
-                fcntl.flock(turn, fcntl.LOCK_EX)  # let go when the file is closed
-                fcntl.flock(wanted, fcntl.LOCK_UN)
-            yield
+    def _writers_turn(self) -> AbstractContextManager[None]:
+        """On a SQLite file, the writers' turn (`store/writers_turn.py`), taken before BEGIN
+        IMMEDIATE; giving way to other writers if `writes_give_way` (a slow lane's worker)."""
+        if self._turn is None:
+            return nullcontext()
+        return self._turn.taken(give_way=self.writes_give_way)
 
     def keep_statistics(self) -> None:
         """On PostgreSQL, at most once a second: ANALYZE the planner's tables much changed
@@ -340,19 +321,3 @@ class StoreCore:
             users.c.workspace_id == ws,
             compile_sql(rule, types=types, now=now, dialect=self.dialect),
         ]
-
-
-def _turn_after_others(turn: IO[bytes], wanted: IO[bytes]) -> None:
-    """Take the writer's turn when no writer that does not give way waits for it: wait
-    until none holds `wanted`, take the turn, and give it back if one came meanwhile."""
-    while True:
-        fcntl.flock(wanted, fcntl.LOCK_EX)  # none waits now
-        fcntl.flock(wanted, fcntl.LOCK_UN)
-        fcntl.flock(turn, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(wanted, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fcntl.flock(turn, fcntl.LOCK_UN)  # one came while this waited: after it
-            continue
-        fcntl.flock(wanted, fcntl.LOCK_UN)
-        return

@@ -1,0 +1,49 @@
+"""A statement built once with SQLAlchemy, compiled once for a dialect and run on the
+driver's own connection: for a hot statement that does little work in the database, where
+SQLAlchemy's execution (events, parameters, the result's set-up) costs more than the
+statement itself. The bound values go in the compiled order through their types' bind
+conversions, and the returned columns come back through their result conversions (JSON
+parsed, as SQLAlchemy would)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+
+Convert = Callable[[Any], Any] | None
+
+
+class DriverStatement:
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.defaults: dict[str, Any] = dict(compiled.params)  # the statement's own literals
+        self.binds: list[tuple[str, Convert]] = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup or ()
+        ]
+        self.results: list[Convert] = [
+            column["type"].dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.returning_column_descriptions
+        ]
+
+    def first(self, raw: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run on `raw` (a DB-API connection) with `values` bound; the first row returned,
+        converted. Every row is fetched, so the statement has ended (and, in autocommit,
+        committed) on return."""
+        bound = self.defaults | dict(values)
+        params = [bound[name] if to is None else to(bound[name]) for name, to in self.binds]
+        rows = raw.execute(self.sql, params).fetchall()
+        if not rows:
+            return None
+        pairs = zip(rows[0], self.results, strict=True)
+        return tuple(value if to is None else to(value) for value, to in pairs)
+
+
+@lru_cache(maxsize=32)
+def driver_statement(statement: Any, dialect: Dialect) -> DriverStatement:
+    """`statement` compiled for `dialect`, once."""
+    return DriverStatement(statement, dialect)
