@@ -59,7 +59,7 @@ def not_public(address: IPAddress) -> str | None:
 class Target:
     url: httpx.URL
     host: str  # ASCII (IDNA) host name or IP literal, lower case
-    addresses: tuple[IPAddress, ...]
+    pinned: tuple[tuple[IPAddress, httpx.URL], ...]  # each checked address, the URL to it
 
 
 class AllowList:
@@ -102,7 +102,7 @@ class AllowList:
         if not listed:
             for address in addresses:
                 self._check_address(host, address)
-        return Target(url, host, addresses)
+        return Target(url, host, tuple((a, url.copy_with(host=str(a))) for a in addresses))
 
     def _check_address(self, host: str, address: IPAddress) -> None:
         reason = not_public(address)

@@ -6,20 +6,19 @@ and the outbox key made header-safe (`header_key`) as `Idempotency-Key` and
 `X-Drumbeat-Message-Id` (the receiver's idempotency key: a message may come twice).
 
 A batch's calls go out concurrently, up to `webhook_concurrency` at once, each under one
-deadline of `webhook_timeout` seconds from DNS to the last byte of the reply (a timeout per
-read would never trip on a server sending a byte a second).
+deadline of `webhook_timeout` seconds from DNS to the last byte of the reply (httpx's own
+timeouts are per read: a server sending a byte a second would never trip them).
 
 The SSRF guard (`ssrf.py`) checks each URL before anything is sent: https only and no
 private or otherwise non-public address, unless allow-listed; the request goes to the
 checked address; redirects are never followed. A URL is checked, its host resolved, once a
 batch for all the batch's messages to it.
 
-Calls go over HTTP/1.1 (`http1.py`). Each host name gets its own connection pool, so a TLS
-connection made for one name is never reused for another name that happens to share its
-address. The pools, and the event loop they run on, are kept from one batch to the next (a
-host's pool while the next batch still calls it): a call reuses an idle connection to its
-checked address instead of connecting again, once the reply before was read to its end (up
-to BODY_KEPT bytes).
+Each host name gets its own connection pool, so a TLS connection made for one name is never
+reused for another name that happens to share its address. The pools, and the event loop
+they run on, are kept from one batch to the next (a host's pool while the next batch still
+calls it): a call reuses an idle connection to its checked address instead of connecting
+again, and a reply is read to its end (up to BODY_KEPT bytes) so that its connection can be.
 
 Outcomes: 2xx → SENT; 429, 5xx, timeouts and connection errors → RETRY (a 429's or 5xx's
 `Retry-After`, seconds or an HTTP date, is the least the retry waits: `Result.retry_after`);
@@ -36,14 +35,12 @@ import time
 from collections.abc import Awaitable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import h11
 import httpx
 import orjson
 
 from drumbeat.channels.base import Message, Result, header_key
-from drumbeat.channels.http1 import Closed, Pool, Reply
 from drumbeat.channels.keys import SigningKeys
 from drumbeat.channels.ssrf import AllowList, Refused, Target, Unresolved
 
@@ -74,18 +71,30 @@ def _payload(message: Message) -> bytes:
     )
 
 
-def _outcome(reply: Reply) -> Result:
-    status = reply.status
+async def _outcome(response: httpx.Response) -> Result:
+    status = response.status_code
+    body = await _head(response)
     if 200 <= status < 300:
         return Result.sent()
     if 300 <= status < 400:
-        where = reply.headers.get("location", "")
+        where = response.headers.get("location", "")
         return Result.failed(f"HTTP {status}: redirects are not followed (to {where!r})")
-    text = reply.body[:200].decode("utf-8", "replace").strip()
-    error = f"HTTP {status} {reply.reason}" + (f": {text}" if text else "")
+    text = body[:200].decode("utf-8", "replace").strip()
+    error = f"HTTP {status} {response.reason_phrase}" + (f": {text}" if text else "")
     if status == 429 or status >= 500:
-        return Result.retry(error, retry_after(reply.headers.get("retry-after")))
+        return Result.retry(error, retry_after(response.headers.get("retry-after")))
     return Result.failed(error)
+
+
+async def _head(response: httpx.Response) -> bytes:
+    """The reply's body up to BODY_KEPT bytes. One read to its end leaves the connection
+    ready for the next call (httpcore closes a connection whose reply was left unread)."""
+    body = b""
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= BODY_KEPT:
+            break
+    return body
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -114,8 +123,9 @@ class WebhookChannel:
         self.concurrency = settings.webhook_concurrency
         self.allow = AllowList(settings.webhook_allow)
         self._ssl = httpx.create_ssl_context(trust_env=True)  # honours SSL_CERT_FILE
+        self._timeouts = httpx.Timeout(self.timeout).as_dict()
         self._loop: asyncio.Runner | None = None  # made on the first batch, kept until close
-        self._pools: dict[str, Pool] = {}  # a host name's kept-alive connections
+        self._pools: dict[str, httpx.AsyncHTTPTransport] = {}  # a host name's connections
 
     def send_batch(self, messages: Sequence[Message]) -> list[Result]:
         """Up to `concurrency` calls at once, each within `timeout` seconds in all."""
@@ -140,7 +150,7 @@ class WebhookChannel:
         results = list(await asyncio.gather(*(send(message) for message in messages)))
         called = {check.result().host for check in checks.values() if _checked(check)}
         for host in set(self._pools) - called:  # a host the next batch may not call again
-            self._pools.pop(host).close()
+            await self._pools.pop(host).aclose()
         return results
 
     def _check(
@@ -155,13 +165,13 @@ class WebhookChannel:
             checks[raw_url] = asyncio.ensure_future(asyncio.to_thread(self.allow.check, raw_url))
         return asyncio.shield(checks[raw_url])
 
-    def _pool(self, target: Target) -> Pool:
-        """The kept-alive connections to the target's host (one pool a host name, see the
-        module's doc)."""
-        pool = self._pools.get(target.host)
+    def _pool(self, host: str) -> httpx.AsyncHTTPTransport:
+        """The pooled connections to `host` (one pool a host name, see the module's doc): no
+        proxy (it would undo the pinning), no cookies, no redirects (none is followed)."""
+        pool = self._pools.get(host)
         if pool is None:
-            tls = self._ssl if target.url.scheme == "https" else None
-            pool = self._pools[target.host] = Pool(tls, target.host)
+            limits = httpx.Limits(max_connections=self.concurrency)
+            pool = self._pools[host] = httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits)
         return pool
 
     async def _send(self, message: Message, checks: dict[str, asyncio.Future[Target]]) -> Result:
@@ -176,46 +186,54 @@ class WebhookChannel:
         except TypeError as exc:
             return Result.failed(f"webhook data is not JSON-serializable: {exc}")
         key = header_key(message.message_id)
-        request = h11.Request(
-            method="POST",
-            target=target.url.raw_path,
-            headers=[
-                ("Host", target.url.netloc.decode("ascii")),
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Accept-Encoding", "identity"),
-                ("User-Agent", "drumbeat-webhook"),
-                ("X-Drumbeat-Signature", sign(self.keys(message.workspace), body)),
-                ("X-Drumbeat-Message-Id", key),
-                ("Idempotency-Key", key),
-            ],
-        )
-        pool = self._pool(target)
-        port = target.url.port or (443 if target.url.scheme == "https" else 80)
+        headers = {
+            "Host": target.url.netloc.decode("ascii"),
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": "drumbeat-webhook",
+            "X-Drumbeat-Signature": sign(self.keys(message.workspace), body),
+            "X-Drumbeat-Message-Id": key,
+            "Idempotency-Key": key,
+        }
+        extensions: dict[str, Any] = {"timeout": self._timeouts}
+        if target.url.scheme == "https":
+            extensions["sni_hostname"] = target.host
+        pool = self._pool(target.host)
         error = "no address to connect to"
-        for address in target.addresses:  # the next address only if nothing was sent
+        for address, pinned in target.pinned:  # the next address only if nothing was sent
+            request = httpx.Request(
+                "POST", pinned, content=body, headers=headers, extensions=extensions
+            )
             try:
-                connection = await pool.connect(str(address), port)
-            except OSError as exc:  # refused, unreachable, or TLS that does not verify
+                response = await pool.handle_async_request(request)
+            except httpx.ConnectError as exc:
                 error = f"cannot connect to {target.host} ({address}): {exc}"
                 continue
-            try:
-                reply = await pool.call(connection, str(address), port, request, body, BODY_KEPT)
-            except (Closed, h11.ProtocolError, OSError) as exc:
+            except httpx.TimeoutException as exc:
+                return Result.retry(f"webhook timed out after {self.timeout}s: {exc!r}")
+            except httpx.TransportError as exc:
                 return Result.retry(f"webhook {type(exc).__name__}: {exc}")
-            return _outcome(reply)
+            try:
+                return await _outcome(response)
+            except httpx.TransportError as exc:  # reading the body failed
+                return Result.retry(f"webhook HTTP {response.status_code}: {exc}")
+            finally:
+                await response.aclose()
         return Result.retry(error)
 
     def close(self) -> None:
         """The pools' connections closed, and the event loop."""
         if self._loop is not None:
-            for pool in self._pools.values():
-                pool.close()
-            self._pools.clear()
-            self._loop.run(asyncio.sleep(0))  # the closed connections let go of their sockets
+            pools, self._pools = list(self._pools.values()), {}
+            self._loop.run(_close_all(pools))
             self._loop.close()
             self._loop = None
 
 
 def _checked(check: asyncio.Future[Target]) -> bool:
     return check.done() and not check.cancelled() and check.exception() is None
+
+
+async def _close_all(pools: list[httpx.AsyncHTTPTransport]) -> None:
+    for pool in pools:
+        await pool.aclose()
