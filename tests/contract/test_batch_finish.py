@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import update
 
 from drumbeat.store import open_store
+from drumbeat.store.schema import batches
 
 NOW = 1_767_571_200.0
 LEASE = 300.0
@@ -57,3 +59,23 @@ def test_a_batch_held_by_another_worker_is_not_finished_and_nothing_is_claimed(
     assert statuses(store, ws) == ["running", "pending"]
     assert finish(store, first, None) == (True, None)  # no lane: no claim
     assert statuses(store, ws) == ["done", "pending"]
+
+
+def test_a_claim_lost_in_a_crash_leaves_its_holder_nothing_to_finish(store, workspace_name):
+    """A claim by id commits without waiting for the disk on PostgreSQL (and SQLite's
+    commits never wait), so a crash may lose it after its holder got it; the next claim
+    then hands out the same fence number again. The finish checks the owner too: the first
+    holder, stale, commits nothing; the second finishes."""
+    lane_of_two(store, workspace_name)
+    [pending] = store.claimable_batch_ids(workspace_name, 10)
+    lost = store.claim_batch_id(pending, LEASE, owner="host-a:1:1")
+    with store.writing() as conn:  # the crash: the row as it was before that claim
+        conn.execute(
+            update(batches)
+            .where(batches.c.id == pending)
+            .values(status="pending", owner=None, lease_until=None, fence=lost.fence - 1)
+        )
+    held = store.claim_batch_id(pending, LEASE, owner="host-b:2:1")
+    assert held.fence == lost.fence
+    assert finish(store, lost, None) == (False, None)
+    assert finish(store, held, None) == (True, None)

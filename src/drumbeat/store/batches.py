@@ -55,6 +55,7 @@ class Batch:
     due_at: float
     fence: int
     attempts: int
+    owner: str | None  # the claim's holder (none once dead): with the fence, what a finish checks
 
 
 class BatchStore(StoreCore):
@@ -334,12 +335,15 @@ class BatchStore(StoreCore):
 def _finish_statement(
     batch: Batch, now: float, seconds: float, status: str, report: Mapping[str, int] | None
 ) -> Any:
-    """The update that finishes the batch if its fence still holds."""
+    """The update that finishes the batch if its claim still holds: its fence and its owner.
+    The owner too, because a claim may be lost after it answered (PostgreSQL commits a
+    claim by id without waiting for the WAL flush: `BatchQueue.claim_batch_id`); the next
+    claim then hands out the same fence number again, to another owner."""
     b = batches.c
     values = {"status": status, "finished_at": now, "seconds": seconds, "lease_until": None}
     return (
         update(batches)
-        .where(b.id == batch.id, b.fence == batch.fence)
+        .where(b.id == batch.id, b.fence == batch.fence, b.owner == batch.owner)
         .values(**values, **(report or {}))
     )
 
@@ -381,6 +385,7 @@ def claim_statement(where: Any) -> Any:
             b.due_at,
             b.fence,
             b.attempts,
+            b.owner,
             b.status,
         )
     )
