@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from drumbeat.channels.deliveries import sign
+from drumbeat.channels.keys import sign
 from tests.api.conftest import Tenant, new_tenant
 from tests.api.test_cli import drumbeat
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from drumbeat.channels.keys import sign
 from drumbeat.errors import InvalidInput, Problem
 
 HEADER = "X-Drumbeat-Signature"
@@ -33,11 +34,6 @@ def deliveries_secret(signing_key: str, workspace: str) -> str:
     """The workspace's deliveries secret (hex), from its signing key."""
     message = _PURPOSE + workspace.encode()
     return hmac.new(signing_key.encode(), message, hashlib.sha256).hexdigest()
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The header value that signs `body`: `sha256=<hex>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def signed(secret: str, body: bytes, header: str | None) -> bool:

@@ -9,6 +9,8 @@ never printed. Changing a key breaks every unsubscribe link already sent with it
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from typing import TYPE_CHECKING
 
@@ -47,3 +49,9 @@ def stored_key(store: Store, workspace: str) -> str:
     ws = store.workspace_id(workspace, create=False)
     made = secrets.token_urlsafe(32)
     return str(store.retrying(lambda: store.add_setting(ws, SETTING, made), "reading the key"))
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature of a body under a key (`X-Drumbeat-Signature`, and what a delivery
+    report's header is checked against): `sha256=<hex>`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -29,8 +29,6 @@ start of the body; a missing or refused URL → FAILED.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import time
 from collections.abc import Awaitable, Sequence
 from datetime import UTC
@@ -41,7 +39,7 @@ import httpx
 import orjson
 
 from drumbeat.channels.base import Message, Result, header_key
-from drumbeat.channels.keys import SigningKeys
+from drumbeat.channels.keys import SigningKeys, sign
 from drumbeat.channels.ssrf import AllowList, Refused, Target, Unresolved
 
 if TYPE_CHECKING:
@@ -49,11 +47,6 @@ if TYPE_CHECKING:
     from drumbeat.store.base import Store
 
 BODY_KEPT = 65536  # of a reply's body read: past it, the connection is closed
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The X-Drumbeat-Signature value for a raw body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def _payload(message: Message) -> bytes:
