@@ -330,3 +330,34 @@ def stage_batches(env: dict[str, str]) -> int:
 
     lines = stats(env, "--by", "stage")["names"]
     return sum(line["count"] for line in lines if line["name"] == "stage.batch")
+
+
+def test_a_stopped_worker_writes_its_last_timings(
+    url: str, broker_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM to `drumbeat worker`: its pool's processes leave through `os._exit`, which runs
+    no `atexit` hook; what they measured since their last flush reaches the store anyway
+    (here all of it: they would flush once an hour)."""
+    users = 40
+    prepare(url, [send("one")], users)
+    env = shape_env(
+        url,
+        broker_url,
+        tmp_path,
+        batch_size="10",
+        stats_flush_seconds="3600",
+        lane_slow_above_ms=STAYS_FAST,  # only a fast worker
+    )
+    log = tmp_path / "worker-fast.log"
+    worker = start(["worker", "--lane", "fast"], env, log)
+    process, scheduler_log = scheduler(env, tmp_path)
+    until(
+        lambda: len(outbox_rows(url)) == users,
+        "messages queued",
+        90,
+        alive(process, scheduler_log),
+    )
+    assert stage_batches(env) == 0  # nothing flushed while it works
+    worker.terminate()  # the main process only, as a service manager's stop
+    assert worker.wait(timeout=60) == 0, log.read_text()
+    assert stage_batches(env) >= users // 10

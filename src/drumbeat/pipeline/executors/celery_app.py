@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from drumbeat.channels.dispatcher import Dispatcher
     from drumbeat.pipeline.programs import Programs
+    from drumbeat.recorder import Recorder
     from drumbeat.store import Store
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def celery_app(broker_url: str) -> Celery:
     """The application on `broker_url`, with Drumbeat's settings and tasks."""
     try:
         from celery import Celery
+        from celery.signals import worker_process_shutdown
     except ImportError as exc:
         raise CeleryMissing(
             "DRUMBEAT_BROKER_URL needs Celery: pip install 'drumbeat[celery]'"
@@ -111,6 +113,7 @@ def celery_app(broker_url: str) -> Celery:
     )
     app.task(name=BATCH_TASK, ignore_result=True)(run_batch)
     app.task(name=DISPATCH_TASK, ignore_result=True)(run_dispatch)
+    worker_process_shutdown.connect(close_worker_state, weak=False, dispatch_uid=__name__)
     return app
 
 
@@ -125,10 +128,12 @@ def declare(app: Celery) -> None:
 
 @dataclass
 class WorkerState:
-    """What a worker process opens once, on its first task (after the pool forked it)."""
+    """What a worker process opens once, on its first task (after the pool forked it), and
+    closes when the pool lets the process go (`close_worker_state`)."""
 
     store: Store
     programs: Programs
+    recorder: Recorder
     dispatcher: Dispatcher | None = None
 
 
@@ -138,8 +143,6 @@ _state: WorkerState | None = None
 def worker_state() -> WorkerState:
     global _state
     if _state is None:
-        import atexit
-
         from drumbeat.config import Settings
         from drumbeat.pipeline.programs import Programs
         from drumbeat.recorder import Recorder
@@ -151,9 +154,24 @@ def worker_state() -> WorkerState:
         recorder = Recorder(
             store, every=settings.stats_flush_seconds, keep=settings.stats_keep_days * 86400
         )
-        atexit.register(recorder.close)
-        _state = WorkerState(store, Programs(store))
+        _state = WorkerState(store, Programs(store), recorder)
     return _state
+
+
+def close_worker_state(**_: Any) -> None:
+    """On `worker_process_shutdown`: a pool's process leaves through `os._exit`, which runs
+    no `atexit` hook, so its channels' connections would be dropped unclosed and its last
+    timings (up to DRUMBEAT_STATS_FLUSH_SECONDS of them) lost."""
+    global _state
+    state, _state = _state, None
+    if state is None:  # the process took no task
+        return
+    try:
+        if state.dispatcher is not None:
+            state.dispatcher.close()
+    finally:
+        state.recorder.close()
+        state.store.close()
 
 
 def run_batch(batch_id: int) -> None:
