@@ -5,6 +5,7 @@ batch by id) commits nothing; what a batch did is read back from the store."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
@@ -13,6 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
 
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -200,3 +202,25 @@ def broker_sockets() -> int:
         for row in rows
         if row[2].endswith(":1628") and row[3] == "01" and f"socket:[{row[9]}]" in ours
     )
+
+
+def test_a_claim_whose_connection_died_idle_is_made_on_a_new_one_at_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL's claims go through connections of their own, not pinged when taken
+    (`store/unflushed.py`): one whose backend was terminated while it sat idle is replaced
+    by the claim itself, as the pre-ping would have, not by `retrying` (its backoff and its
+    warning)."""
+    if world.store.dialect != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    ids = planned(world)
+    store = world.store
+    assert store.claim_batch_id(ids[0], BATCH_LEASE, owner=claim_owner()) is not None
+    with closing(store._unflushed.engine.raw_connection()) as pooled:  # the claim's, idle
+        backend = pooled.driver_connection.info.backend_pid
+    with psycopg.connect(world.config.database_url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", [backend]).fetchone()
+    with caplog.at_level(logging.WARNING):
+        claimed = store.claim_batch_id(ids[1], BATCH_LEASE, owner=claim_owner())
+    assert claimed is not None and claimed.id == ids[1] and claimed.fence == 1
+    assert "connection lost" not in caplog.text

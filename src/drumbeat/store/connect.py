@@ -54,17 +54,24 @@ def create(url: str) -> Engine:
     return engine
 
 
+_JSON: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+
+
 def _engine(url: str) -> Engine:
-    kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": 60}, **_JSON)
         _sqlite_setup(engine)
         return engine
-    # A server that does not answer fails the command in seconds (unless the URL says).
-    timeout = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 5}
     return create_engine(
-        url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=timeout, **kwargs
+        url, pool_size=8, max_overflow=8, pool_pre_ping=True, **postgres_options(url)
     )
+
+
+def postgres_options(url: Any) -> dict[str, Any]:
+    """What every PostgreSQL engine of the store is made with: its JSON through orjson, and
+    a server that does not answer failing the command in seconds (unless the URL says)."""
+    timeout = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 5}
+    return {"connect_args": timeout, **_JSON}
 
 
 def _reason(exc: DBAPIError) -> str:

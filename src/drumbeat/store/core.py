@@ -21,6 +21,7 @@ from drumbeat.errors import DrumbeatError, InvalidInput
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
 from drumbeat.store.schema import ATTRIBUTE_INDEX_PREFIX, attribute_types, users, workspaces
+from drumbeat.store.unflushed import UnflushedWrites
 from drumbeat.store.writers_turn import WritersTurn
 
 if TYPE_CHECKING:
@@ -117,6 +118,8 @@ class StoreCore:
         database = self._sqlite_file()
         self._turn = None if database is None else WritersTurn(database)
         self._statistics_kept_at = -math.inf
+        postgres = self.dialect == "postgresql"
+        self._unflushed = UnflushedWrites(engine) if postgres else None  # connects when used
 
     def retrying(self, work: Callable[[], T], what: str) -> T:
         """`work()`, done again after a lost connection (PostgreSQL restarted, the backend
@@ -168,13 +171,12 @@ class StoreCore:
         """The first row (RETURNING) of one write statement, built once, run with `values`
         and committing on its own, for a write the store may lose in a crash: a claim,
         whose holder its finish checks again (`_finish_statement`). On PostgreSQL its commit
-        does not wait for the WAL flush (`synchronous_commit` off for its transaction: a
-        flush took 2-3 ms of a 3 ms claim); whatever commits after it, durably, makes it
-        durable too. SQLite's is `SQLiteStore.write_one`, whose commits never wait for the
-        disk (`synchronous=NORMAL`)."""
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            return conn.execute(statement, values).first()
+        does not wait for the WAL flush (a flush took 2-3 ms of a 3 ms claim), on
+        connections kept for it (`store/unflushed.py`); whatever commits after it, durably,
+        makes it durable too. SQLite's is `SQLiteStore.write_one`, whose commits never wait
+        for the disk (`synchronous=NORMAL`)."""
+        assert self._unflushed is not None  # SQLite's store has a write_one of its own
+        return self._unflushed.first(statement, values)
 
     def _writers_turn(self) -> AbstractContextManager[None]:
         """On a SQLite file, the writers' turn (`store/writers_turn.py`), taken before BEGIN
@@ -252,6 +254,8 @@ class StoreCore:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
+        if self._unflushed is not None:
+            self._unflushed.close()
         self.engine.dispose()
 
     def _dialect_insert(self, table: Table) -> Any:

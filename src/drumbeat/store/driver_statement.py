@@ -1,9 +1,10 @@
 """A statement built once with SQLAlchemy, compiled once for a dialect and run on the
 driver's own connection: for a hot statement that does little work in the database, where
 SQLAlchemy's execution (events, parameters, the result's set-up) costs more than the
-statement itself. The bound values go in the compiled order through their types' bind
-conversions, and the returned columns come back through their result conversions (JSON
-parsed, as SQLAlchemy would)."""
+statement itself. The bound values go through their types' bind conversions (in the
+compiled order for SQLite's `?`, by name for psycopg's `%(name)s`), and the returned
+columns come back through their result conversions (JSON parsed, as SQLAlchemy would),
+chosen from the first result's column types as SQLAlchemy chooses them."""
 
 from __future__ import annotations
 
@@ -21,22 +22,33 @@ class DriverStatement:
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
         self.defaults: dict[str, Any] = dict(compiled.params)  # the statement's own literals
+        self.positional = compiled.positiontup is not None
+        names = compiled.positiontup if self.positional else list(compiled.params)
         self.binds: list[tuple[str, Convert]] = [
             (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in compiled.positiontup or ()
+            for name in names or ()
         ]
-        self.results: list[Convert] = [
-            column["type"].dialect_impl(dialect).result_processor(dialect, None)
+        self.dialect = dialect
+        self.types = [
+            column["type"].dialect_impl(dialect)
             for column in statement.returning_column_descriptions
         ]
+        self.results: list[Convert] | None = None  # from the first result's description
 
     def first(self, raw: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Run on `raw` (a DB-API connection) with `values` bound; the first row returned,
         converted. Every row is fetched, so the statement has ended (and, in autocommit,
         committed) on return."""
         bound = self.defaults | dict(values)
-        params = [bound[name] if to is None else to(bound[name]) for name, to in self.binds]
-        rows = raw.execute(self.sql, params).fetchall()
+        converted = [(n, bound[n] if to is None else to(bound[n])) for n, to in self.binds]
+        params = [value for _, value in converted] if self.positional else dict(converted)
+        cursor = raw.execute(self.sql, params)
+        rows = cursor.fetchall()
+        if self.results is None:
+            self.results = [
+                kind.result_processor(self.dialect, column[1])  # the driver's type code
+                for kind, column in zip(self.types, cursor.description, strict=True)
+            ]
         if not rows:
             return None
         pairs = zip(rows[0], self.results, strict=True)
