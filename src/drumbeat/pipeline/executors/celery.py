@@ -28,7 +28,7 @@ from drumbeat.pipeline.executors.celery_app import (
     queue_name,
     queues,
 )
-from drumbeat.pipeline.executors.confirms import NotConfirmed, send_confirmed
+from drumbeat.pipeline.executors.confirms import ConfirmedPublisher, NotConfirmed
 from drumbeat.pipeline.worker import BatchReport
 from drumbeat.store import Store
 
@@ -47,9 +47,10 @@ class CeleryExecutor:
         # per lane, batch id → when (monotonic) it was last published
         self._published: dict[str, dict[int, float]] = {}
         self._declared = False
-        # each round of publishes on a connection of its own, closed after it (`confirms.py`):
-        # not Celery's producer pool, which is kombu's, global to the process, and keeps its
-        # connections open after the app is closed
+        # the rounds of publishes on a connection of the executor's own, closed with it
+        # (`confirms.py`): not Celery's producer pool, which is kombu's, global to the
+        # process, and keeps its connections open after the app is closed
+        self._publisher = ConfirmedPublisher(self.app)
         with self.app.connection_for_write() as conn:  # what a lost or refused broker raises
             self.broker_errors: tuple[type[BaseException], ...] = (
                 *conn.connection_errors,
@@ -105,7 +106,7 @@ class CeleryExecutor:
         """Publish the messages to `lane`'s queue, confirmed together (`confirms.py`)."""
         self._declare_once()
         route = {"exchange": EXCHANGE, "routing_key": queue_name(lane)}
-        send_confirmed(self.app, task, list(messages), **route)
+        self._publisher.send(task, list(messages), **route)
 
     def drain(self, lane: str, now: float) -> list[BatchReport]:
         """Publish `lane`'s batches until none is pending or running; what each did. `now`
@@ -122,4 +123,5 @@ class CeleryExecutor:
         return [BatchReport(**row) for row in self.store.batch_reports(published)]
 
     def close(self) -> None:
+        self._publisher.close()
         self.app.close()
