@@ -1,6 +1,7 @@
 """A `drumbeat advance` killed in the middle of a tick, then the same command again: the tick
 left open is finished at its own time (not one step later, and not skipped when it was the
-last), and every message the campaign calls for exists and is sent, once."""
+last), and every message the campaign calls for exists and is sent, once (but those being
+sent at the kill, which may go twice)."""
 
 from __future__ import annotations
 
@@ -48,10 +49,12 @@ def step_rows(store: Store, step: str) -> int:
         return int(conn.execute(query).scalar_one())
 
 
-def kill_in_tick(store: Store, process, at: float, step: str) -> None:  # type: ignore[no-untyped-def]
+def kill_in_tick(store: Store, process, at: float, step: str) -> set[str]:  # type: ignore[no-untyped-def]
     """SIGKILL `process` (and its group) while its tick at `at` works the batches that queue
-    `step`: once some of them are done, with the store's writes held still, so that none
-    of the tick's messages is being sent at the kill (those come back with their lease)."""
+    `step`: once some of them are done, with the store's writes held still. Returns the
+    messages being sent at the kill (on PostgreSQL a tick sends as its batches commit,
+    `Dispatcher.sending_meanwhile`): sending is at least once, and one sent but not yet
+    recorded is sent again."""
     wait_for(
         lambda: (
             store.get_setting(CLOCK_WORKSPACE, CLOCK_SETTING) == at and step_rows(store, step) > 0
@@ -64,12 +67,11 @@ def kill_in_tick(store: Store, process, at: float, step: str) -> None:  # type: 
             conn.exec_driver_sql("LOCK TABLE outbox, batches IN EXCLUSIVE MODE")
         o = outbox.c
         queued = conn.execute(select(func.count()).where(o.step_id == step)).scalar_one()
-        sending = conn.execute(select(func.count()).where(o.status == "sending")).scalar_one()
-        assert 0 < queued < USERS and sending == 0, (
-            f"killed too late ({queued} {step}, {sending} sending): raise USERS"
-        )
+        sending = conn.execute(select(o.dedupe_key).where(o.status == "sending")).scalars()
+        assert 0 < queued < USERS, f"killed too late ({queued} {step}): raise USERS"
         os.killpg(process.pid, signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
+        return set(sending)
 
 
 @pytest.mark.parametrize("killed_at", [FIRST, LAST], ids=["first tick", "last tick"])
@@ -82,7 +84,7 @@ def test_a_killed_advance_finishes_its_tick_when_run_again(
     command = ["advance", "--to", format_timestamp(TO), "--every", "6h"]
     store = open_store(url, migrate=False)
     try:
-        kill_in_tick(
+        in_flight = kill_in_tick(
             store, start(command, env, log), killed_at, "one" if killed_at == FIRST else "two"
         )
     finally:
@@ -103,4 +105,5 @@ def test_a_killed_advance_finishes_its_tick_when_run_again(
     assert all(r["created_at"] == one[u]["created_at"] + DAY for u, r in two.items())
     assert all(r["sent_at"] == r["created_at"] for r in rows)
     sent = Counter(m["message_id"] for m in delivered(messages))
-    assert sorted(sent) == sorted(r["dedupe_key"] for r in rows) and set(sent.values()) == {1}
+    assert sorted(sent) == sorted(r["dedupe_key"] for r in rows)
+    assert {key for key, n in sent.items() if n > 1} <= in_flight  # the others once

@@ -81,14 +81,17 @@ class Runner:
     def tick(self, now: float, *, whole: bool = True) -> TickReport:
         """Plan every active campaign, run every batch, send everything due, at `now`.
         Not `whole`: the slow lane's batches go on in its thread after the tick (`run`)."""
-        with nullcontext() if whole else self.lanes.fast_first():
+        with (
+            self.dispatcher.sending_meanwhile(now) as sent,
+            nullcontext() if whole else self.lanes.fast_first(),
+        ):
             report = self.plan(now)
             batches = self.lanes.drain(now) if whole else self.lanes.drain_fast(now)
         for batch in batches:
             report.entered += batch.entered
             report.advanced += batch.changed - batch.entered
             report.queued += batch.messages
-        report.sent = dict(self.dispatcher.dispatch(now).counts)
+        report.sent = dict(sent.counts)
         return report
 
     def plan(self, now: float) -> TickReport:
