@@ -120,3 +120,43 @@ def test_only_tables_much_changed_are_analyzed(entered: Store) -> None:
     assert analyzed(entered) == before + 1
     entered.refresh_statistics()
     assert analyzed(entered) == before + 1  # nothing changed since
+
+
+def more_members(store: Store, n: int) -> None:
+    """`n` more members, of another campaign, as a big entry writes them."""
+    ws = store.workspace_id(WORKSPACE)
+    with store.writing() as conn:
+        first = conn.exec_driver_sql("SELECT count(*) FROM memberships").scalar_one()
+        conn.exec_driver_sql(
+            "INSERT INTO memberships (workspace_id, campaign_key, user_id, state, position,"
+            " entry_count, entered_at, step_started_at, version) SELECT %s, 'other', 'x' || g,"
+            " 'active', 'steps[0]', 1, 0, 0, 1 FROM generate_series(%s::int, %s::int) AS g",
+            (ws, first, first + n - 1),
+        )
+
+
+def kept(store: Store, changes: int) -> None:
+    """`keep_statistics` once PostgreSQL's counters show `changes` since the last ANALYZE,
+    its once-a-second limit lifted."""
+    deadline = time.monotonic() + 30
+    while counted(store) < changes:
+        assert time.monotonic() < deadline, "the server never counted the members written"
+        time.sleep(0.1)
+    store._statistics_kept_at = -math.inf
+    store.keep_statistics()
+
+
+def test_a_ticks_probes_analyze_a_table_never_analyzed_or_about_doubled_only(
+    entered: Store,
+) -> None:
+    if entered.dialect == "sqlite":
+        pytest.skip("a tick keeps no statistics on SQLite (`refresh_statistics` reads indexes)")
+    before = analyzed(entered)
+    kept(entered, USERS)  # the members of the big entry, written since the tables were empty
+    assert analyzed(entered) == before + 1
+    more_members(entered, USERS // 2)  # grown by half: autovacuum's tenth, not doubled
+    kept(entered, USERS // 2)
+    assert analyzed(entered) == before + 1
+    more_members(entered, USERS // 2 + 100)  # now more changes than rows at the last ANALYZE
+    kept(entered, USERS + 100)
+    assert analyzed(entered) == before + 2

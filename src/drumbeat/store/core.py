@@ -94,11 +94,18 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 _ATTRIBUTE_INDEXES = (
     "SELECT name FROM sqlite_master WHERE type = 'index' AND substr(name, 1, ?) = ?"
 )
-# The planner's tables that PostgreSQL's counters say changed by over a tenth (and 50 rows)
-# since their last ANALYZE: autovacuum's own rule, for a server that runs none (or not yet).
+# The planner's tables that PostgreSQL's counters say changed by over a fraction of their
+# rows (and 50) since their last ANALYZE: autovacuum's own rule with a tenth, for a server
+# that runs none (or not yet).
 _STALE_TABLES = """SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 WHERE s.schemaname = current_schema() AND s.relname = ANY(%s)
-  AND s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0) ORDER BY s.relname"""
+  AND s.n_mod_since_analyze > 50 + %s * greatest(c.reltuples, 0) ORDER BY s.relname"""
+AUTOVACUUM_SHARE = 0.1
+# During a tick's probes, only tables never analyzed or that about doubled since: the plans
+# need statistics taken once the table held rows, not fresh ones (the planner scales the
+# row count it read to the table's pages now). With a tenth, `advance` entering 200,000
+# users ran 12-15 ANALYZEs (1.0 s, at load 3); about doubling, 5-6 (0.35 s).
+GROWTH_SHARE = 1.0
 _PLANNED_TABLES = ("batches", "events", "memberships", "users")
 
 
@@ -186,13 +193,14 @@ class StoreCore:
         return self._turn.taken(give_way=self.writes_give_way)
 
     def keep_statistics(self) -> None:
-        """On PostgreSQL, at most once a second: ANALYZE the planner's tables much changed
-        (`refresh_statistics`). Called by the planner's probes by key, a batch of ids at a
+        """On PostgreSQL, at most once a second: ANALYZE the planner's tables never analyzed
+        or about doubled since they were (`GROWTH_SHARE`; `refresh_statistics` takes a tenth,
+        now and then). Called by the planner's probes by key, a batch of ids at a
         time: the members a big entry writes arrive while a tick probes thousands of ids,
         and a probe planned without column statistics reads the campaign's whole
         membership per id. On SQLite nothing (`refresh_statistics` reads whole indexes)."""
         if self.dialect == "postgresql" and time.monotonic() - self._statistics_kept_at > 1.0:
-            self._analyze_stale()
+            self._analyze_stale(GROWTH_SHARE)
             self._statistics_kept_at = time.monotonic()
 
     def refresh_statistics(self) -> None:
@@ -217,7 +225,7 @@ class StoreCore:
         Statistics are loaded with the schema and ANALYZE does not reload them in other
         connections, so a file's pool is replaced; an in-memory database keeps its own."""
         if self.dialect != "sqlite":
-            self._analyze_stale()
+            self._analyze_stale(AUTOVACUUM_SHARE)
             return
         quote = self.engine.dialect.identifier_preparer.quote
         with self.writing() as conn:
@@ -231,9 +239,11 @@ class StoreCore:
         if self._sqlite_file() is not None:
             self.engine.dispose()
 
-    def _analyze_stale(self) -> None:
+    def _analyze_stale(self, share: float) -> None:
+        """ANALYZE the planner's tables changed by over `share` of their rows (and 50)."""
         with self.engine.begin() as conn:
-            stale = conn.exec_driver_sql(_STALE_TABLES, (list(_PLANNED_TABLES),)).scalars().all()
+            tables = (list(_PLANNED_TABLES), share)
+            stale = conn.exec_driver_sql(_STALE_TABLES, tables).scalars().all()
             if stale:
                 with metrics.timed("store.analyze", len(stale)):
                     conn.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {', '.join(stale)}")
