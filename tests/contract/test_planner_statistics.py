@@ -160,3 +160,25 @@ def test_a_ticks_probes_analyze_a_table_never_analyzed_or_about_doubled_only(
     more_members(entered, USERS // 2 + 100)  # now more changes than rows at the last ANALYZE
     kept(entered, USERS + 100)
     assert analyzed(entered) == before + 2
+
+
+def test_a_full_pass_streams_without_jit_compilation(entered: Store) -> None:
+    if entered.dialect == "sqlite":
+        pytest.skip("SQLite compiles nothing")
+    seen: list[str] = []
+
+    def jit_then(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith("SELECT users.user_id"):
+            # the statement's own transaction, on another cursor of its connection
+            seen.append(cursor.connection.execute("SHOW jit").fetchone()[0])
+
+    ws = entered.workspace_id(WORKSPACE)
+    programs = Programs(entered)
+    programs.refresh()
+    audience = programs.audience(ws, "c")
+    event.listen(entered.engine, "before_cursor_execute", jit_then)
+    try:
+        list(entered.entry_candidates(ws, "c", audience, time.time(), since=None, reentry=None))
+    finally:
+        event.remove(entered.engine, "before_cursor_execute", jit_then)
+    assert seen == ["off"]

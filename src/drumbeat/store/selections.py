@@ -27,7 +27,12 @@ class SelectionStore(StoreCore):
     def _stream_ids(
         self, query: Any, name: str, params: Mapping[str, Any] | None = None
     ) -> Iterator[str]:
+        """The ids `query` selects, streamed. On PostgreSQL without JIT compilation: a full
+        pass's NOT EXISTS probe a user is costed high enough for it, and compiling took
+        55 ms of a 0.5 s pass over 200,000 users, the pass no faster for it."""
         with metrics.timed(name), self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("SET LOCAL jit = off")
             result = conn.execution_options(stream_results=True, yield_per=self.batch_size).execute(
                 query, params
             )
