@@ -397,10 +397,12 @@ class Drumbeat:
         *,
         workers: int = 1,
         on_tick: Callable[[float, float], None] | None = None,
+        send: bool = True,
     ) -> Advanced:
         """Move the store's virtual clock to `to` (ISO-8601 or epoch seconds) in steps of
         `every` (`1h`, `15m` or seconds), running every tick and dispatch due on the way.
-        `on_tick(start, end)` is called before each tick (a progress bar's hook)."""
+        `on_tick(start, end)` is called before each tick (a progress bar's hook). Not `send`:
+        the ticks' messages stay queued (`outbox`), for a later `advance` or `run` to send."""
         from drumbeat.pipeline.runner import Runner
 
         target = timestamp(to, "to")
@@ -413,7 +415,7 @@ class Drumbeat:
             )
         runner = Runner(self.store, self.config, clock, workers=workers)
         try:
-            reports = runner.advance(target, step, between=on_tick)
+            reports = runner.advance(target, step, between=on_tick, send=send)
         finally:
             runner.close()
         done = Advanced(target, ticks=len(reports))

@@ -117,3 +117,26 @@ def test_unknown_campaigns_and_values_are_refused_in_one_line(cli, workspace_nam
     ):
         assert allowed in cli(*args, code=2), args
     assert "--state <active|converted|left_audience|inactive|completed>" in cli("members", "--help")
+
+
+def test_advance_no_send_leaves_the_messages_queued_for_the_next(cli, tmp_path):
+    (tmp_path / "drip.json").write_text(campaign("drip", HELLO))
+    users = tmp_path / "users.jsonl"
+    users.write_text(
+        "".join(f'{{"user_id": "u{i}", "traits": {{"plan": "free"}}}}\n' for i in range(3))
+    )
+    cli("clock", "--set", "2026-01-05T00:00:00Z")
+    cli("import", "users", str(users))
+    cli("campaign", "apply", "drip.json", "--activate")
+
+    out = cli("advance", "--to", "2026-01-05T06:00:00Z", "--every", "6h", "--no-send")
+    assert out == (
+        "clock at 2026-01-05T06:00:00Z after 1 ticks: 3 entered, 3 messages queued; "
+        "sent: nothing (--no-send)\n"
+    )
+    assert len(cli("outbox", "--status", "pending", "--format", "jsonl").splitlines()) == 3
+    assert not (tmp_path / "sent.jsonl").exists()
+
+    out = cli("advance", "--to", "2026-01-05T12:00:00Z", "--every", "6h")
+    assert out.endswith("0 messages queued; sent: 3 sent\n")
+    assert len((tmp_path / "sent.jsonl").read_text().splitlines()) == 3

@@ -179,5 +179,20 @@ def test_advance_runs_the_flow_and_the_records_show_it(database_url, workspace_n
         db.close()
 
 
+def test_advance_without_sending_leaves_the_messages_queued(database_url, workspace_name):
+    db = Drumbeat(database_url, workspace=workspace_name)
+    try:
+        db.clock.set(1_767_571_200.0)  # 2026-01-05T00:00:00Z, the store's virtual clock
+        for i in range(3):
+            db.identify(f"u{i}", {"plan": "free", "email": f"u{i}@example.com"})
+        db.campaigns.apply(definition("drip", HELLO, {"wait": "1d"}), activate=True)
+        done = db.advance("2026-01-05T08:00:00Z", "4h", send=False)
+        assert done == Advanced(1_767_571_200.0 + 8 * 3600, 2, 3, 3, {})
+        queued = db.outbox(campaign="drip")
+        assert [(m.status, m.attempts) for m in queued] == [("pending", 0)] * 3
+    finally:
+        db.close()
+
+
 def test_member_states_are_the_engines():
     assert [s.value for s in MemberState] == [s.value for s in State]

@@ -33,6 +33,14 @@ def advance(
     to: Annotated[str, typer.Option("--to", help="ISO-8601 time to move the clock to")],
     every: Annotated[str, typer.Option(help="Tick interval, e.g. 1h or 15m")] = "1h",
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (1: in this process)")] = 1,
+    send: Annotated[
+        bool,
+        typer.Option(
+            "--send/--no-send",
+            help="--no-send: work the ticks but send nothing; their messages stay queued "
+            "(`drumbeat outbox`) for a later advance or run to send",
+        ),
+    ] = True,
 ) -> None:
     """Move the virtual clock to --to, running every tick and dispatch due on the way."""
     from rich.progress import (
@@ -63,10 +71,11 @@ def advance(
         def on_tick(_: float, end: float) -> None:
             progress.update(ticks, advance=1, description=when(end) or "")
 
-        done = db.advance(target, step, workers=workers, on_tick=on_tick)
+        done = db.advance(target, step, workers=workers, on_tick=on_tick, send=send)
     console().print(
         f"clock at {when(done.to)} after {done.ticks:,} ticks: {done.entered:,} entered, "
-        f"{done.queued:,} messages queued; sent: {counts(done.sent, 'nothing')}"
+        f"{done.queued:,} messages queued; sent: "
+        f"{counts(done.sent, 'nothing') if send else 'nothing (--no-send)'}"
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from drumbeat import metrics
-from drumbeat.channels.dispatcher import Dispatcher
+from drumbeat.channels.dispatcher import Dispatcher, DispatchReport
 from drumbeat.choices import Lane
 from drumbeat.config import Settings
 from drumbeat.cyclic_gc import freeze_startup
@@ -78,11 +78,13 @@ class Runner:
         """The fast lane's executor (with a broker, every lane's: a CeleryExecutor)."""
         return self.lanes.executors[Lane.FAST]
 
-    def tick(self, now: float, *, whole: bool = True) -> TickReport:
+    def tick(self, now: float, *, whole: bool = True, send: bool = True) -> TickReport:
         """Plan every active campaign, run every batch, send everything due, at `now`.
-        Not `whole`: the slow lane's batches go on in its thread after the tick (`run`)."""
+        Not `whole`: the slow lane's batches go on in its thread after the tick (`run`).
+        Not `send`: the messages stay queued (`advance --no-send`)."""
+        sending = self.dispatcher.sending_meanwhile(now) if send else nullcontext(DispatchReport())
         with (
-            self.dispatcher.sending_meanwhile(now) as sent,
+            sending as sent,
             nullcontext() if whole else self.lanes.fast_first(),
         ):
             report = self.plan(now)
@@ -116,38 +118,45 @@ class Runner:
             report.batches += plan.batches
 
     def recorded_tick(
-        self, now: float, *, whole: bool = True, real_time: bool = False
+        self, now: float, *, whole: bool = True, real_time: bool = False, send: bool = True
     ) -> TickReport:
         """`tick`, recorded in the store as begun, then as done once its work is done (the
         slow lane's too if `whole`; else it is in the store, pending or running). A tick
         on `real_time` (`run`'s) never moves a virtual clock (`StoreClock.begin_tick`)."""
         self.clock.begin_tick(now, real_time=real_time)
         with metrics.timed(metrics.TICK_STAGE):
-            report = self.tick(now, whole=whole)
+            report = self.tick(now, whole=whole, send=send)
         self.clock.end_tick(now)
         return report
 
     def advance(
-        self, to: float, every: float, *, between: Callable[[float, float], None] | None = None
+        self,
+        to: float,
+        every: float,
+        *,
+        between: Callable[[float, float], None] | None = None,
+        send: bool = True,
     ) -> list[TickReport]:
         """Move the virtual clock to `to` in steps of `every`, ticking at each step, after
         finishing the tick a killed run left open (at its own time: the clock is there); then
         wait for the retries due within `advance_retry_wait` real seconds and send them.
-        `between(start, end)` runs before each tick (the demo replays user activity there)."""
+        `between(start, end)` runs before each tick (the demo replays user activity there).
+        Not `send`: the ticks send nothing, and what they queue stays queued, due, for a
+        later run to send."""
         if not self.clock.virtual:
             self.clock.set(time.time())
         self._release_orphans()
         reports = []
         if (left_open := self.clock.open_tick()) is not None:
-            reports.append(self.recorded_tick(left_open))
+            reports.append(self.recorded_tick(left_open, send=send))
         now = self.clock()
         while now < to:
             step = min(now + every, to)
             if between is not None:
                 between(now, step)
-            reports.append(self.recorded_tick(step))
+            reports.append(self.recorded_tick(step, send=send))
             now = step
-        if reports:  # retries count real time: wait for the near ones rather than leave them
+        if reports and send:  # retries count real time: wait for the near ones, not leave them
             settled = self.dispatcher.settle(now).counts
             for status, n in settled.items():
                 reports[-1].sent[status] = reports[-1].sent.get(status, 0) + n

@@ -25,13 +25,15 @@ class Scheduler(Runner):
         assert isinstance(self.executor, CeleryExecutor)  # config names a broker
         self.publisher = self.executor
 
-    def tick(self, now: float, *, whole: bool = True) -> TickReport:
-        """Plan and publish; `whole` means nothing here: the workers do the lanes."""
+    def tick(self, now: float, *, whole: bool = True, send: bool = True) -> TickReport:
+        """Plan and publish (the dispatch lane's message too if `send`); `whole` means
+        nothing here: the workers do the lanes."""
         report = self.plan(now)
         try:
             for lane in BATCH_LANES:
                 self.publisher.publish(lane)
-            self.publisher.publish_dispatch()
+            if send:
+                self.publisher.publish_dispatch()
         except self.publisher.broker_errors as exc:  # the store keeps what was not published
             log.warning("publishing stopped (%s); the next tick publishes again", exc)
         return report
