@@ -102,8 +102,7 @@ SQLITE_PRAGMAS = (
     "synchronous=NORMAL",
     # A checkpoint (WAL copied into the database, then fsync) in a commit only past 64 MiB
     # of WAL rather than 4 MiB: batches of random user updates dirty thousands of pages,
-    # and at the default most commits paid for an fsync. A thread checkpoints long before
-    # (`store/checkpoints.py`): this is its backstop.
+    # and at the default most commits paid for an fsync.
     "wal_autocheckpoint=16384",
     "busy_timeout=60000",
     "cache_size=-131072",

@@ -30,8 +30,8 @@ class UnflushedWrites:
         """Connections of their own to `engine`'s database (made as they are needed)."""
         self.engine = create_engine(
             engine.url,
-            pool_size=2,
-            max_overflow=14,
+            pool_size=1,  # a worker process claims one batch at a time
+            max_overflow=7,
             isolation_level="AUTOCOMMIT",
             **postgres_options(engine.url),
         )
