@@ -47,17 +47,22 @@ def cli(database_url, workspace_name, tmp_path):
     return run
 
 
-def test_a_folder_applied_advanced_and_looked_at(cli, tmp_path):
-    folder = tmp_path / "campaigns"
-    folder.mkdir()
-    (folder / "drip.json").write_text(campaign("drip", HELLO, {"wait": "1d"}))
-    (folder / "other.yaml").write_text(campaign("other", HELLO))
+def three_free_users(cli, tmp_path):
+    """u0, u1 and u2 on the free plan, imported with the clock at 2026-01-05."""
     users = tmp_path / "users.jsonl"
     users.write_text(
         "".join(f'{{"user_id": "u{i}", "traits": {{"plan": "free"}}}}\n' for i in range(3))
     )
     cli("clock", "--set", "2026-01-05T00:00:00Z")
     cli("import", "users", str(users))
+
+
+def test_a_folder_applied_advanced_and_looked_at(cli, tmp_path):
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    (folder / "drip.json").write_text(campaign("drip", HELLO, {"wait": "1d"}))
+    (folder / "other.yaml").write_text(campaign("other", HELLO))
+    three_free_users(cli, tmp_path)
     out = cli("campaign", "apply", "campaigns", "--activate")
     assert out.splitlines() == ["drip: version 1 stored, active", "other: version 1 stored, active"]
 
@@ -121,12 +126,7 @@ def test_unknown_campaigns_and_values_are_refused_in_one_line(cli, workspace_nam
 
 def test_advance_no_send_leaves_the_messages_queued_for_the_next(cli, tmp_path):
     (tmp_path / "drip.json").write_text(campaign("drip", HELLO))
-    users = tmp_path / "users.jsonl"
-    users.write_text(
-        "".join(f'{{"user_id": "u{i}", "traits": {{"plan": "free"}}}}\n' for i in range(3))
-    )
-    cli("clock", "--set", "2026-01-05T00:00:00Z")
-    cli("import", "users", str(users))
+    three_free_users(cli, tmp_path)
     cli("campaign", "apply", "drip.json", "--activate")
 
     out = cli("advance", "--to", "2026-01-05T06:00:00Z", "--every", "6h", "--no-send")

@@ -295,15 +295,7 @@ def test_a_worker_serves_its_metrics_and_records_its_timings(
     from tests.e2e.test_observability import free_port, scraped
 
     users = 40
-    prepare(url, [send("one")], users)
-    env = shape_env(
-        url,
-        broker_url,
-        tmp_path,
-        batch_size="10",
-        stats_flush_seconds="0.5",
-        lane_slow_above_ms=STAYS_FAST,  # only a fast worker
-    )
+    env = fast_only(url, broker_url, tmp_path, users, stats_flush_seconds="0.5")
     port = free_port()
     worker_log = tmp_path / "worker-fast.log"
     start(["worker", "--lane", "fast", "--metrics-port", str(port)], env, worker_log)
@@ -324,6 +316,16 @@ def test_a_worker_serves_its_metrics_and_records_its_timings(
     until(lambda: stage_batches(env) >= users // 10, "timings", 60)
 
 
+def fast_only(
+    url: str, broker_url: str, tmp_path: Path, users: int, **settings: str
+) -> dict[str, str]:
+    """A campaign of one send to `users` users, whose batches of 10 stay in the fast lane."""
+    prepare(url, [send("one")], users)
+    return shape_env(
+        url, broker_url, tmp_path, batch_size="10", lane_slow_above_ms=STAYS_FAST, **settings
+    )
+
+
 def stage_batches(env: dict[str, str]) -> int:
     """The batches `drumbeat stats` counts so far: none before the first flush of timings."""
     from tests.e2e.test_stats import stats
@@ -339,15 +341,7 @@ def test_a_stopped_worker_writes_its_last_timings(
     no `atexit` hook; what they measured since their last flush reaches the store anyway
     (here all of it: they would flush once an hour)."""
     users = 40
-    prepare(url, [send("one")], users)
-    env = shape_env(
-        url,
-        broker_url,
-        tmp_path,
-        batch_size="10",
-        stats_flush_seconds="3600",
-        lane_slow_above_ms=STAYS_FAST,  # only a fast worker
-    )
+    env = fast_only(url, broker_url, tmp_path, users, stats_flush_seconds="3600")
     log = tmp_path / "worker-fast.log"
     worker = start(["worker", "--lane", "fast"], env, log)
     process, scheduler_log = scheduler(env, tmp_path)
