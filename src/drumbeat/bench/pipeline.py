@@ -23,6 +23,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from sqlalchemy import select
+
 from drumbeat.bench.engine import START, load_users
 from drumbeat.bench.report import Figure
 from drumbeat.campaigns import apply, plan_apply
@@ -32,8 +34,9 @@ from drumbeat.pipeline.executors.confirms import ConfirmedPublisher
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BATCH_LEASE, process_batch
-from drumbeat.store import open_store
+from drumbeat.store import Store, open_store
 from drumbeat.store.owners import claim_owner
+from drumbeat.store.schema import batches as batches_table
 
 QUEUE = "drumbeat.bench"
 FULL_PASS = 7 * 86400.0
@@ -64,7 +67,7 @@ def run(database_url: str, broker_url: str, batches: int, batch_size: int) -> li
         apply(plan_apply(parse_campaign(CAMPAIGN), store, ws), store, ws, now, activate=True)
         programs = Programs(store)
         plan_all(store, programs, now, full_pass_every=FULL_PASS)
-        ids = store.claimable_batch_ids(DEFAULT_LANE, batches)
+        ids = own_batch_ids(store, ws, batches)
         with app.connection_for_write() as conn:
             inbox = conn.SimpleQueue(queue)
             rounds = [[i] for i in ids]  # through the default exchange, to the bench's queue
@@ -81,13 +84,27 @@ def run(database_url: str, broker_url: str, batches: int, batch_size: int) -> li
                 work.append(timed(partial(process_batch, store, programs, batch, batch.due_at)))
             inbox.close()
             queue.bind(conn.default_channel).delete()
-        for row in store.campaigns(ws):  # nothing of the bench is planned again
-            store.set_campaign_status(ws, row.key, "archived", now)
     finally:
+        for row in store.campaigns(ws):  # nothing of the bench is planned again
+            store.set_campaign_status(ws, row.key, "archived", START)
         publisher.close()
         app.close()
         store.close()
     return figures(store.dialect, batch_size, publish / len(ids), deliver, claim, work)
+
+
+def own_batch_ids(store: Store, ws: int, limit: int) -> list[int]:
+    """The bench workspace's pending batches, oldest first: not `claimable_batch_ids`, which
+    reads every workspace (a crashed run's batches, a deployment's)."""
+    b = batches_table.c
+    query = (
+        select(b.id)
+        .where(b.workspace_id == ws, b.status == "pending", b.lane == DEFAULT_LANE)
+        .order_by(b.id)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [int(i) for i in conn.execute(query).scalars()]
 
 
 def take(inbox: Any) -> None:
