@@ -100,6 +100,15 @@ class Settings(BaseSettings):
         le=64,
         description="worker processes of `drumbeat run` (1: work in the same process)",
     )
+    worker_threads: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="batches a lane worked in the process itself (`--workers 1`, the slow "
+        "lane's one worker) works at once, on threads: while one batch's Python runs, the "
+        "other's statements run on the server. Unset: 2 on PostgreSQL, 1 on SQLite (one "
+        "writer: its threads only wait on each other)",
+    )
     slow_workers: int = Field(
         1,
         ge=1,
@@ -264,6 +273,12 @@ class Settings(BaseSettings):
     rate_limits: Annotated[dict[str, Annotated[float, Field(gt=0)]], NoDecode] = Field(
         default_factory=dict, description="per channel msgs/s"
     )
+
+    def threads_in_process(self, dialect: str) -> int:
+        """`worker_threads`, or its default for a store of `dialect`."""
+        if self.worker_threads is not None:
+            return self.worker_threads
+        return 2 if dialect == "postgresql" else 1
 
     @model_validator(mode="after")
     def _lane_gap(self) -> Settings:

@@ -177,6 +177,19 @@ def test_an_in_memory_store_is_worked_in_process(world: World, tmp_path: Path) -
     memory.close()
 
 
+def test_one_worker_works_two_batches_at_once_on_postgresql_only(world: World) -> None:
+    """One worker works in the process, on DRUMBEAT_WORKER_THREADS threads: two on
+    PostgreSQL (a batch's Python runs while another's statements run on the server), one on
+    SQLite (one writer: threads only wait on each other); the setting, when given, wins."""
+    programs = world.runner.programs
+    expected = 2 if world.store.dialect == "postgresql" else 1
+    runner_fast = world.runner.executor
+    assert isinstance(runner_fast, ThreadExecutor) and runner_fast.threads == expected
+    three = world.config.model_copy(update={"worker_threads": 3})
+    made = make_executor(world.store, programs, 1, three)
+    assert isinstance(made, ThreadExecutor) and made.threads == 3
+
+
 def test_processes_on_other_virtual_clocks_leave_a_live_batch_alone(world: World) -> None:
     """Leases count real time: a worker whose virtual clock is a month ahead (another
     `advance`) does not take a batch this process holds, nor the other way round."""

@@ -10,6 +10,8 @@ from drumbeat.cli.options import MetricsHost, MetricsPort
 from drumbeat.cli.output import console, console_err, counts, when
 from drumbeat.errors import InvalidInput
 
+WORKERS_HELP = "Worker processes (1: in this process, on DRUMBEAT_WORKER_THREADS threads)"
+
 
 def _runner(ctx: typer.Context, workers: int | None = None):  # type: ignore[no-untyped-def]
     from drumbeat.pipeline.clock import StoreClock
@@ -32,7 +34,7 @@ def advance(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="ISO-8601 time to move the clock to")],
     every: Annotated[str, typer.Option(help="Tick interval, e.g. 1h or 15m")] = "1h",
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes (1: in this process)")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help=WORKERS_HELP)] = 1,
     send: Annotated[
         bool,
         typer.Option(
@@ -81,7 +83,7 @@ def advance(
 
 def run(
     ctx: typer.Context,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (1: this process)")] = None,
+    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
     interval: Annotated[float | None, typer.Option(help="Seconds between ticks")] = None,
     scheduler_only: Annotated[
         bool,

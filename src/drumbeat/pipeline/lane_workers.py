@@ -99,7 +99,9 @@ class LaneWorkers:
         else:
             self.gate = gate = LaneGate.make()
             self.executors = {
-                lane: make_executor(store, programs, n, gate=None if lane == Lane.FAST else gate)
+                lane: make_executor(
+                    store, programs, n, settings, gate=None if lane == Lane.FAST else gate
+                )
                 for lane, n in workers.items()
             }
         self._background: dict[str, Background] = {}

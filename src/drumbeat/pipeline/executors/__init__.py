@@ -43,7 +43,9 @@ def make_executor(
     gate: LaneGate | None = None,
 ) -> Executor:
     """`drumbeat worker` processes through the broker if `settings` name one; else `workers`
-    worker processes; in-process when 1, or when the store is in memory. With a `gate` (a
+    worker processes; in-process when 1 (on as many threads as `settings` say: one batch's
+    Python runs while another's statements run on the server), or when the store is in
+    memory (on `workers` threads). With a `gate` (a
     lane other than fast), they work in the background: each batch waits for the gate
     (`lane_gate.py`), and worker processes give way to other work (`child.py`)."""
     if settings is not None and settings.broker_url is not None:
@@ -55,6 +57,8 @@ def make_executor(
     if workers <= 1 or not shareable(store):
         from drumbeat.pipeline.executors.local import ThreadExecutor
 
+        if workers <= 1 and settings is not None:
+            workers = settings.threads_in_process(store.dialect)
         return ThreadExecutor(store, programs, threads=workers, gate=gate)
     from drumbeat.pipeline.executors.processes import ProcessExecutor
 
