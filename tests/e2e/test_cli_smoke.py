@@ -351,6 +351,8 @@ def test_bench_loader_smoke_writes_its_figures(tmp_path, clean_env, pg_database)
         assert f"{store}: of which advance sending the messages" in text
         assert f"{store}: the same, like for like: Drumbeat's advance with --no-send" in text
         assert f"{store}: drumbeat advance --no-send (1 hourly tick, 2 workers), wall" in text
+        assert f"| {store}: bulk-write floor (the same rows from the same file" in text
+        assert f"| {store}: Drumbeat like for like (--no-send) vs the bulk-write floor |" in text
     with psycopg.connect(pg_database) as conn:  # its fresh databases are dropped
         left = conn.execute(
             "SELECT count(*) FROM pg_database WHERE datname LIKE %s",

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from drumbeat.bench.databases import fresh_database
+from drumbeat.bench.loader_floor import run_floor
 from drumbeat.bench.report import Figure
 from drumbeat.bench.startup import drumbeat_argv
 from drumbeat.config import Settings
@@ -264,6 +265,9 @@ def run(
             _check(queued_by_drumbeat(url), users, "Drumbeat")
     with fresh_store(postgres, folder, "baseline") as url:
         baseline = run_baseline(url, users_file, baseline_users)
+    with fresh_store(postgres, folder, "floor") as url:
+        floor = users / run_floor(url, users_file, users, NOW)
+        _check(queued_by_drumbeat(url), users, "the bulk-write floor")
     seconds, cpu = runs[True]
     sending = seconds.pop("sending")
     queued, queued_cpu = runs[False]
@@ -287,6 +291,20 @@ def run(
             "users/s",
             baseline.rate(),
             "≥ 25×",
+        ),
+        Figure(
+            f"{backend}: bulk-write floor (the same rows from the same file, in bulk in one"
+            f" transaction: {'executemany' if postgres is None else 'COPY'}, no start-up) vs"
+            " the baseline: as far as any design could go",
+            floor,
+            "users/s",
+            baseline.rate(),
+        ),
+        Figure(
+            f"{backend}: Drumbeat like for like (--no-send) vs the bulk-write floor",
+            users / sum(queued.values()),
+            "users/s",
+            floor,
         ),
         Figure(
             f"{backend}: baseline on users 1–{half:,} (first half of its {baseline_users:,})",
