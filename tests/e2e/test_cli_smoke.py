@@ -349,7 +349,7 @@ def test_bench_loader_smoke_writes_its_figures(tmp_path, clean_env, pg_database)
         assert f"{store}: drumbeat advance (1 hourly tick, 2 workers), wall (start" in text
         assert f"{store}: drumbeat advance (1 hourly tick, 2 workers), CPU (user" in text
         assert f"{store}: of which advance sending the messages" in text
-        assert f"{store}: the same, like for like: Drumbeat's advance with --no-send" in text
+        assert f"{store}: the same with Drumbeat's advance sending the messages too" in text
         assert f"{store}: drumbeat advance --no-send (1 hourly tick, 2 workers), wall" in text
         assert f"| {store}: bulk-write floor (the same rows from the same file" in text
         assert f"| {store}: Drumbeat like for like (--no-send) vs the bulk-write floor |" in text
