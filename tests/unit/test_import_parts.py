@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drumbeat.errors import InvalidInput
-from drumbeat.ingest.batches import BatchCutter
+from drumbeat.ingest.checking import BatchCutter
 from drumbeat.ingest.files import read_calls, read_lines
 from drumbeat.ingest.rows import row_of
 from drumbeat.ingest.validate import Validator

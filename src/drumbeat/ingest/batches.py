@@ -1,59 +1,18 @@
-"""The two sides of a users import below the check: checked users cut into batches (one row
-per user, later calls merged in, as `write_users` merges), and the store's side, which writes
-each batch as it comes in a transaction that commits only once the whole file is known good.
-"""
+"""The store's side of a users import: it writes each staged batch as it comes in a
+transaction that commits only once the whole file is known good."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from drumbeat import metrics
-from drumbeat.ingest.rows import ATTRIBUTES, FIELD_SLOTS, NULLS
+from drumbeat.ingest.staging import Staged
 from drumbeat.model.attributes import AttrType
 from drumbeat.store import Store
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """A lane's batch: one row per user, and how many calls it holds (before merging)."""
-
-    lane: int
-    rows: list[list[Any]]
-    size: int
-
-
-class BatchCutter:
-    """Collects one lane's checked users (`rows`) until the batch is cut: a user named again
-    is merged into the row it has (fields given later win, attributes merged)."""
-
-    def __init__(self, lane: int = 0) -> None:
-        self.lane = lane
-        self.size = 0  # calls in the batch
-        self._rows: dict[str, list[Any]] = {}  # in the order users first came
-
-    def add(self, row: list[Any]) -> None:
-        """Add a checked user."""
-        self.size += 1
-        earlier = self._rows.get(row[0])
-        if earlier is not None:
-            for slot in FIELD_SLOTS.values():
-                if row[slot] is None:
-                    row[slot] = earlier[slot]
-            attributes = row[ATTRIBUTES] = {**earlier[ATTRIBUTES], **row[ATTRIBUTES]}
-            row[NULLS] = None in attributes.values()
-        self._rows[row[0]] = row
-
-    def cut(self) -> Batch:
-        batch = Batch(self.lane, list(self._rows.values()), self.size)
-        self.size = 0
-        self._rows = {}
-        return batch
-
 
 if TYPE_CHECKING:
     from drumbeat.cache import UserCache
@@ -61,9 +20,8 @@ if TYPE_CHECKING:
 
 class ImportingStore(Protocol):
     """What a backend offers a users import (`sqlite.py`, `postgres.py`): how many lanes
-    (connections) to write in, and the upsert of a batch of checked rows on one of them,
-    which empties `rows` once it has staged them (memory stays low while the database
-    works)."""
+    (connections) to write in, and the upsert of a staged batch on one of them, which
+    empties its values once the database holds them (memory stays low while it works)."""
 
     engine: Engine
     import_lanes: int
@@ -71,7 +29,7 @@ class ImportingStore(Protocol):
 
     def _writers_turn(self) -> AbstractContextManager[None]: ...
 
-    def _import_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int: ...
+    def _import_staged(self, conn: Connection, ws: int, staged: Staged, now: float) -> int: ...
 
     def _register_types(
         self, conn: Connection, ws: int, new: Mapping[str, AttrType], *, declared: bool = False
@@ -107,14 +65,14 @@ class UserImport:
             self.close()
             raise
 
-    def write(self, lane: int, rows: list[Any]) -> int:
-        """Upsert a batch in the lane's transaction (emptying `rows`); returns the users
+    def write(self, lane: int, staged: Staged) -> int:
+        """Upsert a batch in the lane's transaction (emptying its values); returns the users
         written."""
         conn = self._conns[lane]
         if self._transactions[lane] is None:
             self._transactions[lane] = conn.begin()
-        with metrics.timed("store.write_users", len(rows)):
-            return self.store._import_rows(conn, self.ws, rows, self.now)
+        with metrics.timed("store.write_users", len(staged)):
+            return self.store._import_staged(conn, self.ws, staged, self.now)
 
     def commit(self, new_types: Mapping[str, AttrType]) -> None:
         if self._transactions[0] is None:

@@ -4,10 +4,11 @@ an import's Python, and one process runs it on one core.
 
 Each child reads the whole file (parsing a line is cheap next to checking it), checks the
 calls of its share (`checking.share_of`: every call of a user in one child, so a user's
-calls keep their order) and answers in JSON lines on stdout: a line per batch of checked rows
-(`{"rows", "calls", "read"}`; `{"bad"}` at its first bad line, unless bad lines are skipped:
-the importer stops writing), then its outcome (`{"problems", "rejects", "learned"}`) or
-`{"error"}`. Its command is one JSON line on stdin. Nothing is pickled.
+calls keep their order) and answers in JSON lines on stdout: a line per batch, staged
+(`staging`: `{"values", "patches", "shapes", "calls", "read"}`; the importing process hands
+the values to the database as they are); `{"bad"}` at its first bad line (unless bad lines
+are skipped: the importer stops writing), then its outcome (`{"problems", "rejects",
+"learned"}`) or `{"error"}`. Its command is one JSON line on stdin. Nothing is pickled.
 
 A child fixes the type of an attribute it sees first in its share; if two children fixed one
 differently, the file disagrees with itself and `TypesDisagree` sends the import back to one
@@ -30,8 +31,8 @@ import orjson
 
 from drumbeat.cyclic_gc import no_cyclic_gc
 from drumbeat.errors import Problem
-from drumbeat.ingest.batches import Batch
 from drumbeat.ingest.checking import check_file
+from drumbeat.ingest.staging import Staged, stage
 from drumbeat.ingest.validate import Validator
 from drumbeat.model.attributes import AttrType
 
@@ -66,11 +67,11 @@ class Outcome:
 def check_in_processes(
     command: CheckCommand,
     processes: int,
-    put: Callable[[int, Batch], None],
+    put: Callable[[int, Staged], None],
     progress: Callable[[int], None] | None,
 ) -> Outcome:
-    """Check the file in `processes` children; `put(share, batch)` is called with each batch
-    (from a thread a child); returns once every child has answered."""
+    """Check the file in `processes` children; `put(share, staged)` is called with each
+    batch (from a thread a child); returns once every child has answered."""
     children = [_start(command, share, processes) for share in range(processes)]
     answers: list[dict[str, Any]] = [{} for _ in children]
     errors: list[BaseException] = []
@@ -85,10 +86,10 @@ def check_in_processes(
                     raise RuntimeError(f"check process {share}: {message['error']}")
                 if "bad" in message:
                     failed.set()
-                elif "rows" not in message:
+                elif "values" not in message:
                     answers[share].update(message)  # the outcome
                 elif not failed.is_set():
-                    put(share, Batch(share, message["rows"], message["calls"]))
+                    put(share, Staged.from_message(message))
                     answers[share]["calls"] = answers[share].get("calls", 0) + message["calls"]
                 read = message.get("read", done)  # bytes of the file this child has read
                 if share == 0 and progress is not None and read > done:
@@ -195,7 +196,8 @@ def main() -> None:
                 first_seen=first_seen,
             ):
                 if batch is not None:
-                    message = {"rows": batch.rows, "calls": batch.size, "read": read}
+                    message = stage(batch.rows, command["now"]).message()
+                    message.update(calls=batch.size, read=read)
                     out.write(orjson.dumps(message) + b"\n")
         learned = {name: (kind, first_seen[name]) for name, kind in validator.new_types.items()}
         answer = {"read": read, "problems": problems, "rejects": rejects, "learned": learned}

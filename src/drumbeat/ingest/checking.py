@@ -1,18 +1,58 @@
-"""The check of a users file, line by line, into batches of checked rows: run by the
-importing process (`user_import`) or, for a big file, by each check process on its share of
-the users (`check_processes`)."""
+"""The check of a users file, line by line, into batches of checked rows (one row per user,
+later calls merged in, as `write_users` merges): run by the importing process
+(`user_import`) or, for a big file, by each check process on its share of the users
+(`check_processes`, which loads neither SQLAlchemy nor the store)."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drumbeat.errors import InvalidInput, Problem
-from drumbeat.ingest.batches import Batch, BatchCutter
 from drumbeat.ingest.files import read_calls
+from drumbeat.ingest.rows import ATTRIBUTES, FIELD_SLOTS, NULLS
 from drumbeat.ingest.validate import Validator, aliased
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A lane's batch: one row per user, and how many calls it holds (before merging)."""
+
+    lane: int
+    rows: list[list[Any]]
+    size: int
+
+
+class BatchCutter:
+    """Collects one lane's checked users (`rows`) until the batch is cut: a user named again
+    is merged into the row it has (fields given later win, attributes merged)."""
+
+    def __init__(self, lane: int = 0) -> None:
+        self.lane = lane
+        self.size = 0  # calls in the batch
+        self._rows: dict[str, list[Any]] = {}  # in the order users first came
+
+    def add(self, row: list[Any]) -> None:
+        """Add a checked user."""
+        self.size += 1
+        earlier = self._rows.get(row[0])
+        if earlier is not None:
+            for slot in FIELD_SLOTS.values():
+                if row[slot] is None:
+                    row[slot] = earlier[slot]
+            attributes = row[ATTRIBUTES] = {**earlier[ATTRIBUTES], **row[ATTRIBUTES]}
+            row[NULLS] = None in attributes.values()
+        self._rows[row[0]] = row
+
+    def cut(self) -> Batch:
+        batch = Batch(self.lane, list(self._rows.values()), self.size)
+        self.size = 0
+        self._rows = {}
+        return batch
+
 
 Bad = Callable[[int, bytes, list[Problem]], None]
 """Told each bad line: its number, its bytes as read, what is wrong with it."""

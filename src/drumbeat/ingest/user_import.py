@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drumbeat.cyclic_gc import no_cyclic_gc
 from drumbeat.errors import InvalidInput, Problem
-from drumbeat.ingest.batches import Batch, UserImport
+from drumbeat.ingest.batches import UserImport
 from drumbeat.ingest.check_processes import (
     CheckCommand,
     Outcome,
@@ -26,6 +25,7 @@ from drumbeat.ingest.check_processes import (
     check_in_processes,
 )
 from drumbeat.ingest.checking import check_file, user_hash
+from drumbeat.ingest.staging import Staged, stage
 from drumbeat.ingest.validate import Validator
 from drumbeat.ingest.writer import BackgroundWriter
 from drumbeat.store import Store
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from drumbeat.ingest.importer import ImportReport, Rejects
 
 Progress = Callable[[int], None]
+LaneBatch = tuple[int, Staged]  # a staged batch and the lane that writes it
 
 
 class UsersImport:
@@ -93,15 +94,16 @@ class UsersImport:
         target = UserImport(self.store, self.ws, self.now)
         written = [0] * target.lanes
 
-        def write(batch: Batch) -> None:
-            written[batch.lane] += target.write(batch.lane, batch.rows)
+        def write(batch: LaneBatch) -> None:
+            lane, staged = batch
+            written[lane] += target.write(lane, staged)
 
         try:
             with no_cyclic_gc(), ExitStack() as stack:
                 # One thread a lane, a batch queued at most: memory stays flat.
                 writers = [
                     stack.enter_context(
-                        BackgroundWriter[Batch](write, depth=1, name=f"drumbeat-lane-{lane}")
+                        BackgroundWriter[LaneBatch](write, depth=1, name=f"drumbeat-lane-{lane}")
                     )
                     for lane in range(target.lanes)
                 ]
@@ -122,7 +124,7 @@ class UsersImport:
     def _check_in_processes(
         self,
         path: Path,
-        writers: list[BackgroundWriter[Batch]],
+        writers: list[BackgroundWriter[LaneBatch]],
         progress: Progress | None,
         processes: int,
     ) -> Outcome:
@@ -131,8 +133,8 @@ class UsersImport:
         differently (each saw only its share: the file disagrees with itself)."""
         lanes = len(writers)
 
-        def put(share: int, batch: Batch) -> None:
-            writers[share % lanes].put(replace(batch, lane=share % lanes))
+        def put(share: int, staged: Staged) -> None:
+            writers[share % lanes].put((share % lanes, staged))
 
         command = CheckCommand(
             str(path), self.fmt, self.validator.types, self.now, self.batch_size, self.skip_invalid
@@ -154,7 +156,7 @@ class UsersImport:
         path: Path,
         report: ImportReport,
         rejects: Rejects,
-        writers: list[BackgroundWriter[Batch]],
+        writers: list[BackgroundWriter[LaneBatch]],
         progress: Progress | None,
     ) -> None:
         """Check the file in this process, handing batches to the lanes as they are cut."""
@@ -179,7 +181,7 @@ class UsersImport:
         ):
             if batch is not None:
                 self.imported += batch.size
-                writers[batch.lane].put(batch)
+                writers[batch.lane].put((batch.lane, stage(batch.rows, self.now)))
             if progress is not None and read > done:
                 progress(read - done)
                 done = read

@@ -5,16 +5,17 @@ side by side (`import_lanes`), each in one transaction until the whole file is k
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection
 
 from drumbeat.ingest.rows import row_of
+from drumbeat.ingest.staging import WIDTH, Staged, stage
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.store.base import Store
-from drumbeat.store.names import names_json, names_update, written_names
+from drumbeat.store.names import names_update
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staged_users (
@@ -76,27 +77,14 @@ def _upsert_sql(gives_unsubscribed: bool, removes: bool) -> str:
 _NAMES = names_update(old="u.", new="excluded.changed_names", now="%(now)s", merge="{} || {}")
 
 
-def _stage(
-    cursor: Any, rows: Iterable[Sequence[Any]], now: float
-) -> tuple[set[tuple[bool, bool]], dict[str, Any]]:
-    """COPY checked rows into staged_users; returns their shapes (gives unsubscribed, removes
-    attributes) and the whole attribute patch of the rows that remove some, by user id."""
-    shapes: set[tuple[bool, bool]] = set()
-    patches: dict[str, Any] = {}
-    dumps = orjson.dumps
+def _stage(cursor: Any, staged: Staged) -> None:
+    """COPY staged rows into staged_users, emptying `staged.values`."""
+    values = staged.values
     with cursor.copy(_STAGED_USERS) as copy:
-        for row in rows:
-            user_id, email, zone, unsubscribed, created, seen, attributes, removes = row
-            names = names_json(written_names(row), now)
-            if removes:
-                patches[user_id] = attributes
-                attributes = {k: v for k, v in attributes.items() if v is not None}
-            attrs = dumps(attributes).decode()
-            copy.write_row(
-                (user_id, email, zone, unsubscribed, created, seen, attrs, removes, names)
-            )
-            shapes.add((unsubscribed is not None, removes))
-    return shapes, patches
+        write = copy.write_row
+        for start in range(0, len(values), WIDTH):
+            write(values[start : start + WIDTH])
+    values.clear()
 
 
 _INSERT_EVENTS = """
@@ -165,35 +153,37 @@ class PostgresStore(Store):
         return self._upsert_rows(conn, ws, checked, now)
 
     def _upsert_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int:
-        """Upsert checked rows (`ingest/rows.py`: user_id, email, timezone, unsubscribed,
-        created_at, last_seen_at, attributes, whether one is None); returns the users
-        written. `rows` is emptied once staged (a file import's batch need not stay in memory
-        while the server works); they stay staged until the transaction ends."""
+        """Upsert checked rows (`ingest/rows.py`); returns the users written."""
+        return self._upsert_staged(conn, ws, stage(rows, now), now)
+
+    def _upsert_staged(self, conn: Connection, ws: int, staged: Staged, now: float) -> int:
+        """Upsert staged rows (`ingest/staging.py`); returns the users written. The values
+        are emptied once staged (a file import's batch need not stay in memory while the
+        server works); they stay staged until the transaction ends."""
         self._require_workspace(conn, ws)
         with self._staging(conn) as cursor:
-            shapes, patches = _stage(cursor, rows, now)
-            rows.clear()
+            _stage(cursor, staged)
             written = 0
-            for gives, removes in sorted(shapes):
+            for gives, removes in sorted(staged.shapes):
                 params = {
                     "ws": ws,
                     "now": now,
                     "gives_unsubscribed": gives,
                     "removes": removes,
-                    "patches": orjson.dumps(patches).decode() if removes else None,
+                    "patches": orjson.dumps(staged.patches).decode() if removes else None,
                 }
                 cursor.execute(_upsert_sql(gives, removes), params)
                 written += cursor.rowcount
             return written
 
-    def _import_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int:
+    def _import_staged(self, conn: Connection, ws: int, staged: Staged, now: float) -> int:
         """A batch of a file import, in the lane's transaction (open until the whole file is
         known good): its users stay locked meanwhile. A lane that waits a minute for a user
         another writer holds gives up (the import fails, nothing of it is written): the
         other lane, done, may be what that writer waits for."""
         with _driver(conn).cursor() as cursor:
             cursor.execute("SET LOCAL lock_timeout = '60s'")
-            written = self._upsert_rows(conn, ws, rows, now)
+            written = self._upsert_staged(conn, ws, staged, now)
             cursor.execute("TRUNCATE staged_users")  # the next batch's stage
         return written
 

@@ -5,7 +5,7 @@ and upsert users from there, in one transaction until the whole file is known go
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from functools import lru_cache
 from itertools import chain
@@ -14,11 +14,12 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Connection
 
+from drumbeat.ingest.staging import WIDTH, Staged
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.store.base import Store
 from drumbeat.store.core import chunks
 from drumbeat.store.driver_statement import driver_statement
-from drumbeat.store.names import names_json, names_update, written_names
+from drumbeat.store.names import names_json, names_update
 
 # ?1 ws, ?2 user_id, ?3 email, ?4 timezone, ?5 unsubscribed, ?6 created_at, ?7 last_seen_at,
 # ?8 attribute patch (JSON merge patch: null removes), ?9 now, ?10 the names written
@@ -149,23 +150,23 @@ class SQLiteStore(Store):
             raw.execute(_rows_sql(_ADD_USERS, len(named)), params)
         return inserted
 
-    def _import_rows(self, conn: Connection, ws: int, rows: list[Any], now: float) -> int:
+    def _import_staged(self, conn: Connection, ws: int, staged: Staged, now: float) -> int:
         """A batch of a file import, in the import's transaction (open until the whole file
         is known good, holding the write lock): staged in temporary tables by multi-row
         INSERTs (the GIL is free while SQLite works on thousands of rows at once; a per-row
-        executemany would wait for it at every row), then upserted by shape. `rows` is
+        executemany would wait for it at every row), then upserted by shape. The values are
         emptied once staged."""
         self._require_workspace(conn, ws)
         raw = cast(Any, conn.connection.driver_connection)
         for sql in _IMPORT_TABLES:
             raw.execute(sql)
-        values, patches, shapes = _import_values(rows, now)
-        rows.clear()
-        _insert_all(raw, "import_rows", 9, values)
+        patches = [v for user, patch in staged.patches.items() for v in (user, _json(patch))]
+        _insert_all(raw, "import_rows", WIDTH, staged.values)
         _insert_all(raw, "import_patches", 2, patches)
-        del values, patches  # staged: no need to keep them while SQLite upserts
+        staged.values.clear()  # staged: no need to keep them while SQLite upserts
+        del patches
         written = 0
-        for gives, removes in sorted(shapes):
+        for gives, removes in sorted(staged.shapes):
             params = (ws, now, gives, removes)
             written += max(raw.execute(_upsert_imported(gives, removes), params).rowcount, 0)
         raw.execute("DELETE FROM temp.import_rows")
@@ -173,11 +174,13 @@ class SQLiteStore(Store):
         return written
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 # ---- file imports -------------------------------------------------------------------------
-# A batch of checked rows (`ingest/rows.py`) is staged as (user_id, email, timezone,
-# unsubscribed, created_at, last_seen_at, attributes without nulls, whether it removes some,
-# the names it writes);
-# the whole attribute patch of the rows that remove attributes beside it, by user id.
+# A batch is staged (`ingest/staging.py`) in import_rows, and the whole attribute patch of
+# the users that remove attributes beside it, by user id.
 # (Upserting straight from multi-row VALUES costs SQLite more than staging first.)
 _IMPORT_TABLES = (
     """CREATE TEMP TABLE IF NOT EXISTS import_rows (
@@ -223,27 +226,6 @@ def _upsert_imported(gives_unsubscribed: bool, removes: bool) -> str:
         attributes=_MERGED_AND_REMOVED if removes else _MERGED,
         names=names_update(old="", new="excluded.changed_names", now="?2", merge=_NAMES_MERGE),
     )
-
-
-def _import_values(
-    rows: Iterable[Sequence[Any]], now: float
-) -> tuple[list[Any], list[Any], set[tuple[bool, bool]]]:
-    """The staged rows' values, one flat list a table, and the batch's shapes (gives
-    unsubscribed, removes attributes)."""
-    values: list[Any] = []
-    patches: list[Any] = []
-    shapes: set[tuple[bool, bool]] = set()
-    dumps = orjson.dumps
-    for row in rows:
-        user_id, email, zone, unsubscribed, created, seen, attributes, removes = row
-        names = names_json(written_names(row), now)
-        if removes:
-            patches += (user_id, dumps(attributes).decode())
-            attributes = {k: v for k, v in attributes.items() if v is not None}
-        values += (user_id, email, zone, unsubscribed, created, seen, dumps(attributes).decode())
-        values += (removes, names)
-        shapes.add((unsubscribed is not None, removes))
-    return values, patches, shapes
 
 
 @lru_cache(maxsize=8)
