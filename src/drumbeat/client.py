@@ -17,13 +17,13 @@ from drumbeat.model.attributes import AttrType, format_timestamp
 from drumbeat.model.records import EventRecord, UserRecord
 from drumbeat.model.user import User
 from drumbeat.pipeline.clock import StoreClock
-from drumbeat.pipeline.events import EventPath
 from drumbeat.store import Store, open_configured
 from drumbeat.store.core import chunks
 from drumbeat.views import Advanced, Batch, Membership, Message, UserDetail
 
 if TYPE_CHECKING:
     from drumbeat.campaign_api import Campaigns
+    from drumbeat.pipeline.events import EventPath
 
 Clock = Callable[[], float]
 
@@ -78,7 +78,9 @@ class Drumbeat:
     def event_path(self) -> EventPath:
         """Runs the engine for the users of an identify or track call right after it is
         written (`pipeline/events.py`); calls naming more than DRUMBEAT_EVENT_PATH_USERS
-        users wait for the next tick."""
+        users wait for the next tick. (The engine is loaded then: `import users` needs none.)"""
+        from drumbeat.pipeline.events import EventPath
+
         return EventPath(self.store, max_users=self.config.event_path_users)
 
     @cached_property

@@ -28,8 +28,15 @@ NOT_TO_READ = HEAVY | {"prometheus_client", "alembic", "pydantic_settings"}
 def run(*args: str) -> tuple[str, set[str]]:
     """What `python -m drumbeat ARGS` prints, and the top-level packages it imports (from
     -X importtime)."""
+    shown, names = modules("-m", "drumbeat", *args)
+    assert "drumbeat.cli.app" in names  # the output was read
+    return shown, {name.split(".")[0] for name in names}
+
+
+def modules(*args: str) -> tuple[str, set[str]]:
+    """What `python ARGS` prints, and every module it imports."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "drumbeat", *args],
+        [sys.executable, "-X", "importtime", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -37,8 +44,7 @@ def run(*args: str) -> tuple[str, set[str]]:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+([\w.]+)$", done.stderr, re.M)
-    assert "drumbeat.cli.app" in names  # the output was read
-    return done.stdout, {name.split(".")[0] for name in names}
+    return done.stdout, set(names)
 
 
 def imported(*args: str) -> set[str]:
@@ -151,3 +157,20 @@ def test_a_campaign_is_checked_without_the_http_client_unless_it_sends_webhooks(
     (tmp_path / "c.json").write_text(json.dumps({**campaign, "steps": [{"send": step}]}))
     store = ("--database-url", f"sqlite:///{tmp_path / 'd.db'}")
     assert ("httpx" in imported(*store, "campaign", "apply", str(tmp_path / "c.json"))) is webhook
+
+
+def test_a_users_import_loads_no_engine_and_its_check_processes_no_store(tmp_path) -> None:
+    """`import users` needs neither the engine nor the campaigns' model, and a check process
+    (`ingest/check_processes.py`, two of them start with each big import) neither
+    SQLAlchemy nor the store: each would cost every import its time to load."""
+    users = tmp_path / "users.jsonl"
+    users.write_text(json.dumps({"user_id": "u1", "traits": {"plan": "free"}}) + "\n")
+    store = ("--database-url", f"sqlite:///{tmp_path / 'd.db'}")
+    run(*store, "clock")  # the store made (its migrations load the model)
+    shown, names = modules("-m", "drumbeat", *store, "import", "users", str(users))
+    assert "imported 1 users" in shown and "drumbeat.ingest.user_import" in names
+    assert not {"drumbeat.engine.machine", "drumbeat.model.campaign"} & names
+    _, names = modules("-c", "import drumbeat.ingest.check_processes")
+    assert "drumbeat.ingest.checking" in names
+    assert not {name.split(".")[0] for name in names} & NOT_TO_READ
+    assert not {"drumbeat.store.base", "drumbeat.metrics"} & names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from drumbeat.cli.app import app
@@ -21,6 +22,11 @@ def main() -> None:
         # terminal: scripts and logs read it whole.
         console_err().print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
         sys.exit(2)
+    finally:
+        # The command is done: the collection Python makes at exit need not walk every
+        # object alive (~0.1 s of each command's CPU). What holds an OS resource is closed
+        # at exit (the store: `State.client`; files: where they are written).
+        gc.freeze()
 
 
 __all__ = ["app", "main"]

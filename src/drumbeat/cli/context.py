@@ -70,6 +70,7 @@ class State:
             from drumbeat.client import Drumbeat
 
             self._client = Drumbeat(config=self.settings())
+            atexit.register(self._client.close)  # after the recorder's last write
         return self._client  # type: ignore[no-any-return]
 
     def record_timings(self) -> None:
