@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import datetime
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,10 +17,12 @@ from drumbeat.errors import InvalidInput
 from drumbeat.ingest.checking import BatchCutter
 from drumbeat.ingest.files import read_calls, read_lines
 from drumbeat.ingest.rows import row_of
+from drumbeat.ingest.staging import WIDTH, Staged, stage
 from drumbeat.ingest.validate import Validator
 from drumbeat.ingest.writer import BackgroundWriter
 from drumbeat.model.attributes import AttrType, TypeMismatch, _parse_timestamp, parse_timestamp
 from drumbeat.store.base import merge_user_records
+from drumbeat.store.names import names_json, written_names
 
 # ---- the fast path of identify calls ---------------------------------------------------------
 
@@ -201,6 +204,30 @@ def test_a_user_named_again_keeps_its_place_and_a_removal_can_be_undone():
         ("u1", {"plan": None}, True),
         ("u2", {"plan": "paid"}, False),
     ]
+
+
+def test_a_staged_batch_gives_each_user_the_names_it_writes():
+    """`stage` makes each set of names' JSON once: users giving other names, or the same
+    names in another order, each get their own."""
+    validator = Validator({}, now=0)
+    calls = [
+        {"user_id": "u1", "traits": {"email": "a@b.co", "plan": "free"}},
+        {"user_id": "u2", "traits": {"plan": "free", "email": "c@d.co"}},
+        {"user_id": "u3", "traits": {"plan": None, "seats": 2}},
+        {"user_id": "u4", "traits": {"email": "e@f.co", "plan": "paid"}},
+        {"user_id": "u5", "traits": {"unsubscribed": True}},
+    ]
+    rows = [validator.user_row(call) for call in calls]
+    staged = stage(rows, 7.0)
+    assert len(staged) == 5 and len(staged.values) == 5 * WIDTH
+    names = [orjson.loads(staged.values[i * WIDTH + 8]) for i in range(5)]
+    assert names == [orjson.loads(names_json(written_names(row), 7.0)) for row in rows]
+    assert [list(n) for n in names[:2]] == [["email", "plan"], ["email", "plan"]]
+    assert list(names[2]) == ["plan", "seats"] and list(names[4]) == ["unsubscribed"]
+    assert staged.values[2 * WIDTH + 6] == '{"seats":2}'  # the removal is in the patch
+    assert staged.patches == {"u3": {"plan": None, "seats": 2}}
+    assert staged.shapes == {(False, False), (False, True), (True, False)}
+    assert Staged.from_message(orjson.loads(orjson.dumps(staged.message()))) == staged
 
 
 # ---- reading ----------------------------------------------------------------------------------

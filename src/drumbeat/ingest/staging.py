@@ -43,13 +43,19 @@ def stage(rows: Iterable[Sequence[Any]], now: float) -> Staged:
     staged = Staged([], {}, set())
     values, patches, shapes = staged.values, staged.patches, staged.shapes
     dumps = orjson.dumps
+    # A file's users mostly give the same names: each set's JSON is made once a batch.
+    names_of: dict[tuple[Any, ...], str] = {}
     for row in rows:
         user_id, email, zone, unsubscribed, created, seen, attributes, removes = row
-        names = names_json(written_names(row), now)
+        given = (email is None, zone is None, unsubscribed is None, created is None, seen is None)
+        key = (*given, *attributes)
+        names = names_of.get(key)
+        if names is None:
+            names = names_of[key] = names_json(written_names(row), now)
         if removes:
             patches[user_id] = attributes
             attributes = {k: v for k, v in attributes.items() if v is not None}
-        values += (user_id, email, zone, unsubscribed, created, seen, dumps(attributes).decode())
-        values += (removes, names)
+        attrs = dumps(attributes).decode()
+        values += (user_id, email, zone, unsubscribed, created, seen, attrs, removes, names)
         shapes.add((unsubscribed is not None, removes))
     return staged
