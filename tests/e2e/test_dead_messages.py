@@ -99,7 +99,8 @@ def hook_campaign(key: str, url: str) -> dict[str, Any]:
 
 @pytest.fixture
 def dead(db: Drumbeat, hook: FlakyHook) -> list[int]:
-    """Campaigns `one` and `two`, a message to each of USERS, all dead: their ids."""
+    """Campaigns `one` and `two`, a message to each of USERS, all dead: their ids, those of
+    `one` first (two batches worked at once may have their rows' ids interleaved)."""
     db.identify_many({"user_id": u, "traits": {"plan": "free"}} for u in USERS)
     db.campaigns.apply([hook_campaign(k, hook.url()) for k in ("one", "two")], activate=True)
     db.advance(MONDAY + HOUR)
@@ -107,7 +108,7 @@ def dead(db: Drumbeat, hook: FlakyHook) -> list[int]:
     assert [(m.status, m.attempts) for m in found] == [("dead", ATTEMPTS)] * 2 * len(USERS)
     assert {m.error for m in found} == {"HTTP 503 Service Unavailable"}
     assert (hook.calls, hook.delivered) == (ATTEMPTS * 2 * len(USERS), Counter())
-    return [m.id for m in found]
+    return [m.id for m in sorted(found, key=lambda m: (m.campaign, m.id))]
 
 
 def jsonl(output: str) -> list[dict[str, Any]]:
@@ -134,7 +135,7 @@ def test_retried_from_the_command_line_and_delivered_once(cli, db, hook, dead): 
     hook.mend()
     done = cli("outbox", "retry", "--all-dead", "--campaign", "one")
     assert f"retried {len(USERS)} messages: {shown}; the next dispatch sends them" in done
-    back = db.outbox(limit=None)
+    back = sorted(db.outbox(limit=None), key=lambda m: (m.campaign, m.id))
     assert [(m.campaign, m.status, m.attempts, m.error) for m in back] == [
         ("one", "pending", 0, None)
     ] * len(USERS) + [("two", "dead", ATTEMPTS, "HTTP 503 Service Unavailable")] * len(USERS)

@@ -3,6 +3,7 @@ engine (an `executemany` counts once: one round trip in pipeline or array form).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,10 +15,12 @@ class Statements:
     def __init__(self) -> None:
         self.count = 0
         self.texts: list[str] = []
+        self.threads: list[str] = []  # the name of the thread that sent each
 
     def __call__(self, *args: Any) -> None:
         self.count += 1
         self.texts.append(str(args[2]))
+        self.threads.append(threading.current_thread().name)
 
 
 @contextmanager

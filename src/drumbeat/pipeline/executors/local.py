@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BATCH_LEASE, BatchReport, LeaseLost, process_batch
 from drumbeat.store import Store
+
+if TYPE_CHECKING:
+    from drumbeat.store.batches import Batch
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,7 @@ def drain(
     failures: list[BaseException] = []
     lock = threading.Lock()
 
-    def work() -> None:
-        batch = store.claim_batch(lane, BATCH_LEASE)
+    def work(batch: Batch | None) -> None:
         while batch is not None:
             if gate is not None:
                 gate.wait()
@@ -54,16 +57,22 @@ def drain(
                 reports.append(report)
 
     store.release_orphaned_batches()
-    if workers <= 1:
-        work()
-    else:
-        threads = [
-            threading.Thread(target=work, name=f"drumbeat-{lane}-{i}") for i in range(workers)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    # One claim first: an idle lane costs one statement whatever the number of threads, and
+    # the others start only when there is work.
+    first = store.claim_batch(lane, BATCH_LEASE)
+    if first is None:
+        return reports
+    others = [
+        threading.Thread(
+            target=lambda: work(store.claim_batch(lane, BATCH_LEASE)), name=f"drumbeat-{lane}-{i}"
+        )
+        for i in range(1, workers)
+    ]
+    for thread in others:
+        thread.start()
+    work(first)
+    for thread in others:
+        thread.join()
     if failures:
         raise failures[0]
     return reports
