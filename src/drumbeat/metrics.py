@@ -2,7 +2,8 @@
 per name for this process, and the rows the store keeps for `drumbeat stats`.
 
 - Prometheus histograms feed `/metrics` (drumbeat.metrics_server; in multiprocess mode
-  each process writes its own, and the server adds them up).
+  each process writes its own, and the server adds them up): `drumbeat.instruments`, fed
+  only once Prometheus reads this process's (`prometheus`).
 - `summaries()`: count, total, max and fixed log buckets per name (drumbeat.histogram), so
   the demo report prints p50 / p99 / max without a metrics server; a worker process hands
   its own to its parent (`export`, `merge`), exactly.
@@ -18,9 +19,8 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from drumbeat.histogram import Histogram as Summary
 from drumbeat.timing_names import CACHE_HITS as CACHE_HITS  # the names, as before
@@ -28,45 +28,6 @@ from drumbeat.timing_names import CACHE_MISSES as CACHE_MISSES
 from drumbeat.timing_names import GLOBAL
 from drumbeat.timing_names import PLAN_STAGE as PLAN_STAGE
 from drumbeat.timing_names import TICK_STAGE as TICK_STAGE
-
-REGISTRY = CollectorRegistry(auto_describe=True)
-
-QUERY_SECONDS = Histogram(
-    "drumbeat_query_seconds",
-    "Time spent in one named store, cache or index query, or one stage of the flow.",
-    ["query"],
-    registry=REGISTRY,
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-QUERY_ITEMS = Counter(
-    "drumbeat_query_items_total",
-    "Rows or users handled by a named query.",
-    ["query"],
-    registry=REGISTRY,
-)
-BATCHES = Counter(
-    "drumbeat_batches_total",
-    "Batches a worker finished, by lane and outcome (done, skipped, lease_lost, failed).",
-    ["lane", "outcome"],
-    registry=REGISTRY,
-)
-BATCH_USERS = Counter(
-    "drumbeat_batch_users_total",
-    "Users of the batches finished, by lane.",
-    ["lane"],
-    registry=REGISTRY,
-)
-TEMPLATE_MISSING = Counter(
-    "drumbeat_template_missing_total",
-    "Messages sent with a value their template writes missing for the user (written empty).",
-    ["campaign", "step", "name"],
-    registry=REGISTRY,
-)
-CACHE_ERRORS = Counter(
-    "drumbeat_cache_errors_total",
-    "Calls to the Redis user cache that failed (the users were read from the store).",
-    registry=REGISTRY,
-)
 
 STAGE_PREFIXES = ("stage.", "plan.", "engine.")  # the rest are queries
 KINDS = ("query", "stage", "campaign", "lane", "count")
@@ -94,6 +55,40 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"  # set where metrics are served
+_INSTRUMENTS = frozenset(
+    {"REGISTRY", "QUERY_SECONDS", "QUERY_ITEMS", "BATCHES", "BATCH_USERS"}
+    | {"TEMPLATE_MISSING", "CACHE_ERRORS", "REDIS_FALLBACKS"}
+)
+_loaded: ModuleType | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """The instruments (`metrics.CACHE_ERRORS`, …), loaded on first use."""
+    if name in _INSTRUMENTS:
+        return getattr(instruments(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def instruments() -> ModuleType:
+    global _loaded
+    if _loaded is None:
+        from drumbeat import instruments as loaded
+
+        _loaded = loaded
+    return _loaded
+
+
+def prometheus() -> ModuleType | None:
+    """The instruments if Prometheus reads them: this process's metrics are served (by it
+    or by the process that started it: `metrics_server` sets MULTIPROCESS_DIRECTORY before
+    anything is timed), or they were used already (a counter, the registry); else None,
+    and the timings go to the summaries and the store's rows only."""
+    if _loaded is None and MULTIPROCESS_DIRECTORY not in os.environ:
+        return None
+    return instruments()
+
+
 def kind_of(name: str) -> str:
     return "stage" if name.startswith(STAGE_PREFIXES) else "query"
 
@@ -118,9 +113,11 @@ def _row(ws: int, kind: str, name: str) -> Summary:
 
 
 def observe(name: str, seconds: float, items: int = 0) -> None:
-    QUERY_SECONDS.labels(name).observe(seconds)
-    if items:
-        QUERY_ITEMS.labels(name).inc(items)
+    read = prometheus()
+    if read is not None:
+        read.QUERY_SECONDS.labels(name).observe(seconds)
+        if items:
+            read.QUERY_ITEMS.labels(name).inc(items)
     with _lock:
         summary = _summaries.get(name)
         if summary is None:  # (not setdefault: a Summary is 96 buckets, made each time)
@@ -164,8 +161,10 @@ def observe_batch(
 ) -> None:
     """A batch finished (or given up): counted by lane and outcome; its time per campaign and
     per lane (of its workspace) when it was worked through (done or skipped)."""
-    BATCHES.labels(lane, outcome).inc()
-    BATCH_USERS.labels(lane).inc(users)
+    read = prometheus()
+    if read is not None:
+        read.BATCHES.labels(lane, outcome).inc()
+        read.BATCH_USERS.labels(lane).inc(users)
     if outcome not in ("done", "skipped"):
         return
     with _lock:
@@ -176,7 +175,9 @@ def observe_batch(
 
 def tally(name: str, n: int = 1) -> None:
     """Count `n` of something without a duration (CACHE_HITS, CACHE_MISSES)."""
-    QUERY_ITEMS.labels(name).inc(n)
+    read = prometheus()
+    if read is not None:
+        read.QUERY_ITEMS.labels(name).inc(n)
     with _lock:
         if _recorders:
             _row(GLOBAL, "count", name).tally(n)

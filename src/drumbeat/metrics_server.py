@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from drumbeat.errors import BadSetting, InvalidInput
+from drumbeat.metrics import MULTIPROCESS_DIRECTORY
 
-DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+DIRECTORY = MULTIPROCESS_DIRECTORY
 
 
 @dataclass

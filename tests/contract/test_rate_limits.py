@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from drumbeat import metrics
 from drumbeat.channels.rate_limits import (
-    REDIS_FALLBACKS,
     FallbackTokens,
     Grant,
     RateLimiter,
@@ -135,7 +135,7 @@ def test_with_redis_out_of_reach_the_store_counts_logs_once_and_counts_it(
     store = open_store(f"sqlite:///{tmp_path / 'd.db'}")
     away = redis_tokens(f"redis://127.0.0.1:{free_port()}/0")
     limiter = RateLimiter(FallbackTokens(away, StoreTokens(store), UNAVAILABLE))
-    before = REDIS_FALLBACKS._value.get()
+    before = metrics.REDIS_FALLBACKS._value.get()
     try:
         with caplog.at_level(logging.WARNING, "drumbeat.channels.rate_limits"):
             grants = [limiter.acquire(channel, 4, 10, T + at) for at in (0.0, 0.1, 0.2)]
@@ -143,7 +143,7 @@ def test_with_redis_out_of_reach_the_store_counts_logs_once_and_counts_it(
         assert store.take_tokens(channel, int(T) + 1, 10, 10) == 0  # the store counted them
         warnings = [r.getMessage() for r in caplog.records]
         assert len(warnings) == 1 and "Redis is out of reach" in warnings[0], warnings
-        assert REDIS_FALLBACKS._value.get() - before == 3
+        assert metrics.REDIS_FALLBACKS._value.get() - before == 3
     finally:
         limiter.close()
         store.close()

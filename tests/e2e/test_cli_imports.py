@@ -160,9 +160,9 @@ def test_a_campaign_is_checked_without_the_http_client_unless_it_sends_webhooks(
 
 
 def test_a_users_import_loads_no_engine_and_its_check_processes_no_store(tmp_path) -> None:
-    """`import users` needs neither the engine nor the campaigns' model, and a check process
-    (`ingest/check_processes.py`, two of them start with each big import) neither
-    SQLAlchemy nor the store: each would cost every import its time to load."""
+    """`import users` needs neither the engine nor the campaigns' model nor Prometheus, and
+    a check process (`ingest/check_processes.py`, two of them start with each big import)
+    neither SQLAlchemy nor the store: each would cost every import its time to load."""
     users = tmp_path / "users.jsonl"
     users.write_text(json.dumps({"user_id": "u1", "traits": {"plan": "free"}}) + "\n")
     store = ("--database-url", f"sqlite:///{tmp_path / 'd.db'}")
@@ -170,6 +170,7 @@ def test_a_users_import_loads_no_engine_and_its_check_processes_no_store(tmp_pat
     shown, names = modules("-m", "drumbeat", *store, "import", "users", str(users))
     assert "imported 1 users" in shown and "drumbeat.ingest.user_import" in names
     assert not {"drumbeat.engine.machine", "drumbeat.model.campaign"} & names
+    assert "prometheus_client" not in names  # no metrics served: none fed (`metrics`)
     _, names = modules("-c", "import drumbeat.ingest.check_processes")
     assert "drumbeat.ingest.checking" in names
     assert not {name.split(".")[0] for name in names} & NOT_TO_READ

@@ -27,8 +27,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import Counter
-
 from drumbeat import metrics
 
 if TYPE_CHECKING:
@@ -38,12 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_SECONDS = 5.0  # after Redis failed, the store counts for this long before a retry
-
-REDIS_FALLBACKS = Counter(
-    "drumbeat_rate_limit_redis_fallbacks_total",
-    "Rate-limit grants counted in the store because Redis was out of reach.",
-    registry=metrics.REGISTRY,
-)
 
 
 class Tokens(Protocol):
@@ -125,7 +117,7 @@ class FallbackTokens:
             tokens = self.fallback
             granted = tokens.take(channel, window, wanted, limit)
         if tokens is self.fallback:
-            REDIS_FALLBACKS.inc()
+            metrics.REDIS_FALLBACKS.inc()
         elif self._down_until is not None:
             log.warning("Redis is back: rate limits are counted in Redis again")
             self._down_until = None
