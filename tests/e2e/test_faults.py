@@ -56,7 +56,9 @@ def advance(
         DRUMBEAT_WORKSPACE=world.config.workspace,
         DRUMBEAT_OUTBOX_FILE=str(tmp / "messages.jsonl"),
         DRUMBEAT_BATCH_SIZE=str(BATCH),
-        PYTHONPATH=str(FAULTS),
+        # the faults first, then the code under test when it is not the installed one (a
+        # worktree's: without it, the processes ran the installed checkout's code)
+        PYTHONPATH=os.pathsep.join([str(FAULTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
         **env,
     )
     to = format_timestamp(world.now() + days * DAY)
