@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,7 +19,7 @@ from drumbeat.ingest.checking import share_of
 from drumbeat.ingest.importer import ImportReport, Rejects, import_file
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.records import UserRecord
-from drumbeat.store import migrate
+from drumbeat.store import migrate, postgres
 from drumbeat.store.core import chunks
 
 pytestmark = pytest.mark.usefixtures("check_processes")
@@ -93,6 +94,33 @@ def test_an_import_ends_as_write_users_ends(pair, tmp_path, clock, monkeypatch):
     again = import_file(by_file.store, by_file.ws, path, "users", now=clock())
     assert again.written == sum(by_api.identify_many(part) for part in chunks(CALLS, 3)) == 4
     assert state(by_file, ids) == state(by_api, ids)
+
+
+def test_users_new_to_the_workspace_are_inserted_until_one_is_there(
+    pair, tmp_path, clock, monkeypatch
+):
+    """PostgreSQL inserts an import's batches into a workspace with no users as new users
+    (no ON CONFLICT) until a batch meets a user there already (u2, in the second batch):
+    that batch and the lane's next ones are upserted, ending as `write_users` ends."""
+    by_file, by_api = pair
+    if by_file.store.dialect != "postgresql":
+        pytest.skip("SQLite upserts every batch")
+    monkeypatch.setattr(user_import.UsersImport, "route", lambda user_id: 0)  # one lane
+    tried: list[int | None] = []  # (with two check processes, a lane a process)
+    real = postgres._inserted
+
+    def inserted(*args: Any) -> int | None:
+        tried.append(real(*args))
+        return tried[-1]
+
+    monkeypatch.setattr(postgres, "_inserted", inserted)
+    path = write_jsonl(tmp_path / "users.jsonl", CALLS)
+    report = import_file(by_file.store, by_file.ws, path, "users", now=clock())
+    assert tried.count(None) == 1 and sum(n or 0 for n in tried) >= 2  # u2's lane: once
+    for part in chunks(CALLS, 3):
+        by_api.identify_many(part)
+    ids = ["u1", "u2", "u3", "u4", "u5"]
+    assert report.written == 2 + 3 + 2 and state(by_file, ids) == state(by_api, ids)
 
 
 def test_lanes_apply_each_users_calls_in_order(pair, tmp_path, clock, monkeypatch):

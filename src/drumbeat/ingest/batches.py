@@ -29,7 +29,9 @@ class ImportingStore(Protocol):
 
     def _writers_turn(self) -> AbstractContextManager[None]: ...
 
-    def _import_staged(self, conn: Connection, ws: int, staged: Staged, now: float) -> int: ...
+    def _import_staged(
+        self, conn: Connection, ws: int, staged: Staged, now: float, *, new: bool
+    ) -> tuple[int, bool]: ...
 
     def _register_types(
         self, conn: Connection, ws: int, new: Mapping[str, AttrType], *, declared: bool = False
@@ -55,6 +57,9 @@ class UserImport:
         self._conns: list[Connection] = []
         self._transactions: list[RootTransaction | None] = [None] * self.lanes
         self._turn = ExitStack()
+        # Into a workspace with no users yet, a lane's batches are likely all new users: it
+        # inserts them as such until one meets a user there already (`_import_staged`).
+        self._new = [not store.holds_users(ws)] * self.lanes
         try:
             self._turn.enter_context(self.store._writers_turn())
             for _ in range(self.lanes):  # BEGIN IMMEDIATE on SQLite: the writer's lock
@@ -72,7 +77,10 @@ class UserImport:
         if self._transactions[lane] is None:
             self._transactions[lane] = conn.begin()
         with metrics.timed("store.write_users", len(staged)):
-            return self.store._import_staged(conn, self.ws, staged, self.now)
+            written, self._new[lane] = self.store._import_staged(
+                conn, self.ws, staged, self.now, new=self._new[lane]
+            )
+            return written
 
     def commit(self, new_types: Mapping[str, AttrType]) -> None:
         if self._transactions[0] is None:

@@ -194,10 +194,13 @@ class Store(
                 ).scalar_one()
             )
 
-    def holds_users(self) -> bool:
-        """Whether any workspace has a user."""
+    def holds_users(self, ws: int | None = None) -> bool:
+        """Whether any workspace (or workspace `ws`) has a user."""
+        query = select(users.c.user_id).limit(1)
+        if ws is not None:
+            query = query.where(users.c.workspace_id == ws)
         with self.engine.connect() as conn:
-            return conn.execute(select(users.c.user_id).limit(1)).first() is not None
+            return conn.execute(query).first() is not None
 
     # ---- events -------------------------------------------------------------------------
 
