@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from drumbeat.client import Drumbeat
+from drumbeat.config import Settings
 
 
 def explain(db: Drumbeat) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def explain(db: Drumbeat) -> dict[str, Any]:
             "schema": revision,
         },
         "cache": {"kind": "none"},
-        "executor": _executor(config.broker_url, config.workers, shareable(store)),
+        "executor": _executor(config, store.dialect, shareable(store)),
         "clock": {"virtual": bool(getattr(db.clock, "virtual", False)), "now": now},
         "workspace": config.workspace,
         "active_campaigns": len(store.campaigns(db.ws, status="active")),
@@ -55,20 +56,22 @@ def explain(db: Drumbeat) -> dict[str, Any]:
     }
 
 
-def _executor(broker_url: str | None, workers: int, shareable: bool) -> dict[str, Any]:
+def _executor(config: Settings, dialect: str, shareable: bool) -> dict[str, Any]:
     """What `drumbeat run` works batches with: Celery when a broker is set, else worker
-    processes (or, with one worker or an in-memory store, this process)."""
-    if broker_url is not None:
+    processes, or this process (one worker, or an in-memory store) on threads
+    (`make_executor`)."""
+    if config.broker_url is not None:
         from sqlalchemy.engine import make_url
 
         try:
-            shown = make_url(broker_url).render_as_string(hide_password=True)
+            shown = make_url(config.broker_url).render_as_string(hide_password=True)
         except Exception:  # not a URL SQLAlchemy reads: show only its scheme
-            shown = broker_url.split("://", 1)[0] + "://…"
+            shown = config.broker_url.split("://", 1)[0] + "://…"
         return {"kind": "celery", "broker": shown}
-    if workers > 1 and shareable:
-        return {"kind": "processes", "workers": workers}
-    return {"kind": "in-process", "workers": 1}
+    if config.workers > 1 and shareable:
+        return {"kind": "processes", "workers": config.workers}
+    threads = config.workers if config.workers > 1 else config.threads_in_process(dialect)
+    return {"kind": "in-process", "workers": 1, "threads": threads}
 
 
 def _channels(smtp_host: str | None, rate_limits: dict[str, float]) -> list[dict[str, Any]]:

@@ -155,8 +155,14 @@ def test_explain_shows_the_pipeline_as_configured_and_running(url: str, tmp_path
     assert "s3cret" not in shown and "│ active campaigns │ 1" in shown
     assert "│ fast │ 2       │ 0       │ 600 s" in shown
 
+    env["DRUMBEAT_WORKERS"] = "1"  # this process, on two threads on PostgreSQL (one on SQLite)
+    threads = 2 if url.startswith("postgresql") else 1
+    found = orjson.loads(drumbeat(env, "explain", "--format", "json").stdout)
+    assert found["executor"] == {"kind": "in-process", "workers": 1, "threads": threads}
+    assert f"in-process, 1 worker(s), {threads} thread(s)" in drumbeat(env, "explain").stdout
+
 
 def test_explain_reports_an_in_memory_store_working_in_process() -> None:
     env = environment("sqlite://", Path("/dev/null"), workers="4")
     found = orjson.loads(drumbeat(env, "explain", "--format", "json").stdout)
-    assert found["executor"] == {"kind": "in-process", "workers": 1}
+    assert found["executor"] == {"kind": "in-process", "workers": 1, "threads": 4}

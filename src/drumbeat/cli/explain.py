@@ -53,6 +53,8 @@ def _parts(found: dict[str, Any]) -> list[tuple[str, str]]:
         worked = f"celery, broker {executor['broker']}"
     else:
         worked = f"{executor['kind']}, {executor['workers']} worker(s)"
+        if "threads" in executor:
+            worked += f", {executor['threads']} thread(s)"
     return [
         ("store", f"{store['kind']} {store['url']} (schema {store['schema']})"),
         ("cache", found["cache"]["kind"]),
