@@ -20,8 +20,6 @@ from typing import Any
 from drumbeat.errors import BadSetting, InvalidInput
 from drumbeat.metrics import MULTIPROCESS_DIRECTORY
 
-DIRECTORY = MULTIPROCESS_DIRECTORY
-
 
 @dataclass
 class MetricsServer:
@@ -37,19 +35,19 @@ class MetricsServer:
         self.thread.join()
         if self.made:
             shutil.rmtree(self.directory, ignore_errors=True)
-            os.environ.pop(DIRECTORY, None)
+            os.environ.pop(MULTIPROCESS_DIRECTORY, None)
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer:
     """Serve `/metrics` on `host:port` from a thread until `close`. Call it before this
     process times anything: instruments already used keep their values in memory."""
-    directory = os.environ.get(DIRECTORY)
+    directory = os.environ.get(MULTIPROCESS_DIRECTORY)
     made = not directory
     if not directory:
         directory = tempfile.mkdtemp(prefix="drumbeat-metrics-")
-        os.environ[DIRECTORY] = directory
+        os.environ[MULTIPROCESS_DIRECTORY] = directory
     elif not os.path.isdir(directory):
-        raise BadSetting(DIRECTORY, f"no directory {directory}")
+        raise BadSetting(MULTIPROCESS_DIRECTORY, f"no directory {directory}")
     from prometheus_client import CollectorRegistry, start_http_server, values
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call] # read again: the variable is set now
@@ -60,7 +58,7 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer:
     except OSError as exc:
         if made:
             shutil.rmtree(directory, ignore_errors=True)
-            os.environ.pop(DIRECTORY, None)
+            os.environ.pop(MULTIPROCESS_DIRECTORY, None)
         raise InvalidInput(
             f"--metrics-port {port}: cannot listen on {host}: {exc.strerror}"
         ) from None

@@ -163,7 +163,8 @@ class SQLiteStore(Store):
         raw = cast(Any, conn.connection.driver_connection)
         for sql in _IMPORT_TABLES:
             raw.execute(sql)
-        patches = [v for user, patch in staged.patches.items() for v in (user, _json(patch))]
+        dumps = orjson.dumps
+        patches = [v for user, p in staged.patches.items() for v in (user, dumps(p).decode())]
         _insert_all(raw, "import_rows", WIDTH, staged.values)
         _insert_all(raw, "import_patches", 2, patches)
         staged.values.clear()  # staged: no need to keep them while SQLite upserts
@@ -175,10 +176,6 @@ class SQLiteStore(Store):
         raw.execute("DELETE FROM temp.import_rows")
         raw.execute("DELETE FROM temp.import_patches")
         return written, False
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 # ---- file imports -------------------------------------------------------------------------
