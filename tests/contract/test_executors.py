@@ -3,6 +3,7 @@ every batch of the lane exactly once, whatever the number of workers, and report
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +27,8 @@ from drumbeat.pipeline.executors.processes import ProcessExecutor, WorkerDied
 from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.worker import BATCH_LEASE
+from drumbeat.store.batches import Batch
+from drumbeat.store.core import StoreUnavailable
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, retire, send, wait
 from tests.e2e.running import wait_for
@@ -188,6 +192,30 @@ def test_one_worker_works_two_batches_at_once_on_postgresql_only(world: World) -
     three = world.config.model_copy(update={"worker_threads": 3})
     made = make_executor(world.store, programs, 1, three)
     assert isinstance(made, ThreadExecutor) and made.threads == 3
+
+
+def test_a_thread_whose_claim_fails_fails_the_drain(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second thread's first claim fails (the database went away for longer than
+    DRUMBEAT_DB_RETRY_SECONDS): the drain raises it once the other thread is done, rather
+    than the thread dying with its traceback printed and the drain returning as if all
+    went well; nothing is lost, the next drain finishes the lane."""
+    store = world.store
+    claim = store.claim_batch
+    calls = itertools.count()
+
+    def failing_second(lane: str, lease: float, **given: Any) -> Batch | None:
+        if next(calls) == 1:
+            raise StoreUnavailable("claiming a batch of fast: the database stayed unreachable")
+        return claim(lane, lease, **given)
+
+    monkeypatch.setattr(store, "claim_batch", failing_second)
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        drain_at(world, ThreadExecutor(store, world.runner.programs, threads=2), world.now())
+    done = drain_at(world, ThreadExecutor(store, world.runner.programs), world.now())
+    assert done["entered"] == 0  # the other thread had worked the lane
+    assert Counter(r["step_id"] for r in world.outbox()) == {"one": USERS}
 
 
 def test_processes_on_other_virtual_clocks_leave_a_live_batch_alone(world: World) -> None:

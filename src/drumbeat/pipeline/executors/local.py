@@ -39,22 +39,26 @@ def drain(
     failures: list[BaseException] = []
     lock = threading.Lock()
 
-    def work(batch: Batch | None) -> None:
-        while batch is not None:
-            if gate is not None:
-                gate.wait()
-            try:
-                report, batch = process_batch(store, programs, batch, clock(), claim_from=lane)
-            except LeaseLost as exc:  # rolled back, the next claim with it
-                log.warning("%s", exc)
-                batch = store.claim_batch(lane, BATCH_LEASE)
-                continue
-            except BaseException as exc:
+    def work(first: Batch | None) -> None:
+        """Work batches from `first` (None: claim one) until the lane is empty. Whatever
+        a claim or a batch raises ends this thread and is raised by the drain once every
+        thread has ended (a thread's own exception would only be printed)."""
+        try:
+            batch = first if first is not None else store.claim_batch(lane, BATCH_LEASE)
+            while batch is not None:
+                if gate is not None:
+                    gate.wait()
+                try:
+                    report, batch = process_batch(store, programs, batch, clock(), claim_from=lane)
+                except LeaseLost as exc:  # rolled back, the next claim with it
+                    log.warning("%s", exc)
+                    batch = store.claim_batch(lane, BATCH_LEASE)
+                    continue
                 with lock:
-                    failures.append(exc)
-                return
+                    reports.append(report)
+        except BaseException as exc:
             with lock:
-                reports.append(report)
+                failures.append(exc)
 
     store.release_orphaned_batches()
     # One claim first: an idle lane costs one statement whatever the number of threads, and
@@ -63,9 +67,7 @@ def drain(
     if first is None:
         return reports
     others = [
-        threading.Thread(
-            target=lambda: work(store.claim_batch(lane, BATCH_LEASE)), name=f"drumbeat-{lane}-{i}"
-        )
+        threading.Thread(target=work, args=(None,), name=f"drumbeat-{lane}-{i}")
         for i in range(1, workers)
     ]
     for thread in others:
