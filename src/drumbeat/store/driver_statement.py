@@ -39,19 +39,24 @@ class DriverStatement:
         """Run on `raw` (a DB-API connection) with `values` bound; the first row returned,
         converted. Every row is fetched, so the statement has ended (and, in autocommit,
         committed) on return."""
+        cursor = raw.execute(self.sql, self.params(values))
+        rows = cursor.fetchall()
+        return self.converted(rows[0], cursor.description) if rows else None
+
+    def params(self, values: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
+        """The driver's parameters for `values` (and the statement's own literals)."""
         bound = self.defaults | dict(values)
         converted = [(n, bound[n] if to is None else to(bound[n])) for n, to in self.binds]
-        params = [value for _, value in converted] if self.positional else dict(converted)
-        cursor = raw.execute(self.sql, params)
-        rows = cursor.fetchall()
+        return [value for _, value in converted] if self.positional else dict(converted)
+
+    def converted(self, row: Any, description: Any) -> tuple[Any, ...]:
+        """A row the driver returned (its cursor's `description`), as SQLAlchemy returns it."""
         if self.results is None:
             self.results = [
                 kind.result_processor(self.dialect, column[1])  # the driver's type code
-                for kind, column in zip(self.types, cursor.description, strict=True)
+                for kind, column in zip(self.types, description, strict=True)
             ]
-        if not rows:
-            return None
-        pairs = zip(rows[0], self.results, strict=True)
+        pairs = zip(row, self.results, strict=True)
         return tuple(value if to is None else to(value) for value, to in pairs)
 
 
