@@ -316,13 +316,14 @@ def test_bench_pipeline_smoke_writes_its_figures(tmp_path, clean_env, pg_databas
     report = tmp_path / "BENCH.md"
     env = {**clean_env, "DRUMBEAT_BROKER_URL": broker_url, "DRUMBEAT_BATCH_SIZE": "100"}
     drumbeat(
-        "bench", "pipeline", "--batches", "3", "--postgres", pg_database, "--write", str(report),
-        cwd=tmp_path, env=env,
+        "bench", "pipeline", "--batches", "3", "--runs", "2", "--postgres", pg_database,
+        "--write", str(report), cwd=tmp_path, env=env,
     )  # fmt: skip
     text = report.read_text()
     assert "<!-- bench:pipeline -->" in text
     assert "sqlite: a 100-user batch's work (load, engine, commit)" in text
     assert "postgresql: the broker's share (publish, deliver, ack, claim) of a batch" in text
+    assert "median of 6 in 2 processes" in text  # each run's batches, pooled
 
 
 def test_bench_pipeline_needs_a_broker(tmp_path, clean_env):

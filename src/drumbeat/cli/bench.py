@@ -379,14 +379,20 @@ def lanes(
 @app.command("pipeline")
 def pipeline(
     ctx: typer.Context,
-    batches: Annotated[int, typer.Option(min=3, help="Batches taken through the broker")] = 20,
+    batches: Annotated[
+        int, typer.Option(min=3, help="Batches taken through the broker, a run")
+    ] = 20,
+    runs: Annotated[
+        int, typer.Option(min=1, help="Runs, each in a process of its own; medians over all")
+    ] = 5,
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
     """The broker's share of a batch in the distributed shape: publish + deliver + ack of its
     message and its claim by id, against the work of a batch of DRUMBEAT_BATCH_SIZE users
-    (1,000 by default), on SQLite (and PostgreSQL if given). Needs DRUMBEAT_BROKER_URL."""
+    (1,000 by default), on SQLite (and PostgreSQL if given), beside the same with the
+    claim's statement alone. Needs DRUMBEAT_BROKER_URL."""
 
     from drumbeat.bench.pipeline import run
     from drumbeat.cli.worker import needs_broker
@@ -396,7 +402,7 @@ def pipeline(
     if settings.broker_url is None:
         raise InvalidInput(needs_broker("`drumbeat bench pipeline`"), what="settings")
     broker, size = settings.broker_url, settings.batch_size
-    figures = on_both_stores(lambda url: run(url, broker, batches, size), sqlite, postgres)
+    figures = on_both_stores(lambda url: run(url, broker, batches, size, runs), sqlite, postgres)
     show("pipeline", figures, write)
 
 
