@@ -5,9 +5,10 @@ and claiming the batch by id in the store; next to the batch's own work (load, e
 commit: `process_batch`), in the same run. Target: the added part ≤ 5% of the whole.
 
 Every other batch is claimed by the claim's statement alone instead (`BareClaim`): no pool,
-no writers' turn, no retry, its parameters bound and its row converted outside the time
-taken. With it, the share is the shape's floor here: what publishing, delivering, acking
-and one write of the batch's row cost whatever the code around them.
+no writers' turn, no retry, its parameters bound outside the time taken (its row, the
+batch's ids, read and parsed within it: any claim must). With it, the share is the shape's
+floor here: what publishing, delivering, acking and one write of the batch's row cost
+whatever the code around them.
 
 The batches are published as the scheduler publishes a pass's batches (`ConfirmedPublisher`:
 one round, confirmed together, on the connection the scheduler keeps from one round to the
@@ -175,9 +176,9 @@ class BareClaim:
         params = self.run.params(values)
         started = time.perf_counter()
         cursor = self.raw.execute(self.run.sql, params)
-        rows = cursor.fetchall()
+        row = self.run.converted(cursor.fetchall()[0], cursor.description)  # its ids parsed
         seconds = time.perf_counter() - started
-        return seconds, Batch(*self.run.converted(rows[0], cursor.description)[:-1])
+        return seconds, Batch(*row[:-1])
 
     def close(self) -> None:
         self.pooled.invalidate()  # not back to the pool: its settings are not the pool's
