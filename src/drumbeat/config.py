@@ -25,6 +25,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from drumbeat.env_settings import DATABASE_URL, PREFIX, WORKSPACE
 from drumbeat.errors import InvalidInput, Problem
 
+# seconds: the low end of RabbitMQ's advice (5 to 20; below, false alarms): a silently
+# dead publishing connection is given up after 10, a third of a round's CONFIRM_TIMEOUT
+BROKER_HEARTBEAT = 5
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
@@ -62,6 +66,17 @@ class Settings(BaseSettings):
         description="seconds a published batch may wait unclaimed before the scheduler "
         "publishes it again (its message was lost, say); a batch is worked once however often "
         "it is published",
+    )
+    broker_heartbeat: int = Field(
+        BROKER_HEARTBEAT,
+        ge=1,
+        le=600,
+        description="seconds of heartbeat timeout the scheduler's publishing connection asks "
+        "RabbitMQ for (the smaller of this and RabbitMQ's own, 60 by default, is used): a "
+        "connection that died without a word (a TCP proxy whose RabbitMQ is gone, a hung "
+        "broker) is given up once RabbitMQ sent nothing for two of them, a round under way "
+        "on it published again on a new one, and RabbitMQ closes its end as soon; needs "
+        "DRUMBEAT_BROKER_URL",
     )
     workspace: str = Field(WORKSPACE, description="the workspace (tenant) commands act on")
     batch_size: int = Field(1000, ge=1, le=100_000, description="users per batch and per bulk call")
@@ -319,6 +334,17 @@ class Settings(BaseSettings):
         if self.cache == "redis" and self.redis_url is None:
             raise PydanticCustomError(
                 "not_built", "DRUMBEAT_CACHE=redis needs DRUMBEAT_REDIS_URL (redis://host:6379/0)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_has_a_broker(self) -> Settings:
+        """The heartbeat is the publishing connection's: without a broker it would be ignored."""
+        if "broker_heartbeat" in self.model_fields_set and self.broker_url is None:
+            raise PydanticCustomError(
+                "not_built",
+                "DRUMBEAT_BROKER_HEARTBEAT is set but DRUMBEAT_BROKER_URL is not: it is the "
+                "heartbeat of the scheduler's connection to RabbitMQ; set both, or unset it",
             )
         return self
 

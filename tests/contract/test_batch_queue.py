@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
+from drumbeat.config import BROKER_HEARTBEAT
 from drumbeat.pipeline.executors.celery import CeleryExecutor
 from drumbeat.pipeline.executors.celery_app import DISPATCH_LANE, queue_name, queues
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
@@ -125,7 +126,9 @@ def test_the_scheduler_publishes_a_batch_again_only_when_it_may_be_lost(
     again at once when its lease ran out (its worker died)."""
     ids = planned(world)
     store = world.store
-    publisher = CeleryExecutor(store, broker_url, republish_after=3600.0)
+    publisher = CeleryExecutor(
+        store, broker_url, republish_after=3600.0, heartbeat=BROKER_HEARTBEAT
+    )
     try:
         assert set(ids) <= set(publisher.publish(DEFAULT_LANE))
         assert publisher.publish("slow") == []
@@ -147,7 +150,9 @@ def test_the_scheduler_gives_every_idle_dispatch_worker_a_message(
     one waits for each, and no more."""
     from kombu import Consumer
 
-    publisher = CeleryExecutor(world.store, broker_url, republish_after=3600.0)
+    publisher = CeleryExecutor(
+        world.store, broker_url, republish_after=3600.0, heartbeat=BROKER_HEARTBEAT
+    )
     try:
         publisher.publish_dispatch()
         publisher.publish_dispatch()
@@ -182,7 +187,9 @@ def test_a_closed_publisher_leaves_no_connection_to_the_broker(
     errors, but a socket kept in a process-wide pool is only collected, and warned of,
     after the session ends)."""
     before = broker_sockets()
-    publisher = CeleryExecutor(world.store, broker_url, republish_after=3600.0)
+    publisher = CeleryExecutor(
+        world.store, broker_url, republish_after=3600.0, heartbeat=BROKER_HEARTBEAT
+    )
     publisher.publish(DEFAULT_LANE)
     publisher.publish_dispatch()
     assert broker_sockets() == before + 1

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from drumbeat import metrics
+from drumbeat.config import BROKER_HEARTBEAT
 from drumbeat.pipeline.executors import Executor, make_executor
 from drumbeat.pipeline.executors.celery import CeleryExecutor
 from drumbeat.pipeline.executors.child import BACKGROUND_NICE
@@ -69,7 +70,7 @@ def executor(request: pytest.FixtureRequest, world: World, tmp_path: Path) -> Ex
         request.addfinalizer(pool.close)
         for _ in range(int(workers)):
             pool.start("fast")
-        made = CeleryExecutor(world.store, broker, republish_after=5.0)
+        made = CeleryExecutor(world.store, broker, republish_after=5.0, heartbeat=BROKER_HEARTBEAT)
     elif kind == "threads":
         made = ThreadExecutor(world.store, world.runner.programs, threads=int(workers or 1))
     else:

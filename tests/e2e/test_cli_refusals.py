@@ -101,6 +101,29 @@ def test_a_distributed_setting_that_cannot_work_is_refused(tmp_path, how, variab
 
 
 @pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"DRUMBEAT_BROKER_HEARTBEAT": "10"}, "is set but DRUMBEAT_BROKER_URL is not"),
+        (
+            {"DRUMBEAT_BROKER_HEARTBEAT": "0", "DRUMBEAT_BROKER_URL": "amqp://127.0.0.1:1//"},
+            "greater than or equal to 1",
+        ),
+    ],
+)
+def test_a_broker_heartbeat_that_would_do_nothing_is_refused(tmp_path, env, reason):
+    """It is the scheduler's connection's to RabbitMQ: without a broker it would be ignored;
+    0 would turn the heartbeats off, and a silently dead connection would go unnoticed."""
+    done = run(tmp_path, "campaign", "list", **env)
+    assert_refused(done, tmp_path, "DRUMBEAT_BROKER_HEARTBEAT", reason)
+
+
+def test_a_broker_heartbeat_is_taken_with_a_broker(tmp_path):
+    broker = {"DRUMBEAT_BROKER_URL": "amqp://127.0.0.1:1//"}
+    done = run(tmp_path, "campaign", "list", DRUMBEAT_BROKER_HEARTBEAT="10", **broker)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
     ("command", "what"),
     [
         (["worker", "--lane", "fast"], "`drumbeat worker` needs RabbitMQ"),

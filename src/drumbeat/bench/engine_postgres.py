@@ -37,6 +37,7 @@ from drumbeat.bench.engine import CAMPAIGN, START, load_users
 from drumbeat.bench.report import Figure
 from drumbeat.bench.startup import drumbeat_argv
 from drumbeat.campaigns import apply, plan_apply
+from drumbeat.config import BROKER_HEARTBEAT
 from drumbeat.errors import InvalidInput, Problem
 from drumbeat.model.campaign import parse_campaign
 from drumbeat.pipeline.executors.celery import CeleryExecutor
@@ -141,7 +142,7 @@ def first_tick(
     """Seconds of the first tick's planning, and of the whole tick (until every batch is
     done), its batches worked by `workers` worker processes."""
     store = open_store(url, batch_size=batch_size)
-    executor = CeleryExecutor(store, broker_url, republish_after=600.0)
+    executor = CeleryExecutor(store, broker_url, republish_after=600.0, heartbeat=BROKER_HEARTBEAT)
     try:
         ws = store.workspace_id("default")
         apply(plan_apply(parse_campaign(CAMPAIGN), store, ws), store, ws, START, activate=True)

@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from drumbeat.bench.engine import START, load_users
 from drumbeat.bench.report import Figure
 from drumbeat.campaigns import apply, plan_apply
+from drumbeat.config import BROKER_HEARTBEAT
 from drumbeat.model.campaign import parse_campaign
 from drumbeat.pipeline.executors.celery_app import BATCH_TASK, celery_app
 from drumbeat.pipeline.executors.confirms import ConfirmedPublisher
@@ -98,7 +99,7 @@ def measure(database_url: str, broker_url: str, batches: int, batch_size: int) -
     store = open_store(database_url, batch_size=batch_size)
     ws = store.workspace_id(f"bench-{uuid.uuid4().hex[:8]}")
     app = celery_app(broker_url)
-    publisher = ConfirmedPublisher(app)
+    publisher = ConfirmedPublisher(app, heartbeat=BROKER_HEARTBEAT)
     queue = Queue(QUEUE, routing_key=QUEUE, queue_arguments={"x-queue-type": "quorum"})
     deliver: list[float] = []
     claim: list[float] = []

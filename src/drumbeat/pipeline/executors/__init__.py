@@ -52,7 +52,10 @@ def make_executor(
         from drumbeat.pipeline.executors.celery import CeleryExecutor
 
         return CeleryExecutor(
-            store, settings.broker_url, republish_after=settings.broker_republish_after
+            store,
+            settings.broker_url,
+            republish_after=settings.broker_republish_after,
+            heartbeat=settings.broker_heartbeat,
         )
     if workers <= 1 or not shareable(store):
         from drumbeat.pipeline.executors.local import ThreadExecutor

@@ -40,7 +40,9 @@ POLL_SECONDS = 0.1  # how often a drain looks whether its lane is done
 class CeleryExecutor:
     """Publishes batch ids to the lanes' queues on `broker_url`."""
 
-    def __init__(self, store: Store, broker_url: str, *, republish_after: float) -> None:
+    def __init__(
+        self, store: Store, broker_url: str, *, republish_after: float, heartbeat: int
+    ) -> None:
         self.store = store
         self.app = celery_app(broker_url)
         self.republish_after = republish_after
@@ -50,7 +52,7 @@ class CeleryExecutor:
         # the rounds of publishes on a connection of the executor's own, closed with it
         # (`confirms.py`): not Celery's producer pool, which is kombu's, global to the
         # process, and keeps its connections open after the app is closed
-        self._publisher = ConfirmedPublisher(self.app)
+        self._publisher = ConfirmedPublisher(self.app, heartbeat=heartbeat)
         with self.app.connection_for_write() as conn:  # what a lost or refused broker raises
             self.broker_errors: tuple[type[BaseException], ...] = (
                 *conn.connection_errors,
