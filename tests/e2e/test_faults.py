@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from drumbeat.model.attributes import format_timestamp
 from drumbeat.pipeline.executors.local import drain
+from drumbeat.pipeline.executors.processes import ProcessExecutor
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.store import open_store
 from drumbeat.store.connect import _engine
@@ -132,6 +133,47 @@ def test_a_worker_process_killed_in_a_drain_loses_nothing_and_the_run_goes_on(wo
     assert {status for _, status, _, _, _ in our_batches(world)} == {"done"}
     killed = next(b for b in our_batches(world) if victim in b[4])  # its entry
     assert killed[2] == 2 and "exited with code -9" in str(killed[3])  # claimed again at once
+
+
+RELEASE_ORPHANS = """
+import sys
+from drumbeat.store import open_store
+print(*open_store(sys.argv[1], migrate=False).release_orphaned_batches())
+"""
+
+
+def test_a_dead_worker_process_s_batch_is_let_go_of_by_its_executor_before_a_sibling_drain(
+    world, tmp_path, monkeypatch
+):
+    """A worker process dies holding a batch and, before its executor lets go of it, another
+    worker process of the executor begins a drain (one slow to start, on a loaded machine),
+    which lets go of the batches of gone processes, uncounted (a run killed whole): the
+    dead one is not gone to it until the executor has let go of its batch, counted (a
+    batch that kills every worker that takes it ends dead), with how it died."""
+    victim = "u042"
+    monkeypatch.setenv("DRUMBEAT_FAULT_USER", victim)  # SIGKILL, in the first worker only
+    monkeypatch.setenv("DRUMBEAT_FAULT_ONCE", str(tmp_path / "killed"))
+    code = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), *filter(None, [code])]))
+    url = world.config.database_url
+    sibling_released: list[int] = []
+    with ProcessExecutor(url, processes=2, batch_size=BATCH) as pool:
+        release = pool._release
+
+        def sibling_drain_first(pid: int, why: str) -> dict[int, str]:
+            # a child of this process, as the executor's worker processes are
+            sibling = [sys.executable, "-c", RELEASE_ORPHANS, url]
+            done = subprocess.run(sibling, capture_output=True, text=True, check=True, timeout=60)
+            sibling_released.extend(int(batch_id) for batch_id in done.stdout.split())
+            return release(pid, why)
+
+        monkeypatch.setattr(pool, "_release", sibling_drain_first)
+        plan_all(world.store, world.runner.programs, world.now(), full_pass_every=DAY)
+        pool.drain(DEFAULT_LANE, world.now())
+    assert Counter(r["user_id"] for r in world.outbox()) == {f"u{i:03d}": 1 for i in range(USERS)}
+    killed = next(b for b in our_batches(world) if victim in b[4])
+    assert killed[0] not in sibling_released
+    assert killed[1:3] == ("done", 2) and "exited with code -9" in str(killed[3])
 
 
 def test_a_batch_that_kills_every_worker_ends_dead_the_run_goes_on_and_a_retry_runs_it(

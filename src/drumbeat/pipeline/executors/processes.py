@@ -103,8 +103,7 @@ class ProcessExecutor:
                     return answer
                 why = f"worker process {number}: {answer['error']}"
             else:
-                child.wait()
-                why = f"worker process {number} exited with code {child.returncode}"
+                why = f"worker process {number} exited with code {_exit_code(child)}"
             released = self._release(child.pid, why)
             if not line:
                 _reap(child)
@@ -176,6 +175,21 @@ def _send(child: subprocess.Popen[bytes], command: bytes) -> None:
 
 def _listed(released: dict[int, str]) -> str:
     return ", ".join(f"batch {batch_id} ({status})" for batch_id, status in released.items())
+
+
+def _exit_code(child: subprocess.Popen[bytes]) -> int:
+    """The exit code of a child whose output ended (as `Popen.returncode` gives it: minus
+    the signal that killed it), once it has exited, leaving it unreaped: until the batch it
+    held is let go of (`_release`, counted), its siblings, whose drains let go of the
+    batches of gone processes (`release_orphaned_batches`, not counted), see it as their
+    parent's zombie, not gone (`owners._ended`), and leave that batch to us."""
+    if child.returncode is not None:  # reaped already
+        return child.returncode
+    ended = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    assert ended is not None  # WEXITED without WNOHANG waits for the exit
+    if ended.si_code == os.CLD_EXITED:
+        return ended.si_status
+    return -ended.si_status  # killed by a signal (CLD_KILLED, CLD_DUMPED)
 
 
 def _reap(child: subprocess.Popen[bytes]) -> None:
