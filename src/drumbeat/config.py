@@ -7,23 +7,13 @@ it would serve neither.
 
 from __future__ import annotations
 
-import importlib.util
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import orjson
-from pydantic import (
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from drumbeat import settings_checks as checks
 from drumbeat.env_settings import DATABASE_URL, PREFIX, WORKSPACE
-from drumbeat.errors import InvalidInput, Problem
 
 # seconds: the low end of RabbitMQ's advice (5 to 20; below, false alarms): a silently
 # dead publishing connection is given up after 10, a third of a round's CONFIRM_TIMEOUT
@@ -295,149 +285,19 @@ class Settings(BaseSettings):
             return self.worker_threads
         return 2 if dialect == "postgresql" else 1
 
-    @model_validator(mode="after")
-    def _lane_gap(self) -> Settings:
-        if self.lane_fast_below_ms >= self.lane_slow_above_ms:
-            raise PydanticCustomError(
-                "lane_gap",
-                "lane_fast_below_ms ({below}) must be below lane_slow_above_ms ({above}): "
-                "the gap between them keeps a campaign from flapping between lanes",
-                {"below": self.lane_fast_below_ms, "above": self.lane_slow_above_ms},
-            )
-        return self
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if value.split("://", 1)[0] not in REDIS_SCHEMES:
-            raise PydanticCustomError(
-                "not_built", "expected redis://host[:port][/db], rediss://… or unix://path"
-            )
-        if importlib.util.find_spec("redis") is None:
-            raise PydanticCustomError(
-                "not_built", "needs the redis extra: pip install 'drumbeat[redis]'"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _redis_has_work(self) -> Settings:
-        """Redis holds the user cache and the rate limits: without either it would be
-        ignored, and the Redis cache has nowhere to go without it."""
-        if self.redis_url is not None and not self.rate_limits and self.cache != "redis":
-            raise PydanticCustomError(
-                "not_built",
-                "DRUMBEAT_REDIS_URL is set but neither DRUMBEAT_CACHE=redis nor "
-                "DRUMBEAT_RATE_LIMITS uses it: set one, or unset it",
-            )
-        if self.cache == "redis" and self.redis_url is None:
-            raise PydanticCustomError(
-                "not_built", "DRUMBEAT_CACHE=redis needs DRUMBEAT_REDIS_URL (redis://host:6379/0)"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _heartbeat_has_a_broker(self) -> Settings:
-        """The heartbeat is the publishing connection's: without a broker it would be ignored."""
-        if "broker_heartbeat" in self.model_fields_set and self.broker_url is None:
-            raise PydanticCustomError(
-                "not_built",
-                "DRUMBEAT_BROKER_HEARTBEAT is set but DRUMBEAT_BROKER_URL is not: it is the "
-                "heartbeat of the scheduler's connection to RabbitMQ; set both, or unset it",
-            )
-        return self
-
-    @field_validator("broker_url")
-    @classmethod
-    def _amqp(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("amqp://", "amqps://")):
-            raise PydanticCustomError(
-                "url", "the broker must be RabbitMQ: amqp://user:password@host:5672/vhost"
-            )
-        return value
-
-    @field_validator("secret_key")
-    @classmethod
-    def _guessable(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return value
-        key = value.get_secret_value()
-        flaw = f"is shorter than {MIN_SECRET_KEY} characters" if len(key) < MIN_SECRET_KEY else None
-        if key in PUBLIC_KEYS:
-            flaw = "is the old default, published in the docs"
-        if flaw is not None:  # anyone could sign unsubscribe links with it
-            raise PydanticCustomError(
-                "secret",
-                "{flaw}: set a random one (python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))') or unset it (each workspace then gets a "
-                "random key, kept in the store)",
-                {"flaw": flaw},
-            )
-        return value
-
-    @field_validator("rate_limits", mode="before")
-    @classmethod
-    def _json_object(cls, value: object) -> object:
-        """`DRUMBEAT_RATE_LIMITS={"email": 50}`: a JSON object of channel → messages/s."""
-        if isinstance(value, str):
-            try:
-                value = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                value = None
-            if not isinstance(value, dict):
-                raise PydanticCustomError(
-                    "json_object",
-                    'expected a JSON object of channel: messages/s, e.g. {"email": 50}',
-                )
-        return value
-
-    @field_validator("rate_limits")
-    @classmethod
-    def _known_channels(cls, value: dict[str, float]) -> dict[str, float]:
-        from drumbeat.channels.registry import available
-
-        known = available()
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise PydanticCustomError(
-                "unknown_channel",
-                "unknown channel {names}: the channels are {known}",
-                {"names": ", ".join(map(repr, unknown)), "known": ", ".join(known)},
-            )
-        return value
-
-    @field_validator("webhook_allow", "cors_origins", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        """`DRUMBEAT_WEBHOOK_ALLOW=127.0.0.1,hooks.internal` or a JSON list."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return orjson.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        """An origin is scheme://host[:port], nothing after: what a browser sends."""
-        bad = [o for o in value if o != "*" and not ORIGIN.fullmatch(o)]
-        if bad:
-            raise PydanticCustomError(
-                "origin",
-                "{bad}: an origin is scheme://host[:port] with no path, e.g. "
-                "https://app.example.com, or *",
-                {"bad": ", ".join(map(repr, bad))},
-            )
-        return value
-
-
-MIN_SECRET_KEY = 16
-ORIGIN = re.compile(r"https?://[^/?#\s:]+(:[0-9]{1,5})?")
-PUBLIC_KEYS = frozenset({"change-me"})  # the default of earlier versions, in their docs
-
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+    # checks beyond type and bounds (settings_checks.py), in the order they run
+    _lane_gap = model_validator(mode="after")(checks.lane_gap)
+    _redis = field_validator("redis_url")(checks.redis_url)
+    _redis_has_work = model_validator(mode="after")(checks.redis_has_work)
+    _heartbeat_has_a_broker = model_validator(mode="after")(checks.heartbeat_has_a_broker)
+    _amqp = field_validator("broker_url")(checks.amqp_url)
+    _guessable = field_validator("secret_key")(checks.unguessable)
+    _json_object = field_validator("rate_limits", mode="before")(checks.json_object)
+    _known_channels = field_validator("rate_limits")(checks.known_channels)
+    _comma_separated = field_validator("webhook_allow", "cors_origins", mode="before")(
+        checks.comma_separated
+    )
+    _origins = field_validator("cors_origins")(checks.origins)
 
 
 def settings(**overrides: object) -> Settings:
@@ -447,24 +307,4 @@ def settings(**overrides: object) -> Settings:
     try:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = [
-            Problem(_setting_name(error["loc"]), f"{error['msg']}{_given(error)}")
-            for error in exc.errors()
-        ]
-        raise InvalidInput(problems, what="settings") from None
-
-
-def _setting_name(location: tuple[int | str, ...]) -> str:
-    """`rate_limits (DRUMBEAT_RATE_LIMITS)`, then the key inside it, if any: `.email`."""
-    name = str(location[0]) if location else ""
-    inner = "".join(f".{part}" for part in location[1:])
-    return f"{name} (DRUMBEAT_{name.upper()}){inner}" if name else "settings"
-
-
-# refusals whose input is not shown: a URL (it may hold a password), a key, all settings
-UNSHOWN = ("not_built", "url", "secret", "lane_gap")
-
-
-def _given(error: Any) -> str:
-    """The value refused, except a URL refused whole (it may hold a password) or a key."""
-    return "" if error["type"] in UNSHOWN else f" (given {error['input']!r})"
+        raise checks.refusal(exc) from None
