@@ -3,7 +3,9 @@ compare and serialise (`dataclasses.asdict`) without the store behind them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,34 @@ class UserDetail:
     attributes: dict[str, object]
     memberships: list[Membership]  # `Membership.campaign` says which
     messages: list[Message]  # newest first
+
+
+def message_of(row: Mapping[str, Any]) -> Message:
+    """A message as the store reads its outbox row."""
+    return Message(
+        row["id"],
+        row["campaign_key"],
+        row["step_id"],
+        row["user_id"],
+        row["channel"],
+        row["status"],
+        row["attempts"],
+        row["created_at"],
+        row["sent_at"],
+        row["last_error"],
+    )
+
+
+def batch_of(row: Mapping[str, Any]) -> Batch:
+    """A batch as the store reads its row."""
+    return Batch(
+        row["id"],
+        row["campaign_key"],
+        row["lane"],
+        row["kind"],
+        list(row["user_ids"]),
+        row["status"],
+        row["attempts"],
+        row["created_at"],
+        row["last_error"],
+    )

@@ -1,5 +1,6 @@
 """`drumbeat batches [retry]`: the workspace's batches, and dead ones put back to work; each
-a call to `Drumbeat.batches` or `Drumbeat.retry_batches` (src/drumbeat/client.py), printed."""
+a call to `Drumbeat.batches` or `Drumbeat.retry_batches` (src/drumbeat/client_operations.py),
+printed."""
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any

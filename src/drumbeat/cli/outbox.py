@@ -1,5 +1,5 @@
 """`drumbeat outbox [retry]`: the workspace's messages, and dead ones put back to be sent;
-each a call to `Drumbeat.outbox` or `Drumbeat.retry_messages` (src/drumbeat/client.py),
+each a call to `Drumbeat.outbox` or `Drumbeat.retry_messages` (src/drumbeat/client_operations.py),
 printed."""
 
 from collections.abc import Iterable
