@@ -324,6 +324,10 @@ def test_bench_pipeline_smoke_writes_its_figures(tmp_path, clean_env, pg_databas
     assert "sqlite: a 100-user batch's work (load, engine, commit)" in text
     assert "postgresql: the broker's share (publish, deliver, ack, claim) of a batch" in text
     assert "median of 6 in 2 processes" in text  # each run's batches, pooled
+    with psycopg.connect(pg_database) as conn:  # its runs were in a database of their own
+        migrated = conn.execute("SELECT to_regclass('workspaces')").fetchone() != (None,)
+        query = "SELECT count(*) FROM workspaces WHERE name LIKE 'bench-%'"
+        assert not migrated or conn.execute(query).fetchone() == (0,)
 
 
 def test_bench_pipeline_needs_a_broker(tmp_path, clean_env):
