@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds a published batch may wait unclaimed before the scheduler "
         "publishes it again (its message was lost, say); a batch is worked once however often "
-        "it is published",
+        "it is published; needs DRUMBEAT_BROKER_URL",
     )
     broker_heartbeat: int = Field(
         BROKER_HEARTBEAT,
@@ -289,7 +289,9 @@ class Settings(BaseSettings):
     _lane_gap = model_validator(mode="after")(checks.lane_gap)
     _redis = field_validator("redis_url")(checks.redis_url)
     _redis_has_work = model_validator(mode="after")(checks.redis_has_work)
-    _heartbeat_has_a_broker = model_validator(mode="after")(checks.heartbeat_has_a_broker)
+    _broker_settings_have_a_broker = model_validator(mode="after")(
+        checks.broker_settings_have_a_broker
+    )
     _amqp = field_validator("broker_url")(checks.amqp_url)
     _guessable = field_validator("secret_key")(checks.unguessable)
     _json_object = field_validator("rate_limits", mode="before")(checks.json_object)

@@ -68,14 +68,24 @@ def redis_has_work(settings: Settings) -> Settings:
     return settings
 
 
-def heartbeat_has_a_broker(settings: Settings) -> Settings:
-    """The heartbeat is the publishing connection's: without a broker it would be ignored."""
-    if "broker_heartbeat" in settings.model_fields_set and settings.broker_url is None:
-        raise PydanticCustomError(
-            "not_built",
-            "DRUMBEAT_BROKER_HEARTBEAT is set but DRUMBEAT_BROKER_URL is not: it is the "
-            "heartbeat of the scheduler's connection to RabbitMQ; set both, or unset it",
-        )
+# Settings of the distributed shape's connection to RabbitMQ, and what each is.
+_BROKER_ONLY = {
+    "broker_heartbeat": "the heartbeat of the scheduler's connection to RabbitMQ",
+    "broker_republish_after": "how long a batch published to RabbitMQ may wait unclaimed",
+}
+
+
+def broker_settings_have_a_broker(settings: Settings) -> Settings:
+    """The broker's settings act on RabbitMQ only: without a broker they would be ignored."""
+    if settings.broker_url is not None:
+        return settings
+    for field, what in _BROKER_ONLY.items():
+        if field in settings.model_fields_set:
+            raise PydanticCustomError(
+                "not_built",
+                f"DRUMBEAT_{field.upper()} is set but DRUMBEAT_BROKER_URL is not: it is "
+                f"{what}; set both, or unset it",
+            )
     return settings
 
 

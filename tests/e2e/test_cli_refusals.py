@@ -104,22 +104,26 @@ def test_a_distributed_setting_that_cannot_work_is_refused(tmp_path, how, variab
     ("env", "reason"),
     [
         ({"DRUMBEAT_BROKER_HEARTBEAT": "10"}, "is set but DRUMBEAT_BROKER_URL is not"),
+        ({"DRUMBEAT_BROKER_REPUBLISH_AFTER": "30"}, "is set but DRUMBEAT_BROKER_URL is not"),
         (
             {"DRUMBEAT_BROKER_HEARTBEAT": "0", "DRUMBEAT_BROKER_URL": "amqp://127.0.0.1:1//"},
             "greater than or equal to 1",
         ),
     ],
 )
-def test_a_broker_heartbeat_that_would_do_nothing_is_refused(tmp_path, env, reason):
-    """It is the scheduler's connection's to RabbitMQ: without a broker it would be ignored;
-    0 would turn the heartbeats off, and a silently dead connection would go unnoticed."""
+def test_a_broker_setting_that_would_do_nothing_is_refused(tmp_path, env, reason):
+    """They act on RabbitMQ only: without a broker they would be ignored; a heartbeat of 0
+    would turn the heartbeats off, and a silently dead connection would go unnoticed."""
     done = run(tmp_path, "campaign", "list", **env)
-    assert_refused(done, tmp_path, "DRUMBEAT_BROKER_HEARTBEAT", reason)
+    assert_refused(done, tmp_path, next(iter(env)), reason)
 
 
-def test_a_broker_heartbeat_is_taken_with_a_broker(tmp_path):
+@pytest.mark.parametrize(
+    "variable", ["DRUMBEAT_BROKER_HEARTBEAT", "DRUMBEAT_BROKER_REPUBLISH_AFTER"]
+)
+def test_a_broker_setting_is_taken_with_a_broker(tmp_path, variable):
     broker = {"DRUMBEAT_BROKER_URL": "amqp://127.0.0.1:1//"}
-    done = run(tmp_path, "campaign", "list", DRUMBEAT_BROKER_HEARTBEAT="10", **broker)
+    done = run(tmp_path, "campaign", "list", **{variable: "10"}, **broker)
     assert done.returncode == 0, done.stderr
 
 
