@@ -66,12 +66,11 @@ def test_bench_store_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
     text = report.read_text()
     assert "<!-- bench:store -->" in text and "sqlite: import 500 users" in text
     assert "postgresql: count a three-condition audience" in text
-    with psycopg.connect(pg_database) as conn:  # the run's users are gone: runs stay alike
-        left = conn.execute(
-            "SELECT count(*) FROM users JOIN workspaces ON workspaces.id = users.workspace_id"
-            " WHERE workspaces.name LIKE 'bench-%'"
-        ).fetchone()
-    assert left == (0,)
+    users = (
+        "SELECT count(*) FROM users JOIN workspaces ON workspaces.id = users.workspace_id"
+        " WHERE workspaces.name LIKE 'bench-%'"
+    )
+    assert left_behind(pg_database, "users", users) == 0  # the database given is left alone
 
 
 def test_bench_engine_smoke_writes_its_figures(tmp_path, clean_env, pg_database):
@@ -116,9 +115,8 @@ def test_bench_limiter_smoke_writes_its_figures(tmp_path, clean_env, pg_database
     for store in ("sqlite", "postgresql"):
         for where in ("the store", "Redis"):
             assert f"{store}: a grant of 100 messages counted in {where}" in text
-    with psycopg.connect(pg_database) as conn:  # the run's count is gone: runs stay alike
-        left = conn.execute("SELECT count(*) FROM rate_limits WHERE channel LIKE 'bench-%'")
-        assert left.fetchone() == (0,)
+    counts = "SELECT count(*) FROM rate_limits WHERE channel LIKE 'bench-%'"
+    assert left_behind(pg_database, "rate_limits", counts) == 0
 
 
 def test_bench_startup_smoke_writes_its_figures(tmp_path, clean_env):
@@ -324,10 +322,8 @@ def test_bench_pipeline_smoke_writes_its_figures(tmp_path, clean_env, pg_databas
     assert "sqlite: a 100-user batch's work (load, engine, commit)" in text
     assert "postgresql: the broker's share (publish, deliver, ack, claim) of a batch" in text
     assert "median of 6 in 2 processes" in text  # each run's batches, pooled
-    with psycopg.connect(pg_database) as conn:  # its runs were in a database of their own
-        migrated = conn.execute("SELECT to_regclass('workspaces')").fetchone() != (None,)
-        query = "SELECT count(*) FROM workspaces WHERE name LIKE 'bench-%'"
-        assert not migrated or conn.execute(query).fetchone() == (0,)
+    workspaces = "SELECT count(*) FROM workspaces WHERE name LIKE 'bench-%'"
+    assert left_behind(pg_database, "workspaces", workspaces) == 0
 
 
 def test_bench_pipeline_needs_a_broker(tmp_path, clean_env):
@@ -364,3 +360,12 @@ def test_bench_loader_smoke_writes_its_figures(tmp_path, clean_env, pg_database)
             (pg_database.rsplit("/", 1)[1] + "_loader_%",),
         ).fetchone()
     assert left == (0,)
+
+
+def left_behind(url: str, table: str, query: str) -> int:
+    """What `query` counts in the database at `url` (0 if nothing made `table` there): a
+    benchmark given `--postgres URL` works in fresh databases of its own."""
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
+            return 0
+        return int(conn.execute(query).fetchone()[0])

@@ -28,7 +28,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
@@ -37,7 +36,6 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from drumbeat.bench.databases import fresh_database
 from drumbeat.bench.engine import START, load_users
 from drumbeat.bench.report import Figure
 from drumbeat.campaigns import apply, plan_apply
@@ -70,19 +68,14 @@ def run(
     """`measure` `runs` times, each in a process of its own, one after the other; the
     median of each part over every batch of every run. A run's figures move together, by
     up to half, from one process to the next (its claim 0.3 or 0.6 ms throughout): as
-    pyperf runs a benchmark in several processes, so that one's luck is not the result.
-    On PostgreSQL the runs are in a database of their own, dropped at the end: the one
-    given keeps none of their users, batches or queued messages."""
-    dialect = make_url(database_url).get_backend_name()
-    with ExitStack() as stack:
-        if dialect == "postgresql":  # the database given holds none of it, its messages least
-            database_url = stack.enter_context(fresh_database(database_url, "pipeline"))
-        spec = {"url": database_url, "broker": broker_url, "batches": batches, "size": batch_size}
-        measured = [in_a_process(spec) for _ in range(runs)]
+    pyperf runs a benchmark in several processes, so that one's luck is not the result."""
+    spec = {"url": database_url, "broker": broker_url, "batches": batches, "size": batch_size}
+    measured = [in_a_process(spec) for _ in range(runs)]
     pooled = Parts(
         statistics.mean(p.publish for p in measured),
         *([s for p in measured for s in getattr(p, part)] for part in PER_BATCH),
     )
+    dialect = make_url(database_url).get_backend_name()
     return figures(dialect, batch_size, pooled, [share(p)[0] for p in measured])
 
 

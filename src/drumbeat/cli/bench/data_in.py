@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from drumbeat.cli.bench.figures import on_both_stores, show
+from drumbeat.cli.bench.figures import on_both_stores, scratch, show
 from drumbeat.cli.bench.options import PostgresOpt, SqliteOpt, UsersOpt, WriteOpt
 from drumbeat.cli.context import state
 
@@ -31,8 +31,8 @@ def store(
     figures = []
     with tempfile.TemporaryDirectory(dir=sqlite) as folder:
         figures += run(f"sqlite:///{folder}/bench.db", users, seed, *sizes, Path(folder))
-    if postgres:
-        figures += run(postgres, users, seed, *sizes)
+    with scratch(postgres) as url:
+        figures += run(url, users, seed, *sizes) if url else []
     show("store", figures, write)
 
 

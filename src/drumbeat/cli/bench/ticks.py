@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from drumbeat.cli.bench.figures import on_both_stores, show
+from drumbeat.cli.bench.figures import on_both_stores, scratch, show
 from drumbeat.cli.bench.options import PostgresOpt, SqliteOpt, UsersOpt, WriteOpt
 from drumbeat.cli.context import state
 from drumbeat.cli.output import console
@@ -55,8 +55,8 @@ def engine(
         elif postgres:
             console().print("DRUMBEAT_BROKER_URL not set: the PostgreSQL tick is left out")
         figures += round_trips.run(f"sqlite:///{folder}/trips.db", counted, settings)
-    if postgres:
-        figures += round_trips.run(postgres, counted, settings)
+    with scratch(postgres) as url:
+        figures += round_trips.run(url, counted, settings) if url else []
     show("engine", figures, write)
 
 
@@ -108,11 +108,9 @@ def idle(
     tick with no campaign."""
     from drumbeat.bench.idle import run_all
 
-    show(
-        "idle",
-        run_all(users, campaign_sizes(campaigns), state(ctx).settings(), sqlite, postgres),
-        write,
-    )
+    with scratch(postgres) as url:
+        found = run_all(users, campaign_sizes(campaigns), state(ctx).settings(), sqlite, url)
+    show("idle", found, write)
 
 
 def campaign_sizes(text: str) -> list[int]:
@@ -164,7 +162,8 @@ def capacity(
     measured figure: the ratio is predicted / measured)."""
     from drumbeat.bench.capacity import NOTES, run_all
 
-    found = run_all(users, rounds, state(ctx).settings(), sqlite, postgres)
+    with scratch(postgres) as url:
+        found = run_all(users, rounds, state(ctx).settings(), sqlite, url)
     show("capacity", found, write, NOTES)
 
 
