@@ -1,12 +1,18 @@
 """The file channel: one JSON line per message appended to `settings.outbox_file`.
 
 For dry runs and demos (it also serves `email` when no SMTP host is set, see `registry.py`).
-Each batch is written with one unbuffered append, so batches from several threads or
-processes never interleave inside a line. Every message is SENT.
+Each batch is written with one unbuffered append, holding the file's lock (flock), so
+batches from several threads or processes never interleave inside a line. A writer killed
+in the middle of its append (SIGKILL cuts a write short) leaves a torn last line: the next
+write cuts it off first, rather than glue its own first line onto it (that message would
+be unreadable). The torn batch was not recorded as sent: its messages are sent again.
+Every message is SENT.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,11 +64,17 @@ class FileChannel:
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
-            view = memoryview(lines)
-            while view:  # an unbuffered write may be partial
-                written = self._file.write(view)
-                view = view[written:]
+                # read too: a torn line's end is looked for
+                self._file = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - kept open
+            fcntl.flock(self._file, fcntl.LOCK_EX)  # the other processes' writers
+            try:
+                _cut_torn_line(self._file.fileno())
+                view = memoryview(lines)
+                while view:  # an unbuffered write may be partial
+                    written = self._file.write(view)
+                    view = view[written:]
+            finally:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
         return [Result.sent()] * len(messages)  # immutable: one serves every message
 
     def close(self) -> None:
@@ -70,3 +82,19 @@ class FileChannel:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def _cut_torn_line(fd: int) -> None:
+    """Cut off the end of the file after its last newline: a line a writer killed mid-write
+    left (every whole write ends with a newline, and writers take turns on the lock)."""
+    end = os.fstat(fd).st_size
+    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+        return  # the usual case: one byte read
+    while end > 0:  # back from the end, a block at a time
+        start = max(0, end - 65536)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)  # the torn line is the first
