@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from contextlib import contextmanager
 
 import orjson
 import pytest
@@ -309,3 +310,49 @@ def test_memberships_and_messages_go_in_bulk_as_given(store, ws):
             ("a", {"body": "a"}, 100.0),
             ("b", {"body": "b"}, 100.0),
         ]
+
+
+def test_a_setting_read_on_a_connection_the_server_ended_is_read_again(store, ws, database_url):
+    """The server ends the backend of a connection just taken from the pool (after its
+    pre-ping: a restart, an administrator): the driver's error reaches `retrying` as a lost
+    connection, the connection leaves the pool, and the read is made again on a new one (it
+    escaped as psycopg's own OperationalError, which `retrying` did not know)."""
+    if store.dialect != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's; SQLite has no connection to lose")
+    store.set_setting(ws, "greeting", "hello")
+    with backend_ended_at_next_checkout(store, database_url) as ended:
+        read = store.retrying(lambda: store.get_setting(ws, "greeting"), "reading a setting")
+    assert ended and read == "hello"
+
+
+def test_advance_s_wait_for_retries_reads_again_on_a_connection_the_server_ended(world):
+    """The end of `advance` (`Dispatcher.settle`) looks for retries due through `retrying`:
+    a connection the server ended there failed the whole command."""
+    if world.store.dialect != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's; SQLite has no connection to lose")
+    with backend_ended_at_next_checkout(world.store, world.config.database_url) as ended:
+        report = world.runner.dispatcher.settle(world.now())
+    assert ended and not report.counts
+
+
+@contextmanager
+def backend_ended_at_next_checkout(store, database_url):
+    """The backend of the next connection taken from `store`'s pool is ended by the server,
+    once, after the pool's pre-ping: what it does at a restart between the ping and the
+    statement. Yields the ended backends' pids."""
+    import psycopg
+    from sqlalchemy import event
+
+    ended: list[int] = []
+
+    def end_once(dbapi_connection, _record, _proxy):
+        if not ended:
+            ended.append(dbapi_connection.info.backend_pid)
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s, 5000)", [ended[0]])
+
+    event.listen(store.engine.pool, "checkout", end_once)
+    try:
+        yield ended
+    finally:
+        event.remove(store.engine.pool, "checkout", end_once)

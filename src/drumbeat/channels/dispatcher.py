@@ -239,7 +239,7 @@ class Dispatcher:
         """The end of `advance`: wait (real time) for the retries due within
         `advance_retry_wait` seconds and send them; later ones wait for the next run."""
         report = DispatchReport()
-        while (at := self.store.next_retry(now)) is not None:
+        while (at := self._next_retry(now)) is not None:
             wait = at - self.clock()
             if wait > self.config.advance_retry_wait:
                 break
@@ -249,6 +249,9 @@ class Dispatcher:
                 break  # nothing this dispatcher can claim (another one holds it)
             report.merge(sent)
         return report
+
+    def _next_retry(self, now: float) -> float | None:
+        return self.store.retrying(lambda: self.store.next_retry(now), "looking for retries due")
 
     def _claim(self, channel: str | None, now: float, limit: int) -> list[OutboxRow]:
         """Claim the next rows, again if the connection is lost: rows claimed unseen come

@@ -8,11 +8,14 @@ chosen from the first result's column types as SQLAlchemy chooses them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 
 Convert = Callable[[Any], Any] | None
 
@@ -64,3 +67,23 @@ class DriverStatement:
 def driver_statement(statement: Any, dialect: Dialect) -> DriverStatement:
     """`statement` compiled for `dialect`, once."""
     return DriverStatement(statement, dialect)
+
+
+@contextmanager
+def driver_connection(engine: Engine, what: str) -> Iterator[Any]:
+    """A pooled connection's driver connection, for the block; the driver's errors raised as
+    SQLAlchemy raises them (so `StoreCore.retrying` knows a lost connection), and a
+    connection the server has closed dropped from the pool rather than handed out again.
+    `what`: the statement, for the error."""
+    error = engine.dialect.loaded_dbapi.Error
+    with closing(engine.raw_connection()) as pooled:
+        raw: Any = pooled.driver_connection
+        try:
+            yield raw
+        except error as exc:
+            broken = bool(getattr(raw, "broken", False))  # psycopg's; SQLite has none to lose
+            if broken:
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(
+                what, None, exc, error, connection_invalidated=broken
+            ) from exc

@@ -15,14 +15,13 @@ the same owner takes its own batch again (`claimable`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import closing
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 
 from drumbeat.store.connect import postgres_options
-from drumbeat.store.driver_statement import DriverStatement, driver_statement
+from drumbeat.store.driver_statement import DriverStatement, driver_connection, driver_statement
 
 
 class UnflushedWrites:
@@ -48,18 +47,8 @@ class UnflushedWrites:
             return self._first(run, values)  # the connection had died idle: a new one
 
     def _first(self, run: DriverStatement, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """Driver errors as SQLAlchemy raises them, a lost connection dropped from the pool."""
-        error = self.engine.dialect.loaded_dbapi.Error
-        with closing(self.engine.raw_connection()) as pooled:
-            raw: Any = pooled.driver_connection
-            try:
-                return run.first(raw, values)
-            except error as exc:
-                if raw.broken:
-                    pooled.invalidate(exc)
-                raise DBAPIError.instance(
-                    run.sql, None, exc, error, connection_invalidated=raw.broken
-                ) from exc
+        with driver_connection(self.engine, run.sql) as raw:
+            return run.first(raw, values)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from drumbeat.store.core import StoreCore
+from drumbeat.store.driver_statement import driver_connection
 from drumbeat.store.readonly import GET_SETTING, setting_value
 from drumbeat.store.schema import settings
 
@@ -23,19 +24,17 @@ class SettingStore(StoreCore):
         BEGIN, SELECT and ROLLBACK."""
         postgres = self.dialect == "postgresql"
         sql = GET_SETTING.replace("?", "%s") if postgres else GET_SETTING
-        raw = self.engine.raw_connection()
-        driver: Any = raw.driver_connection
-        try:
+        with driver_connection(self.engine, sql) as driver:
             if postgres:
                 driver.autocommit = True
-            cursor = raw.cursor()
-            cursor.execute(sql, (ws, name))
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            if postgres:
-                driver.autocommit = False
-            raw.close()  # back to the pool
+            try:
+                cursor = driver.cursor()
+                cursor.execute(sql, (ws, name))
+                row = cursor.fetchone()
+                cursor.close()
+            finally:
+                if postgres and not driver.closed:
+                    driver.autocommit = False
         return None if row is None else setting_value(row[0])
 
     def set_setting(self, ws: int, name: str, value: Any) -> None:
