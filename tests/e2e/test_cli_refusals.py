@@ -159,3 +159,20 @@ def test_an_archived_campaign_is_not_resumed_nor_applied_again(
     with Drumbeat(database_url, workspace=workspace_name) as db:
         row = db.store.campaign(db.ws, "drip")
     assert row is not None and (row.status, row.version) == ("archived", 1)
+
+
+@pytest.mark.parametrize(
+    ("postgres", "reason"),
+    [
+        ("x", "not a PostgreSQL URL"),
+        ("mysql://a@127.0.0.1/b", "not a PostgreSQL URL"),
+        ("postgresql://someone:secret@127.0.0.1:1/test", "cannot create a database on"),
+    ],
+)
+def test_a_benchmark_s_postgres_that_cannot_work_is_refused_in_one_line(tmp_path, postgres, reason):
+    """A benchmark makes its databases on the server of --postgres: a URL that is not one, or
+    a server that will not make them, is said in one line (the password hidden), not a
+    traceback."""
+    done = run(tmp_path, "bench", "idle", "--users", "100", "--postgres", postgres)
+    assert_one_line_refusal(done, "--postgres", reason)
+    assert "secret" not in done.stderr

@@ -62,15 +62,7 @@ def engine(
 
 def worker_counts(text: str) -> list[int]:
     """`--postgres-workers 1,2` as positive numbers, or InvalidInput."""
-    from drumbeat.errors import InvalidInput
-
-    try:
-        counts = [int(part) for part in text.split(",")]
-    except ValueError:
-        counts = []
-    if not counts or any(n < 1 for n in counts):
-        raise InvalidInput(f"--postgres-workers {text!r}: give positive numbers, comma-separated")
-    return counts
+    return positive_numbers(text, "--postgres-workers", "give positive numbers, comma-separated")
 
 
 def access(
@@ -117,15 +109,24 @@ def campaign_sizes(text: str) -> list[int]:
     """`--campaigns 10,100,1000` as ascending positive numbers, or InvalidInput."""
     from drumbeat.errors import InvalidInput
 
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or any(n < 1 for n in sizes) or sizes != sorted(set(sizes)):
-        raise InvalidInput(
-            f"--campaigns {text!r}: give ascending positive numbers, comma-separated (10,100,1000)"
-        )
+    wanted = "give ascending positive numbers, comma-separated (10,100,1000)"
+    sizes = positive_numbers(text, "--campaigns", wanted)
+    if sizes != sorted(set(sizes)):
+        raise InvalidInput(f"--campaigns {text!r}: {wanted}")
     return sizes
+
+
+def positive_numbers(text: str, option: str, wanted: str) -> list[int]:
+    """`text` as comma-separated positive numbers, or InvalidInput saying `wanted`."""
+    from drumbeat.errors import InvalidInput
+
+    try:
+        numbers = [int(part) for part in text.split(",")]
+    except ValueError:
+        numbers = []
+    if not numbers or any(n < 1 for n in numbers):
+        raise InvalidInput(f"{option} {text!r}: {wanted}")
+    return numbers
 
 
 def changed(
