@@ -74,13 +74,7 @@ def api(
 
 def loader(
     users: UsersOpt = 20_000,
-    postgres: Annotated[
-        str | None,
-        typer.Option(
-            help="A PostgreSQL server (URL of a database on it) where the benchmark may create"
-            " and drop fresh databases (also measured when given)"
-        ),
-    ] = None,
+    postgres: PostgresOpt = None,
     baseline_users: Annotated[
         int | None,
         typer.Option(

@@ -8,7 +8,10 @@ import typer
 UsersOpt = Annotated[int, typer.Option(min=100, help="How many synthetic users")]
 PostgresOpt = Annotated[
     str | None,
-    typer.Option(help="A PostgreSQL database the benchmark may fill (also measured when given)"),
+    typer.Option(
+        help="A PostgreSQL server (URL of a database on it) where the benchmark creates and"
+        " drops fresh databases (also measured when given)"
+    ),
 ]
 SqliteOpt = Annotated[
     Path | None, typer.Option(help="Folder for the SQLite file (default: a temporary one)")

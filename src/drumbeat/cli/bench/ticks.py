@@ -18,14 +18,7 @@ def engine(
     ctx: typer.Context,
     users: UsersOpt = 1_000_000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
-    postgres: Annotated[
-        str | None,
-        typer.Option(
-            help="A PostgreSQL database: the statements are counted there, and (with"
-            " DRUMBEAT_BROKER_URL) the first tick is measured in fresh databases created and"
-            " dropped on its server"
-        ),
-    ] = None,
+    postgres: PostgresOpt = None,
     postgres_workers: Annotated[
         str, typer.Option(help="Numbers of Celery workers for the PostgreSQL tick, e.g. 1,2")
     ] = "2",
@@ -179,13 +172,7 @@ def lanes(
     ticks: Annotated[int, typer.Option(min=1, help="Ticks measured, alone and loaded")] = 20,
     workers: Annotated[int, typer.Option(help="Worker processes of the fast lane")] = 1,
     slow_workers: Annotated[int, typer.Option(help="Worker processes of the slow lane")] = 1,
-    postgres: Annotated[
-        str | None,
-        typer.Option(
-            help="A PostgreSQL server (URL of a database on it) where the benchmark may create"
-            " and drop a fresh database (also measured when given)"
-        ),
-    ] = None,
+    postgres: PostgresOpt = None,
     write: WriteOpt = None,
 ) -> None:
     """Lane isolation on a fresh SQLite file (and a fresh PostgreSQL database if given): a
