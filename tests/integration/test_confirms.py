@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -143,24 +145,35 @@ def waiting(broker_url: str) -> int:
     return int(declared.message_count)
 
 
+@contextmanager
+def behind_a_proxy(
+    broker_url: str, heartbeat: int
+) -> Iterator[tuple[SilentProxy, ConfirmedPublisher]]:
+    """A publisher whose connections to RabbitMQ go through a proxy that can go silent. At
+    the end the proxy is closed first: a round or a close still waiting (the test failed)
+    hears of it and lets go."""
+    proxy = SilentProxy(("127.0.0.1", 5672))
+    app = celery_app(broker_url.replace(":5672/", f":{proxy.port}/"))
+    declare(app)
+    publisher = ConfirmedPublisher(app, heartbeat=heartbeat)
+    try:
+        yield proxy, publisher
+    finally:
+        proxy.close()
+        publisher.close()
+        app.close()
+
+
 def test_a_round_on_a_connection_gone_silent_goes_out_on_a_new_one(broker_url: str) -> None:
     """RabbitMQ's heartbeats stop coming: the round is published again on a new connection
     long before its wait for confirms would have given up, and only there (what went into
     the silent one never reached RabbitMQ)."""
-    proxy = SilentProxy(("127.0.0.1", 5672))
-    app = celery_app(broker_url.replace(":5672/", f":{proxy.port}/"))
-    declare(app)
-    publisher = ConfirmedPublisher(app, heartbeat=HEARTBEAT)
-    try:
+    with behind_a_proxy(broker_url, HEARTBEAT) as (proxy, publisher):
         publisher.send(BATCH_TASK, [[1]], **ROUTE)
         kept = publisher._conn
         proxy.go_silent()
         send_in_time(publisher, [[2], [3]])
         assert publisher._conn is not kept
-    finally:
-        proxy.close()  # a round still waiting (the test failed) hears of it and lets go
-        publisher.close()
-        app.close()
     assert waiting(broker_url) == 3
     assert [orjson.loads(m.body)[0] for m in take(broker_url, 3)] == [[1], [2], [3]]
 
@@ -171,11 +184,7 @@ def test_an_idle_connection_gone_silent_is_given_up_on_both_ends(
     """Between rounds: the publisher drops the connection once RabbitMQ's heartbeats stop
     (the next round opens a new one, nothing published into the dead one), and RabbitMQ
     closes its end once the publisher's stop."""
-    proxy = SilentProxy(("127.0.0.1", 5672))
-    app = celery_app(broker_url.replace(":5672/", f":{proxy.port}/"))
-    declare(app)
-    publisher = ConfirmedPublisher(app, heartbeat=HEARTBEAT)
-    try:
+    with behind_a_proxy(broker_url, HEARTBEAT) as (proxy, publisher):
         publisher.send(BATCH_TASK, [[1]], **ROUTE)
         link = proxy.links[-1]  # the publisher's connection: RabbitMQ sees the proxy's port
         broker_side = link.upstream.getsockname()[1]
@@ -189,25 +198,15 @@ def test_an_idle_connection_gone_silent_is_given_up_on_both_ends(
         )
         publisher.send(BATCH_TASK, [[2]], **ROUTE)
         assert proxy.links[-1] is not link
-    finally:
-        proxy.close()
-        publisher.close()
-        app.close()
     assert [orjson.loads(m.body)[0] for m in take(broker_url, 2)] == [[1], [2]]
 
 
 def test_closing_a_connection_gone_silent_does_not_wait_for_it(broker_url: str) -> None:
     """A close waits for RabbitMQ's answers, a little: not for ever."""
-    proxy = SilentProxy(("127.0.0.1", 5672))
-    app = celery_app(broker_url.replace(":5672/", f":{proxy.port}/"))
-    publisher = ConfirmedPublisher(app, heartbeat=BROKER_HEARTBEAT)
-    try:
+    with behind_a_proxy(broker_url, BROKER_HEARTBEAT) as (proxy, publisher):
         publisher.open()
         proxy.go_silent()
         closing = threading.Thread(target=publisher.close, daemon=True)
         closing.start()
         closing.join(CONFIRM_TIMEOUT / 3)
         assert not closing.is_alive(), "the close waited for a silent connection"
-    finally:
-        proxy.close()
-        app.close()
