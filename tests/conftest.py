@@ -48,6 +48,17 @@ def pg_database() -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
+def no_command_log_handler_after() -> Iterator[None]:
+    """A command run in the test's process (Typer's CliRunner) puts its log handler on the
+    root logger, writing to that test's captured standard error: it is taken off after the
+    test, so a later test's thread does not log into a closed file ("Logging error")."""
+    yield
+    from drumbeat.logs import remove_handler
+
+    remove_handler()
+
+
+@pytest.fixture(autouse=True)
 def real_time_after(request: pytest.FixtureRequest) -> Iterator[None]:
     """The virtual clock is the store's, not a workspace's: on the session's PostgreSQL
     database every test shares it. A test that sets it (a World, `advance`) puts it back to

@@ -17,6 +17,7 @@ class Link:
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client, self.upstream = client, upstream
         self._silent = threading.Event()
+        self._closing = threading.Event()
         self._stopped = threading.Event()
 
     def forward(self) -> None:
@@ -24,18 +25,18 @@ class Link:
         silent."""
         peer = {self.client: self.upstream, self.upstream: self.client}
         try:
-            while not self._silent.is_set():
+            while not self._silent.is_set() and not self._closing.is_set():
                 readable, _, _ = select.select(list(peer), [], [], POLL)
                 if self._silent.is_set():  # what came since is not passed on
                     return
                 for sock in readable:
                     data = sock.recv(65536)
                     if not data:  # one end closed: so does the other
-                        self.close()
+                        self._close_sockets()
                         return
                     peer[sock].sendall(data)
         except OSError:
-            self.close()
+            self._close_sockets()
         finally:
             self._stopped.set()
 
@@ -45,6 +46,13 @@ class Link:
         assert self._stopped.wait(10), "the link kept forwarding"
 
     def close(self) -> None:
+        """Close both ends, once the forwarding thread has let go of them (a socket closed
+        under its `select` is a file descriptor of -1 there)."""
+        self._closing.set()
+        assert self._stopped.wait(10), "the link kept forwarding"
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
         self.client.close()
         self.upstream.close()
 

@@ -39,9 +39,7 @@ class JsonFormatter(logging.Formatter):
 def configure(log_format: str, level: str) -> None:
     """One handler on the root logger (replacing the one an earlier call put there)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if handler.get_name() == HANDLER_NAME:
-            root.removeHandler(handler)
+    remove_handler()
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(
@@ -49,3 +47,11 @@ def configure(log_format: str, level: str) -> None:
     )
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def remove_handler() -> None:
+    """Take `configure`'s handler off the root logger, if there."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == HANDLER_NAME:
+            root.removeHandler(handler)
