@@ -27,10 +27,10 @@ def tick(world: World) -> None:
 
 
 def tick_statements(world: World) -> list[str]:
-    """The tick's statements but the sending thread's: on PostgreSQL it claims messages
-    while the batches run, again each 50 ms of real time once caught up
-    (`Dispatcher.sending_meanwhile`), so how many it sends follows the wall clock, not the
-    tick's work; the dispatch after the batches is counted."""
+    """The tick's statements but the sending thread's (and its helpers', named after it): on
+    PostgreSQL it claims messages while the batches run, again each 50 ms of real time once
+    caught up (`Dispatcher.sending_meanwhile`), so how many it sends follows the wall clock,
+    not the tick's work; the dispatch after the batches is counted."""
     world.clock.set(world.now() + 60)
     with counted(world.store.engine) as seen:
         world.runner.tick(world.now())

@@ -159,7 +159,11 @@ class Dispatcher:
         together: the cyclic collector is off while they are sent (it would walk them over
         and over). Returns the rows claimed."""
         size, claimed_rows = self.store.batch_size, 0
-        with ThreadPoolExecutor(1, thread_name_prefix="outbox") as store_work:
+        # named after the thread it works for (`sending_0-outbox_0`): a count of statements
+        # can tell the claims of `sending_meanwhile`, which follow the wall clock, apart
+        with ThreadPoolExecutor(
+            1, thread_name_prefix=f"{threading.current_thread().name}-outbox"
+        ) as store_work:
             claimed = store_work.submit(self._claim_kept, channel, now, size)
             recorded: Future[None] | None = None
             try:

@@ -26,7 +26,8 @@ class LeaseKeeper:
         self.lease = lease
         self.clock = clock
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._keep, name="outbox-lease", daemon=True)
+        name = f"{threading.current_thread().name}-lease"  # as the dispatcher's threads
+        self._thread = threading.Thread(target=self._keep, name=name, daemon=True)
 
     def start(self) -> LeaseKeeper:
         self._thread.start()
