@@ -36,3 +36,16 @@ def test_a_torn_first_line_is_cut_off_whole(tmp_path):
     finally:
         channel.close()
     assert [orjson.loads(line)["user_id"] for line in out.read_bytes().splitlines()] == ["u1"]
+
+
+def test_a_whole_json_line_without_its_newline_is_kept(tmp_path):
+    """Added by hand, or by a tool that ends no line: ended, not cut off."""
+    out = tmp_path / "messages.jsonl"
+    out.write_bytes(b'{"user_id": "by hand"}')
+    channel = FileChannel(Settings(outbox_file=str(out)))
+    try:
+        channel.send_batch([make_message("ws", 1)])
+    finally:
+        channel.close()
+    lines = out.read_bytes().splitlines()
+    assert [orjson.loads(line)["user_id"] for line in lines] == ["by hand", "u1"]

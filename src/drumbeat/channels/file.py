@@ -5,7 +5,8 @@ Each batch is written with one unbuffered append, holding the file's lock (flock
 batches from several threads or processes never interleave inside a line. A writer killed
 in the middle of its append (SIGKILL cuts a write short) leaves a torn last line: the next
 write cuts it off first, rather than glue its own first line onto it (that message would
-be unreadable). The torn batch was not recorded as sent: its messages are sent again.
+be unreadable). The torn batch was not recorded as sent: its messages are sent again. A
+last line that is whole JSON without its newline (added by hand) is kept, and ended.
 Every message is SENT.
 """
 
@@ -68,7 +69,7 @@ class FileChannel:
                 self._file = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - kept open
             fcntl.flock(self._file, fcntl.LOCK_EX)  # the other processes' writers
             try:
-                _cut_torn_line(self._file.fileno())
+                _end_last_line(self._file.fileno())
                 view = memoryview(lines)
                 while view:  # an unbuffered write may be partial
                     written = self._file.write(view)
@@ -84,17 +85,30 @@ class FileChannel:
                 self._file = None
 
 
-def _cut_torn_line(fd: int) -> None:
-    """Cut off the end of the file after its last newline: a line a writer killed mid-write
-    left (every whole write ends with a newline, and writers take turns on the lock)."""
+def _end_last_line(fd: int) -> None:
+    """Make the file end with a newline before a write. A last line without one is either a
+    line a writer killed mid-write left (every whole write ends with a newline, and writers
+    take turns on the lock), cut off, or one whole JSON value (a line added by hand or by a
+    tool that ends none), kept and given its newline."""
     end = os.fstat(fd).st_size
     if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
         return  # the usual case: one byte read
-    while end > 0:  # back from the end, a block at a time
+    start = _last_line_start(fd, end)
+    try:
+        orjson.loads(os.pread(fd, end - start, start))
+    except orjson.JSONDecodeError:
+        os.ftruncate(fd, start)
+    else:
+        os.write(fd, b"\n")  # the file is opened to append: this goes at its end
+
+
+def _last_line_start(fd: int, end: int) -> int:
+    """Where the file's last line starts: after its last newline, looked for back from the
+    end a block at a time."""
+    while end > 0:
         start = max(0, end - 65536)
         newline = os.pread(fd, end - start, start).rfind(b"\n")
         if newline >= 0:
-            os.ftruncate(fd, start + newline + 1)
-            return
+            return start + newline + 1
         end = start
-    os.ftruncate(fd, 0)  # the torn line is the first
+    return 0
