@@ -76,7 +76,7 @@ def run(
         *([s for p in measured for s in getattr(p, part)] for part in PER_BATCH),
     )
     dialect = make_url(database_url).get_backend_name()
-    return figures(dialect, batch_size, pooled, [share(p)[0] for p in measured])
+    return figures(dialect, batch_size, pooled, [share(p) for p in measured])
 
 
 def in_a_process(spec: dict[str, Any]) -> Parts:
@@ -210,51 +210,72 @@ class Parts:
 PER_BATCH = ("deliver", "claim", "bare_claim", "work")
 
 
-def share(parts: Parts) -> tuple[float, float]:
-    """The broker's share of a batch, in %, with Drumbeat's claim and with the bare one."""
-    publish, deliver, work = 1000 * parts.publish, median_ms(parts.deliver), median_ms(parts.work)
-    added = publish + deliver + median_ms(parts.claim)
-    floor = publish + deliver + median_ms(parts.bare_claim)
-    return 100 * added / (added + work), 100 * floor / (floor + work)
+@dataclass
+class Medians:
+    """Milliseconds: the medians of a `Parts`."""
+
+    publish: float
+    deliver: float
+    claim: float
+    bare_claim: float
+    work: float
+
+    @classmethod
+    def of(cls, parts: Parts) -> Medians:
+        per_batch = {name: median_ms(getattr(parts, name)) for name in PER_BATCH}
+        return cls(publish=1000 * parts.publish, **per_batch)
+
+    def broker(self, claim: float) -> float:
+        return self.publish + self.deliver + claim
+
+    def shares(self) -> tuple[float, float]:
+        """The broker's share of a batch, in %, with Drumbeat's claim and with the bare
+        one."""
+        added, floor = self.broker(self.claim), self.broker(self.bare_claim)
+        return 100 * added / (added + self.work), 100 * floor / (floor + self.work)
+
+
+def share(parts: Parts) -> float:
+    """The broker's share of a batch, in %, with Drumbeat's claim."""
+    return Medians.of(parts).shares()[0]
 
 
 def figures(dialect: str, size: int, parts: Parts, runs: list[float]) -> list[Figure]:
     """The medians of `parts` (pooled over the runs, whose shares are `runs`)."""
-    publish, deliver, work = 1000 * parts.publish, median_ms(parts.deliver), median_ms(parts.work)
-    claim, bare = median_ms(parts.claim), median_ms(parts.bare_claim)
-    added = publish + deliver + claim
+    ms = Medians.of(parts)
+    share_added, share_floor = ms.shares()
     batches = len(parts.work)
     each = ", ".join(f"{r:.1f}" for r in runs)
     return [
         Figure(
             f"{dialect}: publish, per batch (rounds of {batches // len(runs)}, confirmed "
             "together, on a kept connection)",
-            publish,
+            ms.publish,
             "ms",
         ),
-        Figure(f"{dialect}: deliver + ack, per batch", deliver, "ms"),
+        Figure(f"{dialect}: deliver + ack, per batch", ms.deliver, "ms"),
         Figure(
             f"{dialect}: claim by id, per batch / its statement alone on a kept connection "
             f"(every other batch)",
-            claim,
+            ms.claim,
             "ms",
-            floor=bare,
+            floor=ms.bare_claim,
         ),
-        Figure(f"{dialect}: a {size:,}-user batch's work (load, engine, commit)", work, "ms"),
+        Figure(f"{dialect}: a {size:,}-user batch's work (load, engine, commit)", ms.work, "ms"),
         Figure(
             f"{dialect}: a batch through the broker (all of the above) / its work alone, "
             f"median of {batches} in {len(runs)} processes",
-            added + work,
+            ms.broker(ms.claim) + ms.work,
             "ms",
-            floor=work,
+            floor=ms.work,
             target="≤ 1.05×",
         ),
         Figure(
             f"{dialect}: the broker's share (publish, deliver, ack, claim) of a batch / "
             f"the same with the claim's statement alone (each process's: {each} %)",
-            share(parts)[0],
+            share_added,
             "%",
-            floor=share(parts)[1],
+            floor=share_floor,
             target="≤ 5%",
         ),
     ]
