@@ -24,7 +24,7 @@ from drumbeat.pipeline.executors.celery_app import DISPATCH_LANE, queue_name, qu
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.worker import BATCH_LEASE, BatchReport, LeaseLost, process_batch
 from drumbeat.store import Store
-from drumbeat.store.batches import BATCH_ATTEMPTS
+from drumbeat.store.batch_claims import BATCH_ATTEMPTS
 from drumbeat.store.owners import claim_owner
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, send, wait

@@ -28,7 +28,7 @@ from drumbeat.pipeline.executors.processes import ProcessExecutor, WorkerDied
 from drumbeat.pipeline.lane_gate import LaneGate
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.worker import BATCH_LEASE
-from drumbeat.store.batches import Batch
+from drumbeat.store.batch_claims import Batch
 from drumbeat.store.core import StoreUnavailable
 from drumbeat.store.schema import batches
 from tests.e2e.helpers import campaign, retire, send, wait

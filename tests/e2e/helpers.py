@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 from drumbeat.pipeline.planner import DEFAULT_LANE
-from drumbeat.store.batches import BATCH_ATTEMPTS, process_owner
+from drumbeat.store.batch_claims import BATCH_ATTEMPTS
+from drumbeat.store.owners import process_owner
 from drumbeat.store.schema import outbox
 from tests.world import World
 

@@ -14,7 +14,7 @@ import pytest
 
 from drumbeat.errors import InvalidInput
 from drumbeat.pipeline.planner import DEFAULT_LANE, plan_campaign
-from drumbeat.store.batches import BATCH_ATTEMPTS
+from drumbeat.store.batch_claims import BATCH_ATTEMPTS
 from drumbeat.store.owners import process_owner
 from drumbeat.views import Batch
 from tests.e2e.helpers import campaign, kill_batch, retire, send, wait

@@ -47,7 +47,7 @@ from drumbeat.pipeline.planner import DEFAULT_LANE, plan_all
 from drumbeat.pipeline.programs import Programs
 from drumbeat.pipeline.worker import BATCH_LEASE, process_batch
 from drumbeat.store import Store, open_store
-from drumbeat.store.batches import CLAIM_BY_ID, Batch
+from drumbeat.store.batch_claims import CLAIM_BY_ID, Batch
 from drumbeat.store.driver_statement import driver_statement
 from drumbeat.store.owners import claim_owner
 from drumbeat.store.schema import batches as batches_table

@@ -21,7 +21,7 @@ from drumbeat.engine.program import Program
 from drumbeat.logs import fields
 from drumbeat.pipeline.programs import Programs
 from drumbeat.store import Store
-from drumbeat.store.batches import Batch
+from drumbeat.store.batch_claims import Batch
 from drumbeat.store.owners import claim_owner
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 
 from drumbeat import metrics
-from drumbeat.store.batches import CLAIM_BY_ID, Batch, BatchStore, log_dead
+from drumbeat.store.batch_claims import CLAIM_BY_ID, Batch, log_dead
+from drumbeat.store.batches import BatchStore
 from drumbeat.store.schema import batches
 
 

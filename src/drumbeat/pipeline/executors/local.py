@@ -18,7 +18,7 @@ from drumbeat.pipeline.worker import BATCH_LEASE, BatchReport, LeaseLost, proces
 from drumbeat.store import Store
 
 if TYPE_CHECKING:
-    from drumbeat.store.batches import Batch
+    from drumbeat.store.batch_claims import Batch
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ timings it measured. Nothing is pickled, and the database URL travels in the chi
 environment, not on its command line. A child that dies loses nothing: the parent lets go
 of the batch it held at once (its claims carry the child's pid, `Store.release_batches`),
 starts a new child and has it drain again; a batch that kills every child that takes it
-ends dead after BATCH_ATTEMPTS claims (`store/outbox.py`), and the drain goes on.
+ends dead after BATCH_ATTEMPTS claims (`store/batch_claims.py`), and the drain goes on.
 """
 
 from __future__ import annotations
