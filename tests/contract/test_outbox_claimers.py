@@ -11,7 +11,7 @@ import pytest
 from drumbeat.engine.member import OutMessage
 from drumbeat.model.records import UserRecord
 from drumbeat.store import open_store
-from drumbeat.store.outbox import SendResult
+from drumbeat.store.sends import SendResult
 from tests.conftest import settle_leftovers
 
 NOW = 1_767_571_200.0  # the store's clock (virtual)

@@ -14,7 +14,7 @@ from drumbeat.channels.tokens import unsubscribe_token
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
 from drumbeat.store.claims import OutboxRow
-from drumbeat.store.outbox import SendResult
+from drumbeat.store.sends import SendResult
 
 
 def compose(

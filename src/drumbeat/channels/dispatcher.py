@@ -43,7 +43,7 @@ from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
 from drumbeat.store import Store
 from drumbeat.store.claims import OutboxRow
-from drumbeat.store.outbox import SendResult
+from drumbeat.store.sends import SendResult
 
 EMAIL = "email"  # the channel that sends to the user's address, which may be suppressed
 # Real seconds `sending_meanwhile` waits, when it has caught up, before claiming again: a
