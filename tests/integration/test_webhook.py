@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from drumbeat.channels.base import Message, Outcome
-from drumbeat.channels.dispatcher import backoff
+from drumbeat.channels.sending import backoff
 from drumbeat.channels.ssrf import not_public
 from drumbeat.channels.webhook import WebhookChannel, retry_after
 from drumbeat.config import Settings
