@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from drumbeat.engine.member import OutMessage
 from drumbeat.store import open_store
-from drumbeat.store.claims import _CLAIMED_IDS
+from drumbeat.store.outbox_claims import _CLAIMED_IDS
 from drumbeat.store.sends import SendResult
 
 NOW = 1_767_571_200.0  # the store's clock (virtual)

@@ -1,7 +1,7 @@
 """`drumbeat bench dispatch`: a dispatcher's claim of 1,000 outbox rows (a tenth of the
 smallest outbox if fewer) with few and with many messages pending (the sizes given), on
 SQLite (and PostgreSQL if given). A claim must cost the same whatever is pending: its
-queries read partial indexes in their own order (`store/claims.py`).
+queries read partial indexes in their own order (`store/outbox_claims.py`).
 
 The outbox is filled through `insert_messages` (the workers' bulk insert), one row in ten on
 a channel of its own ("sms", as a rate-limited channel claims per channel). Each claim is

@@ -13,7 +13,7 @@ from drumbeat.channels.render import render, user_context
 from drumbeat.channels.tokens import unsubscribe_token
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
-from drumbeat.store.claims import OutboxRow
+from drumbeat.store.outbox_claims import OutboxRow
 from drumbeat.store.sends import SendResult
 
 

@@ -38,7 +38,7 @@ from drumbeat.channels.sending import Sender
 from drumbeat.config import Settings
 from drumbeat.cyclic_gc import no_cyclic_gc
 from drumbeat.store import Store
-from drumbeat.store.claims import OutboxRow
+from drumbeat.store.outbox_claims import OutboxRow
 from drumbeat.store.sends import SendResult
 
 # Real seconds `sending_meanwhile` waits, when it has caught up, before claiming again: a

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from drumbeat.store import Store
-from drumbeat.store.claims import OutboxRow
+from drumbeat.store.outbox_claims import OutboxRow
 
 log = logging.getLogger(__name__)
 

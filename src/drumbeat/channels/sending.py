@@ -19,7 +19,7 @@ from drumbeat.config import Settings
 from drumbeat.model.attributes import AttrType
 from drumbeat.model.user import User
 from drumbeat.store import Store
-from drumbeat.store.claims import OutboxRow
+from drumbeat.store.outbox_claims import OutboxRow
 from drumbeat.store.sends import SendResult
 
 EMAIL = "email"  # the channel that sends to the user's address, which may be suppressed

@@ -3,7 +3,7 @@ one worker at a time, and comes back when its lease runs out. A row is due by th
 clock (`available_at`); its lease and its retry time count real time (`lease_until`,
 `retry_at`), which the caller passes as `real_now`. Here: queueing messages (with the
 users' send lock and their recent sends: the frequency cap) and what operators list and put
-back; a claim is claims.py's, a claimed row's lease and result sends.py's."""
+back; a claim is outbox_claims.py's, a claimed row's lease and result sends.py's."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from sqlalchemy import Connection, func, select
 
 from drumbeat import metrics
 from drumbeat.engine.member import OutMessage
-from drumbeat.store.claims import OutboxClaims
 from drumbeat.store.core import JsonRows
 from drumbeat.store.dead import DeadRows, retry_dead
+from drumbeat.store.outbox_claims import OutboxClaims
 from drumbeat.store.schema import outbox
 from drumbeat.store.sends import OutboxSends
 

@@ -192,7 +192,7 @@ outbox = Table(
     Column("provider_id", String(255)),
     Column("last_error", String(1000)),
     Index(None, "workspace_id", "user_id", "created_at"),
-    # The claim's three paths (store/claims.py), each an index in its order over only the
+    # The claim's three paths (store/outbox_claims.py), each an index in its order over only the
     # rows it may take, so a claim reads what it takes whatever is pending (revision 0013).
     *(
         Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))

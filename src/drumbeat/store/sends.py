@@ -1,7 +1,7 @@
 """A claimed outbox row while it is sent and after: its claim's lease kept (`extend_leases`),
 its result recorded (`record_results`), each only while the row is still held under the
 claim's fence; the rows of a gone process let go of; the next retry time. Claims are
-claims.py's; queueing and the operators' reads are outbox.py's."""
+outbox_claims.py's; queueing and the operators' reads are outbox.py's."""
 
 from __future__ import annotations
 
